@@ -1,0 +1,1 @@
+"""Online anomaly detectors for the golden signals; nothing here knows about Kafka."""

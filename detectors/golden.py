@@ -1,0 +1,267 @@
+"""Per-series online detectors for the four golden signals, built on River's running statistics."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Literal, get_args
+
+from river import base, stats
+
+from detectors.scoring import two_sided_confidence
+
+__all__ = [
+    "Direction",
+    "GoldenSignalDetector",
+    "detector_for_signal",
+    "series_nbytes",
+]
+
+Direction = Literal["up", "down", "both"]
+
+# At the ceiling, saturation scores like a residual of this many spreads, i.e. well past
+# any sensible threshold (0.99987 with the default tail), whatever the recent history was.
+_SIGMAS_AT_CEILING = 6.0
+
+
+class _WarmUp:
+    """Unweighted running means of the warm-up points and of their residual powers, per side."""
+
+    __slots__ = ("above", "below", "level")
+
+    def __init__(self) -> None:
+        self.level = stats.Mean()
+        self.above = stats.Mean()
+        self.below = stats.Mean()
+
+
+class GoldenSignalDetector(base.Base):
+    """Scores one series' next value against what it learned; score in [0, 1].
+
+    The baseline is an exponentially weighted mean (`alpha` is the weight of the newest point).
+    There are two spreads: the root of an exponentially weighted mean of squared one-step-ahead
+    residuals above the baseline, and the same below it (`spread_alpha`), all River
+    `stats.EWMean`. Two sides because golden signals are skewed: latency has a long upper tail
+    and a sparse error count sits at zero with rare ones, and neither should page on its usual
+    shape. On symmetric noise both equal the residual standard deviation.
+
+    A score is `two_sided_confidence(z, tail_df)` of the standardized residual
+    `z = (x - expected) / spread` on x's side, counted only in `direction`, so one threshold
+    means the same tail probability for every signal.
+
+    What the model learns is clipped to `clip_sigmas` spreads: one wild point barely moves the
+    baseline, yet a sustained shift widens its side's spread geometrically (at most by a factor
+    `1 + spread_alpha * (clip_sigmas**2 - 1)` in variance per point), so the score of a new
+    level decays below threshold in a number of points that grows only with the log of the
+    shift, and an incident resolves. A spread never drops below `min_relative_spread` of the
+    level's magnitude nor below `min_spread`, so a constant series does not alarm on a rounding
+    change yet still alarms on a real jump.
+
+    With a `ceiling`, the score is also at least the ceiling pressure: from `ceiling_start`
+    of the ceiling up to the ceiling it climbs like a residual of 0 to 6 spreads, so a
+    utilisation that crept up slowly still pages near its limit.
+
+    During the first `warmup` points the score is 0. Non-finite values score 0 and are not
+    learned.
+
+    >>> import random
+    >>> rng = random.Random(42)
+    >>> detector = GoldenSignalDetector(direction="up", warmup=30)
+    >>> for _ in range(300):
+    ...     latency = rng.gauss(0.200, 0.010)
+    ...     _ = detector.score_one(latency)
+    ...     detector.learn_one(latency)
+    >>> round(detector.expected, 2), round(detector.spread_above, 2), detector.n_seen
+    (0.2, 0.01, 300)
+    >>> detector.score_one(0.270) > 0.999  # a 7-spread latency spike
+    True
+    >>> detector.score_one(0.130)  # lower latency is good news
+    0.0
+    >>> near_limit = GoldenSignalDetector(direction="up", ceiling=1.0, warmup=5)
+    >>> for step in range(100):
+    ...     near_limit.learn_one(0.5 + 0.0047 * step)  # creeps up to 0.965 of the ceiling
+    >>> near_limit.score_one(0.97) > 0.99
+    True
+    """
+
+    def __init__(
+        self,
+        direction: Direction = "both",
+        ceiling: float | None = None,
+        warmup: int = 30,
+        alpha: float = 0.05,
+        spread_alpha: float = 0.01,
+        clip_sigmas: float = 4.0,
+        tail_df: int = 10,
+        min_relative_spread: float = 0.01,
+        min_spread: float = 1e-9,
+        ceiling_start: float = 0.8,
+    ) -> None:
+        if direction not in get_args(Direction):
+            raise ValueError(f"direction must be one of {get_args(Direction)}, got {direction!r}")
+        if ceiling is not None and not (math.isfinite(ceiling) and ceiling > 0):
+            raise ValueError(f"ceiling must be a positive finite number, got {ceiling}")
+        if warmup < 1:
+            raise ValueError(f"warmup must be at least 1, got {warmup}")
+        for name, weight in (("alpha", alpha), ("spread_alpha", spread_alpha)):
+            if not 0 < weight < 1:
+                raise ValueError(f"{name} must lie in (0, 1), got {weight}")
+        if not clip_sigmas > 1:
+            raise ValueError(f"clip_sigmas must exceed 1, got {clip_sigmas}")
+        if tail_df < 1:
+            raise ValueError(f"tail_df must be a positive integer, got {tail_df}")
+        if not min_relative_spread >= 0:
+            raise ValueError(f"min_relative_spread must be >= 0, got {min_relative_spread}")
+        if not min_spread > 0:
+            raise ValueError(f"min_spread must be positive, got {min_spread}")
+        if not 0 <= ceiling_start < 1:
+            raise ValueError(f"ceiling_start must lie in [0, 1), got {ceiling_start}")
+        self.direction = direction
+        self.ceiling = ceiling
+        self.warmup = warmup
+        self.alpha = alpha
+        self.spread_alpha = spread_alpha
+        self.clip_sigmas = clip_sigmas
+        self.tail_df = tail_df
+        self.min_relative_spread = min_relative_spread
+        self.min_spread = min_spread
+        self.ceiling_start = ceiling_start
+        self._level = stats.EWMean(fading_factor=alpha)
+        self._power_above = stats.EWMean(fading_factor=spread_alpha)
+        self._power_below = stats.EWMean(fading_factor=spread_alpha)
+        # Plain means over the warm-up points seed the weighted ones: an EWMean started on
+        # its first value would give that single point most of the weight for a long time.
+        self._warm: _WarmUp | None = _WarmUp()
+        self._n_seen = 0
+
+    @property
+    def expected(self) -> float:
+        """The current baseline: the value this series is forecast to take next (0 before data)."""
+        if self._warm is not None:
+            return self._warm.level.get()
+        return self._level.get()
+
+    @property
+    def spread_above(self) -> float:
+        """The floored scale of residuals above the baseline: the unit of an upward z."""
+        power = self._warm.above if self._warm is not None else self._power_above
+        return self._floored(power.get())
+
+    @property
+    def spread_below(self) -> float:
+        """The floored scale of residuals below the baseline: the unit of a downward z."""
+        power = self._warm.below if self._warm is not None else self._power_below
+        return self._floored(power.get())
+
+    @property
+    def n_seen(self) -> int:
+        """How many finite values the detector has learned."""
+        return self._n_seen
+
+    def score_one(self, x: float) -> float:
+        """How unusual `x` is given what was learned so far, in [0, 1]; does not learn it."""
+        if self._n_seen < self.warmup or not math.isfinite(x):
+            return 0.0
+        residual = x - self._level.get()
+        score = 0.0
+        if residual > 0 and self.direction != "down":
+            score = two_sided_confidence(residual / self.spread_above, self.tail_df)
+        elif residual < 0 and self.direction != "up":
+            score = two_sided_confidence(residual / self.spread_below, self.tail_df)
+        if self.ceiling is not None:
+            score = max(score, self._ceiling_pressure(x))
+        return score
+
+    def learn_one(self, x: float) -> None:
+        """Fold `x` into the baseline and spreads; non-finite values are ignored."""
+        if not math.isfinite(x):
+            return
+        if self._warm is not None:
+            self._learn_warm(x, self._warm)
+            return
+        expected = self._level.get()
+        residual = x - expected
+        if residual >= 0:
+            clipped = min(residual, self.clip_sigmas * self.spread_above)
+        else:
+            clipped = max(residual, -self.clip_sigmas * self.spread_below)
+        power = clipped * clipped
+        # Near the float limits the square can overflow; better to keep the old spread.
+        if math.isfinite(power):
+            # An exact hit is evidence of a tight spread on both sides (constant series).
+            if residual >= 0:
+                self._power_above.update(power)
+            if residual <= 0:
+                self._power_below.update(power)
+        if math.isfinite(expected + clipped):
+            self._level.update(expected + clipped)
+        self._n_seen += 1
+
+    def _floored(self, power: float) -> float:
+        floor = max(self.min_spread, self.min_relative_spread * abs(self.expected))
+        return max(math.sqrt(power), floor)
+
+    def _learn_warm(self, x: float, warm: _WarmUp) -> None:
+        residual = x - warm.level.get()
+        if not math.isfinite(residual):
+            return
+        if self._n_seen:
+            power = residual * residual
+            if math.isfinite(power):
+                if residual >= 0:
+                    warm.above.update(power)
+                if residual <= 0:
+                    warm.below.update(power)
+        warm.level.update(x)
+        self._n_seen += 1
+        if self._n_seen >= self.warmup:
+            self._level.update(warm.level.get())
+            self._power_above.update(warm.above.get())
+            self._power_below.update(warm.below.get())
+            self._warm = None
+
+    def _ceiling_pressure(self, x: float) -> float:
+        assert self.ceiling is not None
+        fill = (x / self.ceiling - self.ceiling_start) / (1.0 - self.ceiling_start)
+        if fill <= 0:
+            return 0.0
+        return two_sided_confidence(_SIGMAS_AT_CEILING * fill, self.tail_df)
+
+
+# What each golden signal alarms on: a slower or failing service, and traffic that vanishes
+# as much as traffic that floods in.
+_SIGNAL_DIRECTIONS: dict[str, Direction] = {
+    "latency": "up",
+    "errors": "up",
+    "traffic": "both",
+    "saturation": "up",
+    "generic": "both",
+}
+
+
+def detector_for_signal(
+    signal: str, *, ceiling: float = 1.0, warmup: int = 30
+) -> GoldenSignalDetector:
+    """A fresh detector tuned for one golden signal (`ceiling` is used by saturation only).
+
+    >>> detector_for_signal("traffic").direction
+    'both'
+    >>> detector_for_signal("saturation", ceiling=100.0).ceiling
+    100.0
+    """
+    direction = _SIGNAL_DIRECTIONS.get(str(signal))
+    if direction is None:
+        known = ", ".join(sorted(_SIGNAL_DIRECTIONS))
+        raise ValueError(f"unknown signal {signal!r}; expected one of {known}")
+    if signal == "saturation":
+        return GoldenSignalDetector(direction=direction, ceiling=ceiling, warmup=warmup)
+    return GoldenSignalDetector(direction=direction, warmup=warmup)
+
+
+def series_nbytes(detector: GoldenSignalDetector) -> int:
+    """Bytes one series costs in a state checkpoint: the length of its pickle.
+
+    The pickle is what the state changelog stores per series, and it is deterministic; resident
+    memory is larger (object headers, dicts), see detectors/README.md for both figures.
+    """
+    return len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))

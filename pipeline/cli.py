@@ -1,0 +1,199 @@
+"""The `quietpager` command: demo, run, replay, sink, check-config and bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.errors import QuietpagerError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quietpager",
+        description="Golden-signal anomaly detection and alert correlation between Kafka and "
+        "the pager.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run everything embedded: broker, agent, worker, receiver")
+    demo.add_argument("--pace", type=float, default=20.0,
+                      help="wall seconds over which the agent sends its 40 minutes of telemetry")
+
+    run = sub.add_parser("run", help="the production worker")
+    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--stage", action="append", choices=["detect", "correlate", "notify"],
+                     help="run only these stages (repeatable); default: those in the config")
+    run.add_argument("--log-level", default="info")
+
+    replay = sub.add_parser("replay", help="run the stage cores offline over JSON lines")
+    replay.add_argument("--config", required=True, type=Path)
+    replay.add_argument("input", type=Path, help="JSON lines of metric points / log records (- = stdin)")
+    replay.add_argument("--out", required=True, type=Path)
+    replay.add_argument("--include-secrets", action="store_true",
+                        help="write resolved routing keys into bodies instead of REDACTED")
+
+    sink = sub.add_parser("sink", help="a local webhook receiver that prints what it gets")
+    sink.add_argument("--listen", default="127.0.0.1:8080")
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config", type=Path)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    tput = bench_sub.add_parser("throughput", help="broker drain ceiling vs worker rate, latency")
+    tput.add_argument("--points", type=int, default=200_000)
+    tput.add_argument("--series", type=int, default=2_000)
+    tput.add_argument("--batch", type=int, default=20, help="points per Kafka message")
+    tput.add_argument("--bootstrap", default=None, help="use this Kafka instead of an embedded one")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except QuietpagerError as exc:
+        print(f"quietpager: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from pipeline.demo import run_demo
+        from pipeline.logs import configure_logging
+
+        configure_logging("warning", json=False, stream=sys.stderr)
+        report = asyncio.run(run_demo(pace_s=args.pace))
+        return 0 if report.triggers else 1
+    if args.command == "run":
+        return _run_worker(args)
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "sink":
+        return _sink(args.listen)
+    if args.command == "check-config":
+        from pipeline.config import load_config, resolve_secrets
+
+        config = load_config(args.config)
+        resolve_secrets(config, str(args.config))
+        print(f"{args.config}: ok ({len(config.receivers)} receivers, "
+              f"{len(config.topology)} services in topology, {len(config.silences)} silences)")
+        return 0
+    if args.command == "bench":
+        from pipeline.bench.throughput import run_throughput
+
+        asyncio.run(run_throughput(points=args.points, series=args.series, batch=args.batch,
+                                   bootstrap=args.bootstrap))
+        return 0
+    raise AssertionError(args.command)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config, resolve_secrets
+    from pipeline.replay import replay_file
+
+    config = load_config(args.config)
+    keys = {}
+    if args.include_secrets:
+        keys = {k: v.get_secret_value() for k, v in resolve_secrets(config, str(args.config)).items()}
+    if str(args.input) != "-" and not args.input.is_file():
+        raise QuietpagerError(f"{args.input}: no such input file")
+    summary = replay_file(config, args.input, args.out, keys)
+    rejects = ", ".join(f"{k}={v}" for k, v in sorted(summary.rejects.items())) or "none"
+    triggers = sum(1 for p in summary.pages if p.action == "trigger")
+    resolves = len(summary.pages) - triggers
+    print(
+        f"replay: {summary.points} points, {summary.logs} log records, rejected: {rejects}; "
+        f"{summary.anomalies} anomalies; {triggers} triggers, {resolves} resolves; "
+        f"{summary.deliveries} deliveries written to {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config, resolve_secrets
+    from pipeline.logs import configure_logging
+
+    config = load_config(args.config)
+    keys = {k: v.get_secret_value() for k, v in resolve_secrets(config, str(args.config)).items()}
+    configure_logging(args.log_level, json=True)
+    stages = tuple(args.stage or config.worker.stages)
+    return asyncio.run(_serve(config, keys, stages))
+
+
+async def _serve(config: object, keys: dict[str, str], stages: tuple[str, ...]) -> int:
+    import structlog
+
+    from pipeline.config import Config
+    from pipeline.metrics import Metrics
+    from pipeline.ops import OpsServer
+    from pipeline.worker import Worker
+
+    assert isinstance(config, Config)
+    log = structlog.get_logger("quietpager")
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys=keys, stages=stages)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        if stop.is_set():
+            log.warning("second_signal_exit_now", signal=signame)
+            os._exit(1)
+        log.info("shutdown_requested", signal=signame,
+                 deadline_s=config.worker.shutdown_timeout)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    ops: OpsServer | None = None
+    if config.http.enabled:
+        host, _, port = config.http.listen.rpartition(":")
+        ops = OpsServer(metrics, lambda: worker.ready, host, int(port))
+        await ops.start()
+        log.info("ops_listening", listen=f"{host}:{ops.port}")
+    try:
+        await worker.run(stop)
+    finally:
+        if ops is not None:
+            await ops.stop()
+    return 0
+
+
+def _sink(listen: str) -> int:
+    from pipeline.notify.sink import WebhookSink
+
+    host, _, port = listen.rpartition(":")
+
+    async def serve() -> None:
+        import orjson
+
+        def show(path: str, body: object) -> None:
+            print(orjson.dumps({"path": path, "body": body}).decode(), flush=True)
+
+        sink = WebhookSink(host=host, port=int(port), on_receive=show)
+        await sink.start()
+        print(f"sink listening on {sink.url}", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await sink.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""The one YAML configuration file: strict schema, semantic checks, secrets from env or files.
+
+Every problem is reported as `<file>: <key.path>: <what is wrong> (got <value>)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipeline.errors import ConfigError
+from pipeline.model import Signal
+from pipeline.timeutil import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretSource(_Strict):
+    """Where a secret comes from: an environment variable or a file, never the YAML itself."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretSource:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def resolve(self) -> SecretStr:
+        """Read the secret now; the value is wrapped so it never prints."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ValueError(f"environment variable {self.env} is not set")
+            return SecretStr(value)
+        assert self.file is not None
+        try:
+            return SecretStr(self.file.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
+
+
+class KafkaSecurity(_Strict):
+    """SASL/TLS options passed to aiokafka."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretSource | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+class TopicsConfig(_Strict):
+    """Topic names (DESIGN.md) and how many partitions to create when they are missing."""
+
+    metrics: str = "telemetry.metrics"
+    logs: str = "telemetry.logs"
+    anomalies: str = "quietpager.anomalies"
+    pages: str = "quietpager.pages"
+    dlq: str = "quietpager.dlq"
+    partitions: int = Field(default=3, ge=1, le=1024)
+    create: bool = True
+
+
+class KafkaConfig(_Strict):
+    """Where the broker is and how the worker joins its consumer groups."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "quietpager"
+    group_prefix: str = "quietpager"
+    max_poll_records: int = Field(default=2000, ge=1)
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    security: KafkaSecurity = KafkaSecurity()
+
+
+class SignalRule(_Strict):
+    """Claims a series for a golden signal when its name matches (and its labels, if given)."""
+
+    signal: Signal
+    name_matches: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name_matches")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+    @field_validator("signal")
+    @classmethod
+    def _not_generic(cls, value: Signal) -> Signal:
+        if value is Signal.GENERIC:
+            raise ValueError("a rule must name a golden signal, not 'generic'")
+        return value
+
+
+def _default_rules() -> list[SignalRule]:
+    return [
+        SignalRule(signal=Signal.LATENCY, name_matches=r".*(latency|duration|response_time).*"),
+        SignalRule(signal=Signal.ERRORS, name_matches=r".*(error|fail|5xx|exception).*"),
+        SignalRule(signal=Signal.TRAFFIC, name_matches=r".*(requests|rps|throughput|traffic).*"),
+        SignalRule(
+            signal=Signal.SATURATION,
+            name_matches=r".*(utilization|utilisation|saturation|usage_ratio|cpu|memory|pool).*",
+        ),
+    ]
+
+
+def _default_thresholds() -> dict[Signal, float]:
+    return {signal: 0.99 for signal in Signal}
+
+
+class DetectConfig(_Strict):
+    """Per-series online detection: which signal a series is, and when a score is an anomaly."""
+
+    service_label: str = "service"
+    scope_label: str | None = None
+    signal_rules: list[SignalRule] = Field(default_factory=_default_rules)
+    thresholds: dict[Signal, float] = Field(default_factory=_default_thresholds)
+    warmup_points: int = Field(default=30, ge=1)
+    saturation_ceiling: float = Field(default=1.0, gt=0)
+    series_ttl: Duration = 6 * 3600.0
+    max_series: int = Field(default=200_000, ge=1)
+    tick_every: Duration = 10.0
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_interval(cls, value: dict[Signal, float]) -> dict[Signal, float]:
+        merged = _default_thresholds() | value
+        for signal, threshold in merged.items():
+            if not 0.0 < threshold < 1.0:
+                raise ValueError(f"threshold for {signal.value} must lie in (0, 1), got {threshold}")
+        return merged
+
+
+class CorrelateConfig(_Strict):
+    """How alerts fold into incidents, and when an incident pages and resolves."""
+
+    group_window: Duration = 300.0
+    hold_for: Duration = 60.0
+    resolve_after: Duration = 300.0
+    severity: Literal["critical", "error", "warning", "info"] = "critical"
+    max_incidents: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CorrelateConfig:
+        if self.resolve_after <= 0:
+            raise ValueError("resolve_after must be positive")
+        return self
+
+
+class Silence(_Strict):
+    """A window in which matching alerts are folded and never page (Alertmanager's shape)."""
+
+    matchers: list[str] = Field(min_length=1)
+    starts_at: Annotated[float, BeforeValidator(lambda v: _parse_ts(v))]
+    ends_at: Annotated[float, BeforeValidator(lambda v: _parse_ts(v))]
+    comment: str = ""
+    created_by: str = "config"
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse_matchers(cls, value: list[str]) -> list[str]:
+        from pipeline.correlate.silence import parse_matcher
+
+        for text in value:
+            parse_matcher(text)
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> Silence:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+def _parse_ts(value: Any) -> float:
+    from datetime import datetime
+
+    from pipeline.timeutil import parse_timestamp
+
+    if isinstance(value, datetime):  # YAML parses unquoted RFC 3339 into datetime
+        if value.tzinfo is None:
+            raise ValueError("timestamp has no time zone")
+        return value.timestamp()
+    return parse_timestamp(value)
+
+
+class RetryConfig(_Strict):
+    """Exponential backoff with jitter for webhook deliveries."""
+
+    initial_backoff: Duration = 0.5
+    max_backoff: Duration = 60.0
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    max_attempts: int = Field(default=0, ge=0, description="0 retries until delivered")
+    timeout: Duration = 10.0
+
+
+class Receiver(_Strict):
+    """One webhook destination."""
+
+    name: str = Field(min_length=1)
+    type: Literal["pagerduty", "alertmanager"]
+    url: str
+    routing_key: SecretSource | None = None
+    retry: RetryConfig = RetryConfig()
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _pagerduty_needs_key(self) -> Receiver:
+        if self.type == "pagerduty" and self.routing_key is None:
+            raise ValueError("a pagerduty receiver needs routing_key (env: or file:)")
+        return self
+
+
+class RouteConfig(_Strict):
+    """Which receivers get the pages."""
+
+    receivers: list[str] = Field(min_length=1)
+
+
+class HttpConfig(_Strict):
+    """The operations endpoint: /metrics, /healthz, /readyz."""
+
+    listen: str = "127.0.0.1:9108"
+    enabled: bool = True
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be host:port")
+        return value
+
+
+StageName = Literal["detect", "correlate", "notify"]
+
+
+def _all_stages() -> list[StageName]:
+    return ["detect", "correlate", "notify"]
+
+
+class WorkerConfig(_Strict):
+    """Shell settings for the live worker."""
+
+    shutdown_timeout: Duration = 10.0
+    idle_advance: Duration = 5.0
+    stages: list[StageName] = Field(default_factory=_all_stages, min_length=1)
+
+
+class Config(_Strict):
+    """The whole configuration of one quietpager deployment."""
+
+    kafka: KafkaConfig = KafkaConfig()
+    topics: TopicsConfig = TopicsConfig()
+    detect: DetectConfig = DetectConfig()
+    correlate: CorrelateConfig = CorrelateConfig()
+    topology: dict[str, list[str]] = Field(default_factory=dict)
+    silences: list[Silence] = Field(default_factory=list)
+    receivers: list[Receiver] = Field(min_length=1)
+    route: RouteConfig
+    http: HttpConfig = HttpConfig()
+    worker: WorkerConfig = WorkerConfig()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [r.name for r in self.receivers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"receiver names must be unique; repeated: {', '.join(duplicates)}")
+        for name in self.route.receivers:
+            if name not in names:
+                raise ValueError(
+                    f"route.receivers names undefined receiver {name!r}; defined: {', '.join(names)}"
+                )
+        for service, callees in self.topology.items():
+            if service in callees:
+                raise ValueError(f"topology: service {service!r} lists itself as a dependency")
+        return self
+
+    def receiver(self, name: str) -> Receiver:
+        """The receiver called `name`."""
+        for receiver in self.receivers:
+            if receiver.name == name:
+                return receiver
+        raise KeyError(name)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<top>"
+
+
+def _value_at(data: Any, loc: tuple[int | str, ...]) -> Any:
+    node = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return "<missing>"
+    return node
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate an already-parsed YAML document; errors name `source`, the key path and value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: <top>: expected a mapping (got {type(data).__name__})")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            value = _value_at(data, loc)
+            shown = "<secret>" if any("password" in str(p) or "key" == str(p) for p in loc) else value
+            lines.append(f"{source}: {_location(loc)}: {message} (got {shown!r})")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, str(path))
+
+
+def resolve_secrets(config: Config, source: str = "<config>") -> dict[str, SecretStr]:
+    """Read every receiver's routing key now, so a missing secret fails at start, not at page time."""
+    keys: dict[str, SecretStr] = {}
+    for index, receiver in enumerate(config.receivers):
+        if receiver.routing_key is None:
+            continue
+        try:
+            keys[receiver.name] = receiver.routing_key.resolve()
+        except ValueError as exc:
+            raise ConfigError(f"{source}: receivers.{index}.routing_key: {exc}") from None
+    return keys

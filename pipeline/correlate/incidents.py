@@ -1,0 +1,632 @@
+"""The correlator: folds anomalies into incidents and decides, with a reason, what pages.
+
+Pure and synchronous: no I/O, no clock. Time is event time, carried by each anomaly and by
+`advance(now)`; the correlator's clock only moves forward (the largest time seen).
+
+Rules, in the order they apply to one anomaly:
+
+1. Silences. An anomaly whose labels (see `anomaly_labels`) match an active silence is
+   suppressed. It never opens or extends an incident; it is only counted on the incident it
+   would have joined, under `suppressed.silenced`.
+2. Grouping. An anomaly joins an open incident of its scope when its service is in the
+   incident or topology-related (caller or callee, transitively) to a service in it, and the
+   incident's last anomaly is within `group_window` of the anomaly's time. Among several, the
+   one with the most recent activity wins (then the one opened later). Otherwise it opens a
+   new incident, whose id (the dedup_key) is fixed for its whole life.
+3. Hold. An incident pages once anomalies have kept coming for `hold_for`: at the first
+   anomaly whose time is at least `onset + hold_for` (so `hold_for: 0` pages at once). A blip
+   shorter than `hold_for` that then stays quiet never pages.
+4. Root cause. The suspected root is the incident's most downstream service
+   (`Topology.root_causes`), earliest first anomaly then name on a tie. Callers of the root
+   are symptoms: they fold into the incident and never page on their own.
+5. Resolve. After `resolve_after` without an anomaly, an incident closes: a resolve page with
+   the same dedup_key if it paged, otherwise a suppressed "blip_recovered". The decision and
+   page time is the moment it became due (`last anomaly + resolve_after`), found on the first
+   `observe`/`advance` at or past it.
+6. Bounds. At most `max_incidents` are open; opening one more first closes the least recently
+   active one ("evicted"), with a resolve page if it had paged.
+
+Decisions (kind, reason), counted and logged by the caller; the slugs are stable:
+
+=========  ===================  ==========================================================
+kind       reason               when
+=========  ===================  ==========================================================
+fold       new_incident_held    the anomaly opened a new incident, held for `hold_for`
+fold       joined_incident      a new series joined an open incident
+fold       dedup_same_series    a series already in the incident fired again
+fold       symptom_of_root      a new series of a caller of the incident's suspected root
+fold       root_changed         a new series that changed the incident's suspected root
+suppress   silenced             the anomaly matched an active silence
+suppress   blip_recovered       the incident went quiet before it ever paged
+suppress   evicted              an incident that never paged was dropped for max_incidents
+page       first_notification   trigger: the incident outlived its hold
+page       resolved             resolve: the incident went quiet after paging
+page       evicted              resolve: a paged incident was dropped for max_incidents
+=========  ===================  ==========================================================
+
+Every anomaly yields exactly one fold or suppress decision ("silenced" or a fold reason);
+pages and incident closings are decisions of their own. Within one call the order is:
+closings that fell due (oldest first), evictions, the anomaly's decision, then its trigger.
+Decision times never decrease from one decision to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from pipeline.config import CorrelateConfig
+from pipeline.correlate.silence import Silencer, anomaly_labels
+from pipeline.correlate.topology import Topology
+from pipeline.model import Anomaly, Page, PageAction, SeriesKey
+from pipeline.timeutil import format_timestamp
+
+DecisionKind = Literal["page", "fold", "suppress"]
+
+NEW_INCIDENT_HELD: Final = "new_incident_held"
+JOINED_INCIDENT: Final = "joined_incident"
+DEDUP_SAME_SERIES: Final = "dedup_same_series"
+SYMPTOM_OF_ROOT: Final = "symptom_of_root"
+ROOT_CHANGED: Final = "root_changed"
+SILENCED: Final = "silenced"
+BLIP_RECOVERED: Final = "blip_recovered"
+EVICTED: Final = "evicted"
+FIRST_NOTIFICATION: Final = "first_notification"
+RESOLVED: Final = "resolved"
+
+DECISION_REASONS: Final[tuple[tuple[DecisionKind, str], ...]] = (
+    ("fold", NEW_INCIDENT_HELD),
+    ("fold", JOINED_INCIDENT),
+    ("fold", DEDUP_SAME_SERIES),
+    ("fold", SYMPTOM_OF_ROOT),
+    ("fold", ROOT_CHANGED),
+    ("suppress", SILENCED),
+    ("suppress", BLIP_RECOVERED),
+    ("suppress", EVICTED),
+    ("page", FIRST_NOTIFICATION),
+    ("page", RESOLVED),
+    ("page", EVICTED),
+)
+"""Every (kind, reason) the correlator emits, so metrics can start each label set at zero."""
+
+SNAPSHOT_VERSION: Final = 1
+TOP_SERIES: Final = 10
+
+CloseCause = Literal["quiet", "evicted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One correlation decision and why: what happened to an anomaly, or a page to send."""
+
+    kind: DecisionKind
+    reason: str
+    incident_id: str
+    page: Page | None
+    at: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able shape for a log line (the page itself travels separately)."""
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "incident_id": self.incident_id,
+            "at": self.at,
+            "page_action": self.page.action if self.page is not None else None,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentView:
+    """A read-only look at one open incident, for status pages, gauges and tests."""
+
+    id: str
+    scope: str
+    onset: float
+    last_ts: float
+    root_service: str
+    services: tuple[str, ...]
+    alerts: int
+    paged: bool
+
+
+@dataclass(slots=True)
+class _SeriesState:
+    """What one series contributed to an incident: its peak and how often it fired."""
+
+    series: SeriesKey
+    service: str
+    signal: str
+    peak_score: float
+    value: float
+    expected: float
+    count: int
+
+
+@dataclass(slots=True)
+class _Incident:
+    """Mutable state of one open incident."""
+
+    id: str
+    scope: str
+    seq: int
+    onset: float
+    first_service: str
+    last_ts: float
+    root: str
+    services: dict[str, float] = field(default_factory=dict)  # service -> first anomaly time
+    series: dict[str, _SeriesState] = field(default_factory=dict)  # by series id
+    alerts: int = 0
+    folded_by_reason: dict[str, int] = field(default_factory=dict)
+    silenced: int = 0
+    paged_at: float | None = None
+
+
+def incident_id(scope: str, service: str, onset: float) -> str:
+    """The dedup_key of an incident: stable for its life, the same on every replay.
+
+    >>> incident_id("default", "payments-db", 1795683600.0)
+    'qp-45e6928257182e48'
+    """
+    digest = hashlib.sha256(f"{scope}|{service}|{onset:.3f}".encode()).hexdigest()
+    return "qp-" + digest[:16]
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+class Correlator:
+    """Folds anomalies into incidents: dedup, group, inhibit symptoms, hold, silence, resolve."""
+
+    def __init__(
+        self,
+        config: CorrelateConfig,
+        topology: Topology,
+        silencer: Silencer,
+        receivers: tuple[str, ...],
+        source: str = "quietpager",
+    ) -> None:
+        self.config = config
+        self.topology = topology
+        self.silencer = silencer
+        self.receivers = receivers
+        self.source = source
+        self._now: float | None = None
+        self._seq = 0
+        self._incidents: dict[str, _Incident] = {}
+        # (scope, service) -> ids of open incidents holding that service, in opening order.
+        self._by_service: dict[tuple[str, str], dict[str, None]] = {}
+        # (last_ts, seq, id), lazily refreshed: an entry's last_ts may lag the incident's.
+        self._quiet: list[tuple[float, int, str]] = []
+
+    # ----------------------------------------------------------------- inputs
+
+    def observe(self, anomaly: Anomaly) -> list[Decision]:
+        """Fold one anomaly in; returns closings due by its time, its own decision, then pages."""
+        decisions = self._tick(anomaly.ts)
+        now = self._clock()
+        rule = self.silencer.mutes(anomaly_labels(anomaly), anomaly.ts)
+        target = self._match(anomaly)
+        if rule is not None:
+            if target is not None:
+                target.silenced += 1
+            detail = self._anomaly_detail(anomaly) | {
+                "silence_id": rule.id,
+                "comment": rule.comment,
+            }
+            decisions.append(
+                Decision("suppress", SILENCED, target.id if target else "", None, now, detail)
+            )
+            return decisions
+        if target is None:
+            target = self._open(anomaly, decisions)
+            self._fold(target, anomaly)
+            self._count(target, NEW_INCIDENT_HELD)
+            reason = NEW_INCIDENT_HELD
+            detail = self._anomaly_detail(anomaly)
+            detail["hold_until"] = target.onset + self.config.hold_for
+        else:
+            reason, detail = self._join(target, anomaly)
+        decisions.append(Decision("fold", reason, target.id, None, now, detail))
+        if target.paged_at is None and target.last_ts - target.onset >= self.config.hold_for:
+            target.paged_at = now
+            page = self._page(target, "trigger", now)
+            decisions.append(
+                Decision(
+                    "page", FIRST_NOTIFICATION, target.id, page, now, self._page_detail(target)
+                )
+            )
+        return decisions
+
+    def advance(self, now: float) -> list[Decision]:
+        """Move event time to `now`; returns the closings that became due, oldest first."""
+        return self._tick(now)
+
+    # ----------------------------------------------------------------- views
+
+    @property
+    def now(self) -> float | None:
+        """The correlator's event time: the largest time it has seen, or None before any."""
+        return self._now
+
+    @property
+    def open_count(self) -> int:
+        """How many incidents are open."""
+        return len(self._incidents)
+
+    @property
+    def open_incidents(self) -> tuple[IncidentView, ...]:
+        """The open incidents, in the order they opened."""
+        return tuple(
+            IncidentView(
+                id=inc.id,
+                scope=inc.scope,
+                onset=inc.onset,
+                last_ts=inc.last_ts,
+                root_service=inc.root,
+                services=tuple(sorted(inc.services)),
+                alerts=inc.alerts,
+                paged=inc.paged_at is not None,
+            )
+            for inc in self._incidents.values()
+        )
+
+    # ----------------------------------------------------------------- time
+
+    def _clock(self) -> float:
+        assert self._now is not None
+        return self._now
+
+    def _tick(self, now: float) -> list[Decision]:
+        """Advance the clock (never backwards) and close incidents quiet for `resolve_after`."""
+        before = now if self._now is None else self._now
+        if self._now is None or now > self._now:
+            self._now = now
+        current = self._now
+        decisions: list[Decision] = []
+        while self._quiet and current - self._quiet[0][0] >= self.config.resolve_after:
+            incident = self._pop_least_recent()
+            # A current entry is the true least recent incident, and its key proved it is due.
+            # It closes at the moment it became due, not at `now`, so the resolve time does
+            # not depend on how coarsely the driver advances the clock (replay == live).
+            # Only an incident opened by a very late anomaly can be due before the previous
+            # clock; it closes at that clock so decision times never go backwards.
+            if incident is not None:
+                due = max(incident.last_ts + self.config.resolve_after, before)
+                decisions.append(self._close(incident, "quiet", due))
+        return decisions
+
+    def _pop_least_recent(self) -> _Incident | None:
+        """Pop the heap's first entry; refresh it if stale. Returns its incident when current."""
+        last_ts, seq, key = heapq.heappop(self._quiet)
+        incident = self._incidents.get(key)
+        if incident is None or incident.seq != seq:
+            return None  # closed already
+        if incident.last_ts != last_ts:
+            heapq.heappush(self._quiet, (incident.last_ts, seq, key))
+            return None
+        return incident
+
+    # ----------------------------------------------------------------- grouping
+
+    def _match(self, anomaly: Anomaly) -> _Incident | None:
+        """The open incident this anomaly belongs to, or None to open a new one."""
+        best: _Incident | None = None
+        for service in self.topology.related_services(anomaly.service):
+            for key in self._by_service.get((anomaly.scope, service), ()):
+                incident = self._incidents[key]
+                if abs(anomaly.ts - incident.last_ts) > self.config.group_window:
+                    continue
+                if best is None or (incident.last_ts, incident.seq) > (best.last_ts, best.seq):
+                    best = incident
+        return best
+
+    def _open(self, anomaly: Anomaly, decisions: list[Decision]) -> _Incident:
+        """Start an incident for `anomaly`, evicting the least recently active one if full."""
+        now = self._clock()
+        while len(self._incidents) >= self.config.max_incidents and self._quiet:
+            victim = self._pop_least_recent()
+            if victim is not None:
+                decisions.append(self._close(victim, "evicted", now))
+        key = incident_id(anomaly.scope, anomaly.service, anomaly.ts)
+        attempt = 1
+        while key in self._incidents:  # same scope, service and onset: keep keys unique
+            attempt += 1
+            key = incident_id(anomaly.scope, f"{anomaly.service}#{attempt}", anomaly.ts)
+        self._seq += 1
+        incident = _Incident(
+            id=key,
+            scope=anomaly.scope,
+            seq=self._seq,
+            onset=anomaly.ts,
+            first_service=anomaly.service,
+            last_ts=anomaly.ts,
+            root=anomaly.service,
+        )
+        self._incidents[key] = incident
+        heapq.heappush(self._quiet, (incident.last_ts, incident.seq, key))
+        return incident
+
+    def _join(self, incident: _Incident, anomaly: Anomaly) -> tuple[str, dict[str, Any]]:
+        """Fold `anomaly` into an open incident; returns the reason and the decision detail."""
+        detail = self._anomaly_detail(anomaly)
+        known_series = anomaly.series.id in incident.series
+        before = incident.root
+        self._fold(incident, anomaly)
+        if known_series:
+            reason = DEDUP_SAME_SERIES
+        elif incident.root != before:
+            reason = ROOT_CHANGED
+            detail |= {"root_from": before, "root_to": incident.root}
+        elif incident.root in self.topology.transitive_dependencies(anomaly.service):
+            reason = SYMPTOM_OF_ROOT
+            detail["root"] = incident.root
+        else:
+            reason = JOINED_INCIDENT
+        self._count(incident, reason)
+        return reason, detail
+
+    @staticmethod
+    def _count(incident: _Incident, reason: str) -> None:
+        incident.folded_by_reason[reason] = incident.folded_by_reason.get(reason, 0) + 1
+
+    def _fold(self, incident: _Incident, anomaly: Anomaly) -> None:
+        """Record `anomaly` in `incident`: alert count, series peak, services and suspected root."""
+        incident.alerts += 1
+        incident.last_ts = max(incident.last_ts, anomaly.ts)
+        series_id = anomaly.series.id
+        state = incident.series.get(series_id)
+        if state is None:
+            incident.series[series_id] = _SeriesState(
+                series=anomaly.series,
+                service=anomaly.service,
+                signal=anomaly.signal.value,
+                peak_score=anomaly.score,
+                value=anomaly.value,
+                expected=anomaly.expected,
+                count=1,
+            )
+        else:
+            state.count += 1
+            if anomaly.score > state.peak_score:
+                state.peak_score = anomaly.score
+                state.value = anomaly.value
+                state.expected = anomaly.expected
+        first_seen = incident.services.get(anomaly.service)
+        if first_seen is None:
+            incident.services[anomaly.service] = anomaly.ts
+            self._by_service.setdefault((incident.scope, anomaly.service), {})[incident.id] = None
+            incident.root = self._suspected_root(incident)
+        elif anomaly.ts < first_seen:
+            # A late anomaly can only move a service's first sighting earlier (root tie-break).
+            incident.services[anomaly.service] = anomaly.ts
+            incident.root = self._suspected_root(incident)
+
+    def _suspected_root(self, incident: _Incident) -> str:
+        """The most downstream service; earliest first anomaly, then name, on a tie."""
+        candidates = self.topology.root_causes(incident.services)
+        return min(candidates, key=lambda s: (incident.services[s], s))
+
+    def _symptoms(self, incident: _Incident) -> list[str]:
+        """The incident's services that call its suspected root, sorted."""
+        return sorted(
+            service
+            for service in incident.services
+            if incident.root in self.topology.transitive_dependencies(service)
+        )
+
+    # ----------------------------------------------------------------- closing
+
+    def _close(self, incident: _Incident, cause: CloseCause, now: float) -> Decision:
+        """Drop `incident` from the open set; a resolve page if it had paged."""
+        del self._incidents[incident.id]
+        for service in incident.services:
+            ids = self._by_service[(incident.scope, service)]
+            del ids[incident.id]
+            if not ids:
+                del self._by_service[(incident.scope, service)]
+        detail = self._page_detail(incident) | {
+            "closed_by": cause,
+            "duration_s": incident.last_ts - incident.onset,
+        }
+        reason = EVICTED if cause == "evicted" else RESOLVED
+        if incident.paged_at is None:
+            reason = EVICTED if cause == "evicted" else BLIP_RECOVERED
+            return Decision("suppress", reason, incident.id, None, now, detail)
+        page = self._page(incident, "resolve", now, cause)
+        return Decision("page", reason, incident.id, page, now, detail)
+
+    # ----------------------------------------------------------------- pages
+
+    def _page(
+        self, incident: _Incident, action: PageAction, now: float, cause: CloseCause | None = None
+    ) -> Page:
+        """The page for `incident`; a resolve carries the same dedup_key and final counts."""
+        signals = sorted({state.signal for state in incident.series.values()})
+        services = sorted(incident.services)
+        headline = min(
+            self.topology.entry_points(incident.services),
+            key=lambda s: (incident.services[s], s),
+        )
+        summary = (
+            f"{headline}: {', '.join(signals)} anomalous; suspected root cause {incident.root} "
+            f"({_plural(len(services), 'service')}, {_plural(incident.alerts, 'alert')})"
+        )
+        top = sorted(incident.series.items(), key=lambda item: (-item[1].peak_score, item[0]))
+        onset = format_timestamp(incident.onset)
+        details: dict[str, Any] = {
+            "incident_id": incident.id,
+            "onset": onset,
+            "started_at": onset,
+            "suspected_root_cause": incident.root,
+            "services": services,
+            "signals": signals,
+            "series": [
+                {
+                    "series": series_id,
+                    "service": state.service,
+                    "signal": state.signal,
+                    "peak_score": state.peak_score,
+                    "value": state.value,
+                    "expected": state.expected,
+                }
+                for series_id, state in top[:TOP_SERIES]
+            ],
+            "series_total": len(incident.series),
+            "alerts_folded": incident.alerts,
+            "folded_by_reason": dict(sorted(incident.folded_by_reason.items())),
+            "symptoms": self._symptoms(incident),
+            "suppressed": {SILENCED: incident.silenced},
+            "hold_for_s": self.config.hold_for,
+        }
+        if action == "resolve":
+            summary = f"resolved: {summary}"
+            details |= {
+                "duration_s": incident.last_ts - incident.onset,
+                "last_anomaly": format_timestamp(incident.last_ts),
+                "closed_by": cause or "quiet",
+            }
+        return Page(
+            action=action,
+            dedup_key=incident.id,
+            at=now,
+            summary=summary,
+            severity=self.config.severity,
+            source=self.source,
+            root_service=incident.root,
+            scope=incident.scope,
+            signals=tuple(signals),
+            receivers=self.receivers,
+            custom_details=details,
+        )
+
+    @staticmethod
+    def _anomaly_detail(anomaly: Anomaly) -> dict[str, Any]:
+        return {
+            "series": anomaly.series.id,
+            "service": anomaly.service,
+            "signal": anomaly.signal.value,
+            "score": anomaly.score,
+            "ts": anomaly.ts,
+        }
+
+    @staticmethod
+    def _page_detail(incident: _Incident) -> dict[str, Any]:
+        return {
+            "root": incident.root,
+            "services": len(incident.services),
+            "alerts": incident.alerts,
+            "onset": incident.onset,
+        }
+
+    # ----------------------------------------------------------------- state
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as JSON-able data, for the `quietpager.state.correlate` changelog."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "now": self._now,
+            "seq": self._seq,
+            "incidents": [
+                {
+                    "id": inc.id,
+                    "scope": inc.scope,
+                    "seq": inc.seq,
+                    "onset": inc.onset,
+                    "first_service": inc.first_service,
+                    "last_ts": inc.last_ts,
+                    "root": inc.root,
+                    "services": [[name, ts] for name, ts in inc.services.items()],
+                    "series": [
+                        {
+                            "name": state.series.name,
+                            "labels": [list(pair) for pair in state.series.labels],
+                            "service": state.service,
+                            "signal": state.signal,
+                            "peak_score": state.peak_score,
+                            "value": state.value,
+                            "expected": state.expected,
+                            "count": state.count,
+                        }
+                        for state in inc.series.values()
+                    ],
+                    "alerts": inc.alerts,
+                    "folded_by_reason": dict(inc.folded_by_reason),
+                    "silenced": inc.silenced,
+                    "paged_at": inc.paged_at,
+                }
+                for inc in self._incidents.values()
+            ],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Replace the whole state with a `snapshot()`; raises ValueError on a bad shape."""
+        try:
+            version = state["version"]
+            if version != SNAPSHOT_VERSION:
+                raise ValueError(f"unsupported correlator snapshot version {version!r}")
+            now = None if state["now"] is None else float(state["now"])
+            seq = int(state["seq"])
+            incidents = [_incident_from(data) for data in state["incidents"]]
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise ValueError(f"bad correlator snapshot: {exc!r}") from None
+        self._now = now
+        self._seq = seq
+        self._incidents = {}
+        self._by_service = {}
+        self._quiet = []
+        for incident in incidents:
+            self._incidents[incident.id] = incident
+            for service in incident.services:
+                self._by_service.setdefault((incident.scope, service), {})[incident.id] = None
+            self._quiet.append((incident.last_ts, incident.seq, incident.id))
+        heapq.heapify(self._quiet)
+
+
+def _incident_from(data: Mapping[str, Any]) -> _Incident:
+    """One incident from its snapshot form."""
+    series: dict[str, _SeriesState] = {}
+    for item in data["series"]:
+        key = SeriesKey(str(item["name"]), tuple((str(k), str(v)) for k, v in item["labels"]))
+        series[key.id] = _SeriesState(
+            series=key,
+            service=str(item["service"]),
+            signal=str(item["signal"]),
+            peak_score=float(item["peak_score"]),
+            value=float(item["value"]),
+            expected=float(item["expected"]),
+            count=int(item["count"]),
+        )
+    paged_at = data["paged_at"]
+    return _Incident(
+        id=str(data["id"]),
+        scope=str(data["scope"]),
+        seq=int(data["seq"]),
+        onset=float(data["onset"]),
+        first_service=str(data["first_service"]),
+        last_ts=float(data["last_ts"]),
+        root=str(data["root"]),
+        services={str(name): float(ts) for name, ts in data["services"]},
+        series=series,
+        alerts=int(data["alerts"]),
+        folded_by_reason={str(k): int(v) for k, v in data["folded_by_reason"].items()},
+        silenced=int(data["silenced"]),
+        paged_at=None if paged_at is None else float(paged_at),
+    )
+
+
+def feed(correlator: Correlator, events: Iterable[Anomaly | float]) -> list[Decision]:
+    """Run a sequence of anomalies and bare times (advances) through `correlator`, in order."""
+    decisions: list[Decision] = []
+    for event in events:
+        if isinstance(event, Anomaly):
+            decisions.extend(correlator.observe(event))
+        else:
+            decisions.extend(correlator.advance(event))
+    return decisions

@@ -1,0 +1,189 @@
+"""Alertmanager-style silences: label matchers and time windows that mute matching alerts.
+
+A silence mutes an alert when it is active (`starts_at <= now < ends_at`, half-open so that
+`ends_at` is the first moment alerts page again) and every one of its matchers matches the
+alert's labels. Matchers follow Alertmanager: `=`, `!=`, `=~`, `!~`; regular expressions are
+fully anchored, and a label the alert does not carry matches as the empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, cast
+
+from pipeline.model import Anomaly
+
+if TYPE_CHECKING:
+    from pipeline.config import Silence
+
+MatchOp = Literal["=", "!=", "=~", "!~"]
+MATCH_OPS: tuple[MatchOp, ...] = ("=", "!=", "=~", "!~")
+
+# The two-character operators come first so `=~` is never read as `=` plus a value `~...`.
+_MATCHER_TEXT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
+_FORM_HINT = "expected <label><op><value> with op one of =, !=, =~, !~ (e.g. service=checkout)"
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """One label condition of a silence, with Alertmanager's semantics."""
+
+    name: str
+    op: MatchOp
+    value: str
+    _pattern: re.Pattern[str] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.op not in MATCH_OPS:
+            raise ValueError(f"bad matcher operator {self.op!r}; use one of {', '.join(MATCH_OPS)}")
+        if self.op in ("=~", "!~"):
+            try:
+                pattern = re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"{self.value!r} is not a regular expression ({exc})") from None
+            object.__setattr__(self, "_pattern", pattern)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether `labels` satisfy this condition; a missing label reads as ``""``.
+
+        >>> Matcher("service", "=~", "check.*").matches({"service": "checkout"})
+        True
+        >>> Matcher("service", "=~", "check").matches({"service": "checkout"})
+        False
+        """
+        actual = labels.get(self.name, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        assert self._pattern is not None
+        # fullmatch: Alertmanager anchors every regex at both ends.
+        found = self._pattern.fullmatch(actual) is not None
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op}"{escaped}"'
+
+
+def _unquote(raw: str, text: str) -> str:
+    """The value of a matcher: double quotes stripped, with `\\"` and `\\\\` unescaped."""
+    if not raw.startswith('"'):
+        return raw
+    if len(raw) < 2 or not raw.endswith('"'):
+        raise ValueError(f"bad matcher {text!r}: unterminated quoted value")
+    inner = raw[1:-1]
+    out: list[str] = []
+    index = 0
+    while index < len(inner):
+        char = inner[index]
+        if char == "\\" and index + 1 < len(inner) and inner[index + 1] in ('"', "\\"):
+            out.append(inner[index + 1])
+            index += 2
+            continue
+        if char == '"':
+            raise ValueError(f"bad matcher {text!r}: unescaped quote inside the quoted value")
+        # Other backslashes stay as written, so `=~"http_\d+"` means the regex users expect.
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def parse_matcher(text: str) -> Matcher:
+    """A `Matcher` from text such as `service=checkout`, `name=~"http_.*"` or `env!~dev|test`.
+
+    Raises ValueError naming the text when it is not a matcher or its regex does not compile.
+
+    >>> parse_matcher('name=~"http_.*"')
+    Matcher(name='name', op='=~', value='http_.*')
+    """
+    match = _MATCHER_TEXT.match(text)
+    if match is None:
+        raise ValueError(f"bad matcher {text!r}: {_FORM_HINT}")
+    name, op, raw = match.groups()
+    value = _unquote(raw, text)
+    try:
+        return Matcher(name, cast(MatchOp, op), value)
+    except ValueError as exc:
+        raise ValueError(f"bad matcher {text!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRule:
+    """A silence: matchers that must all match, during the window `[starts_at, ends_at)`."""
+
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    comment: str = ""
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.matchers:
+            raise ValueError("a silence needs at least one matcher")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("a silence's ends_at must be after its starts_at")
+
+    def active(self, now: float) -> bool:
+        """Whether the silence is in force at event time `now`."""
+        return self.starts_at <= now < self.ends_at
+
+    def mutes(self, labels: Mapping[str, str], now: float) -> bool:
+        """Whether the silence mutes an alert with `labels` at event time `now`."""
+        return self.active(now) and all(m.matches(labels) for m in self.matchers)
+
+
+class Silencer:
+    """All configured silences; answers which one, if any, mutes an alert."""
+
+    def __init__(self, rules: Iterable[SilenceRule] = ()) -> None:
+        self.rules = tuple(rules)
+
+    def mutes(self, labels: Mapping[str, str], now: float) -> SilenceRule | None:
+        """The first silence active at `now` that mutes `labels`, or None."""
+        for rule in self.rules:
+            if rule.mutes(labels, now):
+                return rule
+        return None
+
+    @classmethod
+    def from_config(cls, silences: Sequence[Silence]) -> Silencer:
+        """Silences from the config; each gets the id `silence-<index>` for logs and counts."""
+        return cls(
+            SilenceRule(
+                matchers=tuple(parse_matcher(text) for text in silence.matchers),
+                starts_at=silence.starts_at,
+                ends_at=silence.ends_at,
+                comment=silence.comment,
+                id=f"silence-{index}",
+            )
+            for index, silence in enumerate(silences)
+        )
+
+    def __repr__(self) -> str:
+        return f"Silencer({len(self.rules)} rules)"
+
+
+def anomaly_labels(anomaly: Anomaly) -> dict[str, str]:
+    """The labels silences match an anomaly against.
+
+    The series labels, plus `__name__` (the metric name), `service` and `signal` from the
+    anomaly itself, and `name` (the metric name) unless the series has a label of that name.
+
+    >>> from pipeline.model import SeriesKey, Signal
+    >>> a = Anomaly(0.0, SeriesKey.of("up", {"region": "eu"}), "checkout", Signal.ERRORS,
+    ...             1.0, 0.0, 0.999, 0.99)
+    >>> sorted(anomaly_labels(a).items())  # doctest: +NORMALIZE_WHITESPACE
+    [('__name__', 'up'), ('name', 'up'), ('region', 'eu'), ('service', 'checkout'),
+     ('signal', 'errors')]
+    """
+    labels = {"name": anomaly.series.name}
+    labels.update(anomaly.series.labels)
+    labels["__name__"] = anomaly.series.name
+    labels["service"] = anomaly.service
+    labels["signal"] = anomaly.signal.value
+    return labels

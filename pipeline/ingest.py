@@ -1,0 +1,218 @@
+"""Ingest: turn raw Kafka message bytes into metric points and log records, or DLQ rejects.
+
+Pure and synchronous. One message holds one JSON object or an array of them; each
+object is validated on its own, so one bad item in a batch rejects only that item.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from pipeline.model import LogRecord, MetricPoint, SeriesKey, Signal
+from pipeline.timeutil import parse_timestamp
+
+StreamKind = Literal["metrics", "logs", "auto"]
+
+#: Reasons a message or item is rejected; stable slugs, used as metric labels and DLQ headers.
+REJECT_REASONS = (
+    "too_large",
+    "not_utf8",
+    "not_json",
+    "not_object",
+    "empty_batch",
+    "empty_message",
+    "missing_field",
+    "wrong_type",
+    "not_finite",
+    "bad_timestamp",
+    "unknown_signal",
+    "bad_labels",
+    "unknown_shape",
+)
+
+_LEVELS = {"trace", "debug", "info", "notice", "warn", "warning", "error", "err", "critical",
+           "crit", "fatal", "alert", "emerg", "emergency"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """One rejected message or batch item, with a stable reason and a human detail."""
+
+    reason: str
+    detail: str
+    index: int | None = None
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one message yielded: points, log records, and rejects (for the DLQ)."""
+
+    points: list[MetricPoint] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class _ItemError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode_message(raw: bytes, kind: StreamKind, max_bytes: int = 1_048_576) -> Decoded:
+    """Decode one message from the metrics or logs stream (or guess per item with `auto`).
+
+    >>> d = decode_message(b'{"name":"up","value":1,"ts":10,"labels":{"service":"a"}}', "metrics")
+    >>> d.points[0].series.id, d.points[0].value, d.rejects
+    ('up{service="a"}', 1.0, [])
+    >>> decode_message(b'{"name":"up"', "metrics").rejects[0].reason
+    'not_json'
+    """
+    out = Decoded()
+    if len(raw) > max_bytes:
+        out.rejects.append(Reject("too_large", f"{len(raw)} bytes > limit {max_bytes}"))
+        return out
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            out.rejects.append(Reject("not_utf8", "message is not valid UTF-8"))
+            return out
+        if _is_lenient_json(raw):
+            out.rejects.append(Reject("not_finite", "NaN, Infinity or a number out of range"))
+        else:
+            out.rejects.append(Reject("not_json", str(exc)[:200]))
+        return out
+    if isinstance(document, dict):
+        items: list[Any] = [document]
+        indexed = False
+    elif isinstance(document, list):
+        if not document:
+            out.rejects.append(Reject("empty_batch", "array holds no items"))
+            return out
+        items = document
+        indexed = True
+    else:
+        out.rejects.append(Reject("not_object", f"top level is {type(document).__name__}"))
+        return out
+    for position, item in enumerate(items):
+        index = position if indexed else None
+        try:
+            if not isinstance(item, dict):
+                raise _ItemError("not_object", f"item is {type(item).__name__}")
+            item_kind = kind if kind != "auto" else _guess_kind(item)
+            if item_kind == "metrics":
+                out.points.append(_metric_point(item))
+            else:
+                out.logs.append(_log_record(item))
+        except _ItemError as exc:
+            out.rejects.append(Reject(exc.reason, exc.detail, index))
+    return out
+
+
+def _is_lenient_json(raw: bytes) -> bool:
+    """True when only NaN/Infinity or huge numbers kept strict JSON from parsing (error path only)."""
+    try:
+        json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _guess_kind(item: Mapping[str, Any]) -> Literal["metrics", "logs"]:
+    if "value" in item or "name" in item:
+        return "metrics"
+    if "message" in item:
+        return "logs"
+    raise _ItemError("unknown_shape", "item is neither a metric point nor a log record")
+
+
+def _labels(item: Mapping[str, Any]) -> dict[str, str]:
+    labels = item.get("labels", {})
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict):
+        raise _ItemError("bad_labels", f"labels is {type(labels).__name__}, not an object")
+    out: dict[str, str] = {}
+    for key, value in labels.items():
+        if not key:
+            raise _ItemError("bad_labels", "empty label name")
+        if isinstance(value, str):
+            out[key] = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = str(value)
+        else:
+            raise _ItemError("bad_labels", f"label {key!r} is {type(value).__name__}")
+    return out
+
+
+def _timestamp(item: Mapping[str, Any]) -> float:
+    if "ts" not in item:
+        raise _ItemError("missing_field", "ts")
+    try:
+        return parse_timestamp(item["ts"])
+    except ValueError as exc:
+        raise _ItemError("bad_timestamp", str(exc)) from None
+
+
+def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
+    name = item.get("name")
+    if name is None:
+        raise _ItemError("missing_field", "name")
+    if not isinstance(name, str) or not name:
+        raise _ItemError("wrong_type", "name must be a non-empty string")
+    if "value" not in item:
+        raise _ItemError("missing_field", "value")
+    value = item["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _ItemError("wrong_type", f"value is {type(value).__name__}, not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise _ItemError("not_finite", f"value is {value}")
+    ts = _timestamp(item)
+    signal_text = item.get("signal")
+    signal: Signal | None = None
+    if signal_text is not None:
+        try:
+            signal = Signal(signal_text)
+        except ValueError:
+            raise _ItemError("unknown_signal", f"signal {signal_text!r}") from None
+    return MetricPoint(SeriesKey.of(name, _labels(item)), value, ts, signal)
+
+
+def _log_record(item: Mapping[str, Any]) -> LogRecord:
+    message = item.get("message")
+    if message is None:
+        raise _ItemError("missing_field", "message")
+    if not isinstance(message, str):
+        raise _ItemError("wrong_type", f"message is {type(message).__name__}, not a string")
+    level = item.get("level", "info")
+    if not isinstance(level, str):
+        raise _ItemError("wrong_type", f"level is {type(level).__name__}, not a string")
+    level = level.lower()
+    if level not in _LEVELS:
+        level = "info"
+    ts = _timestamp(item)
+    return LogRecord(ts, level, message, tuple(sorted(_labels(item).items())))
+
+
+def dlq_headers(reject: Reject, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """Kafka headers that explain a DLQ record; its value stays the original bytes."""
+    headers = [
+        ("qp.reason", reject.reason.encode()),
+        ("qp.detail", reject.detail.encode("utf-8", "replace")[:1000]),
+        ("qp.topic", topic.encode()),
+        ("qp.partition", str(partition).encode()),
+        ("qp.offset", str(offset).encode()),
+    ]
+    if reject.index is not None:
+        headers.append(("qp.index", str(reject.index).encode()))
+    return headers

@@ -1,0 +1,496 @@
+"""The live worker: aiokafka consumers around the stage cores, one consumer group per stage.
+
+At-least-once: a stage commits `offset + 1` for a batch only after everything derived
+from it (anomalies, DLQ records, pages, deliveries) is acknowledged by the broker or
+the webhook. Time inside the cores is event time; a correlate stage whose input goes
+quiet advances it from the wall clock, so incidents still resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.errors import KafkaError
+
+from pipeline.config import Config
+from pipeline.correlate.incidents import Correlator, Decision
+from pipeline.detect import DetectStage
+from pipeline.ingest import Reject, decode_message, dlq_headers
+from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
+from pipeline.metrics import Metrics
+from pipeline.model import Anomaly, MetricPoint, Page, Tick
+from pipeline.notify.bodies import render_body
+from pipeline.notify.sender import WebhookSender
+from pipeline.offline import build_correlator
+
+log = structlog.get_logger("quietpager.worker")
+
+Batch = dict[TopicPartition, list[ConsumerRecord]]
+
+
+@dataclass(slots=True)
+class StageStatus:
+    """What /readyz and the final summary know about one stage."""
+
+    name: str
+    started: bool = False
+    connected: bool = False
+    batches: int = 0
+    records: int = 0
+    last_error: str = ""
+
+
+class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the stage when partitions move; holds no lock that `getmany` needs."""
+
+    def __init__(self, runner: StageRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.runner.on_revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.runner.on_assigned(list(assigned))
+
+
+class StageRunner(ABC):
+    """Fetch, hand to the core, produce durably, commit; one consumer group per stage."""
+
+    name: str
+
+    def __init__(self, config: Config, producer: AIOKafkaProducer, metrics: Metrics) -> None:
+        self.config = config
+        self.producer = producer
+        self.metrics = metrics
+        self.status = StageStatus(self.name)
+        self.consumer: AIOKafkaConsumer | None = None
+        #: Called with each batch once its outputs are durable and committed (benchmarks).
+        self.after_batch: Callable[[Batch], None] | None = None
+
+    @property
+    @abstractmethod
+    def topics(self) -> list[str]:
+        """The topics this stage consumes."""
+
+    @property
+    def group_id(self) -> str:
+        """The stage's consumer group."""
+        return f"{self.config.kafka.group_prefix}-{self.name}"
+
+    @abstractmethod
+    async def handle(self, batch: Batch) -> None:
+        """Process one fetched batch; return only when its outputs are durable."""
+
+    async def on_idle(self) -> None:
+        """Called when a fetch returns nothing."""
+
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Partitions leave this worker (rebalance or shutdown)."""
+        log.info("partitions_revoked", stage=self.name,
+                 partitions=[f"{tp.topic}:{tp.partition}" for tp in revoked])
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Partitions arrive at this worker."""
+        log.info("partitions_assigned", stage=self.name,
+                 partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then commit what is done and leave the group."""
+        options = client_options(self.config.kafka)
+        consumer = make_consumer(
+            options,
+            [],
+            self.group_id,
+            max_poll_records=self.config.kafka.max_poll_records,
+            fetch_max_bytes=max(52_428_800, self.config.kafka.max_message_bytes * 4),
+            max_partition_fetch_bytes=max(1_048_576, self.config.kafka.max_message_bytes * 2),
+        )
+        self.consumer = consumer
+        await consumer.start()
+        consumer.subscribe(self.topics, listener=_RebalanceListener(self))
+        self.status.started = True
+        self.status.connected = True
+        log.info("stage_started", stage=self.name, topics=self.topics, group=self.group_id)
+        try:
+            while not stop.is_set():
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=200, max_records=self.config.kafka.max_poll_records
+                    )
+                except KafkaError as exc:
+                    self.status.connected = False
+                    self.status.last_error = type(exc).__name__
+                    log.warning("fetch_failed", stage=self.name, error=type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    continue
+                self.status.connected = True
+                if not batch:
+                    await self.on_idle()
+                    continue
+                started = time.perf_counter()
+                await self.handle(batch)
+                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+                self.metrics.stage_latency.labels(self.name).observe(time.perf_counter() - started)
+                self.status.batches += 1
+                self.status.records += sum(len(r) for r in batch.values())
+                self._record_lag(consumer, batch)
+                if self.after_batch is not None:
+                    self.after_batch(batch)
+        finally:
+            await consumer.stop()
+            self.status.connected = False
+            log.info("stage_stopped", stage=self.name, batches=self.status.batches,
+                     records=self.status.records)
+
+    def _record_lag(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        for tp, records in batch.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - (records[-1].offset + 1))
+                self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+
+
+def _event_time(point: MetricPoint) -> float:
+    return point.ts
+
+
+async def _await_all(futures: Iterable[Awaitable[Any]]) -> None:
+    pending = list(futures)
+    if pending:
+        await asyncio.gather(*pending)
+
+
+class DetectRunner(StageRunner):
+    """Decodes telemetry, scores each point, emits anomalies and event-time ticks."""
+
+    name = "detect"
+
+    def __init__(self, config: Config, producer: AIOKafkaProducer, metrics: Metrics,
+                 on_anomaly: Callable[[Anomaly], None] | None = None) -> None:
+        super().__init__(config, producer, metrics)
+        self.core = DetectStage(config.detect)
+        self._last_tick = float("-inf")
+        self._on_anomaly = on_anomaly
+        self._evicted_seen = {"ttl": 0, "lru": 0}
+        self._out_of_order_seen = 0
+        self._partition_time: dict[TopicPartition, float] = {}
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.config.topics.metrics, self.config.topics.logs]
+
+    async def handle(self, batch: Batch) -> None:
+        topics = self.config.topics
+        limit = self.config.kafka.max_message_bytes
+        sends: list[Awaitable[Any]] = []
+        partitions = sorted(await self.producer.partitions_for(topics.anomalies))
+        points: list[MetricPoint] = []
+        for tp, records in batch.items():
+            kind = "logs" if tp.topic == topics.logs else "metrics"
+            for record in records:
+                raw = record.value
+                if raw is None:
+                    sends.append(self._dead_letter(record, Reject("empty_message", "no value")))
+                    continue
+                decoded = decode_message(raw, kind, limit)
+                for reject in decoded.rejects:
+                    sends.append(self._dead_letter(record, reject))
+                if decoded.logs:
+                    self.metrics.events_in.labels("logs").inc(len(decoded.logs))
+                if decoded.points:
+                    self.metrics.events_in.labels("metrics").inc(len(decoded.points))
+                    points.extend(decoded.points)
+                    newest = max(p.ts for p in decoded.points)
+                    if newest > self._partition_time.get(tp, float("-inf")):
+                        self._partition_time[tp] = newest
+        # Kafka orders only within a partition; a fetched batch can hold one partition's
+        # future before another's past. Scoring in event-time order keeps series in order.
+        points.sort(key=_event_time)
+        # Time may only move as far as the slowest partition with data has reached.
+        low_watermark = min(self._partition_time.values(), default=float("-inf"))
+        for point in points:
+            anomaly = self.core.observe(point)
+            if anomaly is not None:
+                self.metrics.anomalies.labels(anomaly.signal.value).inc()
+                if self._on_anomaly is not None:
+                    self._on_anomaly(anomaly)
+                sends.append(await self.producer.send(
+                    topics.anomalies, orjson.dumps(anomaly.to_dict()),
+                    key=anomaly.scope.encode(),
+                ))
+            # Ticks interleave with anomalies at the same cadence as `replay`, so the
+            # correlator sees the same sequence of times live and offline.
+            tick = min(point.ts, low_watermark)
+            if tick >= self._last_tick + self.config.detect.tick_every:
+                self._last_tick = tick
+                value = orjson.dumps(Tick(tick).to_dict())
+                for partition in partitions:
+                    sends.append(await self.producer.send(
+                        topics.anomalies, value, partition=partition))
+        await _await_all(sends)
+        self._export_state()
+
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Stop holding event time back for partitions this worker no longer owns.
+        super().on_revoked(revoked)
+        for tp in revoked:
+            self._partition_time.pop(tp, None)
+
+    async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
+        self.metrics.decode_errors.labels(reject.reason).inc()
+        self.metrics.dlq_records.inc()
+        log.info("dead_letter", reason=reject.reason, detail=reject.detail, topic=record.topic,
+                 partition=record.partition, offset=record.offset)
+        future = await self.producer.send(
+            self.config.topics.dlq,
+            record.value if record.value is not None else b"",
+            key=record.key,
+            headers=dlq_headers(reject, record.topic, record.partition, record.offset),
+        )
+        await future
+
+    def _export_state(self) -> None:
+        stats = self.core.stats
+        self.metrics.series_tracked.set(self.core.series_tracked)
+        for cause, count in stats.evicted.items():
+            delta = count - self._evicted_seen[cause]
+            if delta:
+                self.metrics.series_evicted.labels(cause).inc(delta)
+                self._evicted_seen[cause] = count
+        if stats.out_of_order > self._out_of_order_seen:
+            self.metrics.out_of_order.inc(stats.out_of_order - self._out_of_order_seen)
+            self._out_of_order_seen = stats.out_of_order
+
+
+class CorrelateRunner(StageRunner):
+    """Folds anomalies into incidents; writes trigger/resolve pages to the outbox topic."""
+
+    name = "correlate"
+
+    def __init__(self, config: Config, producer: AIOKafkaProducer, metrics: Metrics,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_decision: Callable[[Decision], None] | None = None) -> None:
+        super().__init__(config, producer, metrics)
+        self.core: Correlator = build_correlator(config)
+        self._clock = clock
+        self._event_time = float("-inf")
+        self._wall_at_event = clock()
+        self._on_decision = on_decision
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.config.topics.anomalies]
+
+    async def handle(self, batch: Batch) -> None:
+        decisions: list[Decision] = []
+        for records in batch.values():
+            for record in records:
+                try:
+                    data = orjson.loads(record.value or b"")
+                    if data.get("kind") == "tick":
+                        decisions.extend(self._advance_to(float(data["ts"])))
+                        continue
+                    anomaly = Anomaly.from_dict(data)
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
+                    self.metrics.decode_errors.labels("bad_anomaly").inc()
+                    log.warning("bad_anomaly_record", partition=record.partition,
+                                offset=record.offset)
+                    continue
+                self._note_event_time(anomaly.ts)
+                decisions.extend(self.core.observe(anomaly))
+        await self._emit(decisions)
+
+    def _note_event_time(self, ts: float) -> None:
+        if ts > self._event_time:
+            self._event_time = ts
+            self._wall_at_event = self._clock()
+
+    def _advance_to(self, ts: float) -> list[Decision]:
+        self._note_event_time(ts)
+        return self.core.advance(ts)
+
+    async def on_idle(self) -> None:
+        # A quiet input must still let holds expire and incidents resolve.
+        if self._event_time == float("-inf"):
+            return
+        quiet_for = self._clock() - self._wall_at_event
+        if quiet_for < self.config.worker.idle_advance:
+            return
+        now = self._event_time + quiet_for
+        self._event_time = now
+        self._wall_at_event = self._clock()
+        await self._emit(self.core.advance(now))
+
+    async def _emit(self, decisions: list[Decision]) -> None:
+        sends: list[Awaitable[Any]] = []
+        for decision in decisions:
+            self.metrics.decisions.labels(decision.kind, decision.reason).inc()
+            if self._on_decision is not None:
+                self._on_decision(decision)
+            if decision.page is None:
+                log.debug("decision", kind=decision.kind, reason=decision.reason,
+                          incident=decision.incident_id)
+                continue
+            page = decision.page
+            log.info("page_decision", action=page.action, reason=decision.reason,
+                     dedup_key=page.dedup_key, root=page.root_service,
+                     signals=list(page.signals), receivers=list(page.receivers))
+            sends.append(await self.producer.send(
+                self.config.topics.pages, orjson.dumps(page.to_dict()),
+                key=page.dedup_key.encode(),
+            ))
+        await _await_all(sends)
+        self.metrics.open_incidents.set(len(self.core.open_incidents))
+
+
+class NotifyRunner(StageRunner):
+    """Delivers pages from the outbox topic to their receivers, retrying until they land."""
+
+    name = "notify"
+
+    def __init__(self, config: Config, producer: AIOKafkaProducer, metrics: Metrics,
+                 routing_keys: Mapping[str, str],
+                 sender_factory: Callable[[aiohttp.ClientSession], WebhookSender] | None = None
+                 ) -> None:
+        super().__init__(config, producer, metrics)
+        self._routing_keys = dict(routing_keys)
+        self._sender_factory = sender_factory
+        self._session: aiohttp.ClientSession | None = None
+        self._sender: WebhookSender | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.config.topics.pages]
+
+    def _attempt(self, receiver: str, outcome: str) -> None:
+        self.metrics.webhook_attempts.labels(receiver, outcome).inc()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with aiohttp.ClientSession() as session:
+            self._session = session
+            if self._sender_factory is not None:
+                self._sender = self._sender_factory(session)
+            else:
+                self._sender = WebhookSender(session, on_attempt=self._attempt)
+            await super().run(stop)
+
+    async def handle(self, batch: Batch) -> None:
+        assert self._sender is not None
+        for records in batch.values():
+            for record in records:
+                try:
+                    page = Page.from_dict(orjson.loads(record.value or b""))
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                    self.metrics.decode_errors.labels("bad_page").inc()
+                    log.warning("bad_page_record", partition=record.partition,
+                                offset=record.offset)
+                    continue
+                await self._deliver(page)
+
+    async def _deliver(self, page: Page) -> None:
+        assert self._sender is not None
+        for name in page.receivers:
+            try:
+                receiver = self.config.receiver(name)
+            except KeyError:
+                self.metrics.webhook_failures.labels(name).inc()
+                log.error("unknown_receiver", receiver=name, dedup_key=page.dedup_key)
+                continue
+            body = render_body(receiver.type, page, name, self._routing_keys.get(name))
+            result = await self._sender.deliver(receiver, body)
+            if result.outcome == "delivered":
+                self.metrics.pages_sent.labels(name, page.action).inc()
+                log.info("page_delivered", receiver=name, action=page.action,
+                         dedup_key=page.dedup_key, attempts=result.attempts)
+            else:
+                self.metrics.webhook_failures.labels(name).inc()
+                log.error("page_not_delivered", receiver=name, action=page.action,
+                          dedup_key=page.dedup_key, outcome=result.outcome,
+                          status=result.last_status, error=result.last_error)
+
+
+@dataclass(slots=True)
+class Worker:
+    """All requested stages in one process, sharing one producer."""
+
+    config: Config
+    metrics: Metrics
+    routing_keys: Mapping[str, str] = field(default_factory=dict)
+    stages: tuple[str, ...] = ("detect", "correlate", "notify")
+    on_anomaly: Callable[[Anomaly], None] | None = None
+    on_decision: Callable[[Decision], None] | None = None
+    runners: list[StageRunner] = field(default_factory=list)
+    producer: AIOKafkaProducer | None = None
+
+    @property
+    def ready(self) -> bool:
+        """All stages are consuming and connected."""
+        return bool(self.runners) and all(
+            r.status.started and r.status.connected for r in self.runners
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Create topics if asked, run every stage until `stop`, then shut down within the bound."""
+        config = self.config
+        options = client_options(config.kafka)
+        topics = config.topics
+        if topics.create:
+            names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
+            await ensure_topics(options, dict.fromkeys(names, topics.partitions))
+        producer = make_producer(options, max_request_size=max(1_048_576,
+                                 config.kafka.max_message_bytes * 2))
+        self.producer = producer
+        await producer.start()
+        try:
+            self.runners = self._build_runners(producer)
+            tasks = [asyncio.create_task(r.run(stop), name=f"stage-{r.name}")
+                     for r in self.runners]
+            stopping = asyncio.create_task(stop.wait(), name="stop")
+            finished, _ = await asyncio.wait([*tasks, stopping],
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if stopping not in finished:
+                # A stage ended on its own: that is a failure, so stop the others too.
+                log.error("stage_ended_unexpectedly", stages=[t.get_name() for t in finished])
+                stop.set()
+            await stopping
+            done, pending = await asyncio.wait(tasks, timeout=config.worker.shutdown_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if pending:
+                log.warning("shutdown_deadline_exceeded", cancelled=[t.get_name() for t in pending])
+        finally:
+            await producer.stop()
+        log.info("worker_stopped", stages=[
+            {"stage": r.status.name, "batches": r.status.batches, "records": r.status.records}
+            for r in self.runners
+        ])
+
+    def _build_runners(self, producer: AIOKafkaProducer) -> list[StageRunner]:
+        runners: list[StageRunner] = []
+        if "detect" in self.stages:
+            runners.append(DetectRunner(self.config, producer, self.metrics, self.on_anomaly))
+        if "correlate" in self.stages:
+            runners.append(CorrelateRunner(self.config, producer, self.metrics,
+                                           on_decision=self.on_decision))
+        if "notify" in self.stages:
+            runners.append(NotifyRunner(self.config, producer, self.metrics, self.routing_keys))
+        return runners

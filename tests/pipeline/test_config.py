@@ -1,0 +1,115 @@
+"""Config loading: every shipped file loads; each semantic error names file, key path and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_config, resolve_secrets
+from pipeline.errors import ConfigError
+from pipeline.model import Signal
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MINIMAL = {
+    "receivers": [{"name": "oncall", "type": "pagerduty", "url": "http://127.0.0.1:8080/v2/enqueue",
+                   "routing_key": {"env": "QP_TEST_KEY"}}],
+    "route": {"receivers": ["oncall"]},
+}
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    config = load_config(path)
+    assert config.receivers
+    for name in config.route.receivers:
+        config.receiver(name)
+
+
+def test_defaults_follow_design(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+    assert config.topics.metrics == "telemetry.metrics"
+    assert config.topics.dlq == "quietpager.dlq"
+    assert config.http.listen.startswith("127.0.0.1:")  # loopback unless configured otherwise
+    assert set(config.detect.thresholds) == set(Signal)
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        # an unknown key at the top
+        ({"colour": "blue"}, "colour: unknown key (got 'blue')"),
+        # an unknown key deep inside
+        ({"correlate": {"hold_four": "1m"}}, "correlate.hold_four: unknown key"),
+        # a duration that is not one
+        ({"correlate": {"hold_for": "soon"}}, "correlate.hold_for: not a duration: 'soon'"),
+        # a route to a receiver nobody defined
+        ({"route": {"receivers": ["nobody"]}}, "undefined receiver 'nobody'"),
+        # a URL that is not http
+        ({"receivers": [{"name": "x", "type": "alertmanager", "url": "ftp://x"}],
+          "route": {"receivers": ["x"]}}, "receivers.0.url: must be an http:// or https:// URL"),
+        # a pagerduty receiver without a routing key
+        ({"receivers": [{"name": "x", "type": "pagerduty", "url": "http://h/"}],
+          "route": {"receivers": ["x"]}}, "a pagerduty receiver needs routing_key"),
+        # a threshold outside (0, 1)
+        ({"detect": {"thresholds": {"latency": 1.5}}}, "threshold for latency must lie in (0, 1)"),
+        # a silence whose regex is broken
+        ({"silences": [{"matchers": ["service=~("], "starts_at": "2026-01-01T00:00:00Z",
+                        "ends_at": "2026-01-01T01:00:00Z"}]}, "silences.0.matchers"),
+        # a silence that ends before it starts
+        ({"silences": [{"matchers": ["service=a"], "starts_at": "2026-01-01T01:00:00Z",
+                        "ends_at": "2026-01-01T00:00:00Z"}]}, "ends_at must be after starts_at"),
+        # a service that depends on itself
+        ({"topology": {"a": ["a"]}}, "lists itself as a dependency"),
+        # a bad listen address
+        ({"http": {"listen": "everywhere"}}, "http.listen: must be host:port (got 'everywhere')"),
+    ],
+)
+def test_bad_config_messages(tmp_path: Path, patch: dict[str, object], expected: str) -> None:
+    path = _write(tmp_path, {**MINIMAL, **patch})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    assert expected in message
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_secret_from_env_and_file_never_in_repr(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QP_TEST_KEY", "s3cr3t-from-env")
+    config = load_config(_write(tmp_path, MINIMAL))
+    keys = resolve_secrets(config)
+    assert keys["oncall"].get_secret_value() == "s3cr3t-from-env"
+    assert "s3cr3t" not in repr(keys) and "s3cr3t" not in str(config)
+
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cr3t-from-file\n", encoding="utf-8")
+    data = {**MINIMAL, "receivers": [{**MINIMAL["receivers"][0],  # type: ignore[index]
+                                      "routing_key": {"file": str(key_file)}}]}
+    keys = resolve_secrets(load_config(_write(tmp_path, data)))
+    assert keys["oncall"].get_secret_value() == "s3cr3t-from-file"
+
+
+def test_missing_secret_fails_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QP_TEST_KEY", raising=False)
+    config = load_config(_write(tmp_path, MINIMAL))
+    with pytest.raises(ConfigError, match="receivers.0.routing_key: environment variable "
+                                          "QP_TEST_KEY is not set"):
+        resolve_secrets(config, "x.yaml")

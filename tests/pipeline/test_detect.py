@@ -1,0 +1,99 @@
+"""The detect stage: signal rules, per-series models, thresholds, bounded state."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pipeline.config import DetectConfig, SignalRule
+from pipeline.detect import DetectStage, SignalClassifier
+from pipeline.model import MetricPoint, SeriesKey, Signal
+
+
+def _point(name: str, value: float, ts: float, signal: Signal | None = None,
+           **labels: str) -> MetricPoint:
+    return MetricPoint(SeriesKey.of(name, {"service": "checkout", **labels}), value, ts, signal)
+
+
+@pytest.mark.parametrize(
+    ("name", "explicit", "expected"),
+    [
+        ("http_request_duration_seconds", None, Signal.LATENCY),  # duration is latency
+        ("http_request_errors_ratio", None, Signal.ERRORS),  # errors rule
+        ("http_requests_per_second", None, Signal.TRAFFIC),  # requests is traffic
+        ("cpu_utilization", None, Signal.SATURATION),  # utilisation is saturation
+        ("temperature_celsius", None, Signal.GENERIC),  # nothing claims it
+        ("temperature_celsius", Signal.SATURATION, Signal.SATURATION),  # the point's own signal wins
+    ],
+)
+def test_default_signal_rules(name: str, explicit: Signal | None, expected: Signal) -> None:
+    classifier = SignalClassifier(DetectConfig().signal_rules)
+    assert classifier.classify(_point(name, 1.0, 0.0, explicit)) is expected
+
+
+def test_rule_with_labels_only_claims_matching_series() -> None:
+    rule = SignalRule(signal=Signal.ERRORS, name_matches="events_total", labels={"outcome": "fail"})
+    classifier = SignalClassifier([rule])
+    assert classifier.classify(_point("events_total", 1, 0, outcome="fail")) is Signal.ERRORS
+    assert classifier.classify(_point("events_total", 1, 0, outcome="ok")) is Signal.GENERIC
+
+
+def _steady(stage: DetectStage, name: str, n: int, level: float, rng: random.Random,
+            start: float = 0.0) -> list[object]:
+    out = []
+    for i in range(n):
+        anomaly = stage.observe(_point(name, level * (1 + rng.gauss(0, 0.05)), start + 10 * i))
+        if anomaly is not None:
+            out.append(anomaly)
+    return out
+
+
+def test_latency_spike_becomes_an_anomaly_with_context() -> None:
+    stage = DetectStage(DetectConfig(warmup_points=20))
+    rng = random.Random(3)
+    quiet = _steady(stage, "http_request_duration_seconds", 200, 0.2, rng)
+    assert len(quiet) <= 2  # steady noise rarely crosses 0.99
+    anomaly = stage.observe(_point("http_request_duration_seconds", 2.0, 5000.0))
+    assert anomaly is not None
+    assert anomaly.signal is Signal.LATENCY
+    assert anomaly.service == "checkout"
+    assert anomaly.score >= anomaly.threshold == 0.99
+    assert 0.15 < anomaly.expected < 0.25
+
+
+def test_scored_before_learned_and_quiet_during_warmup() -> None:
+    stage = DetectStage(DetectConfig(warmup_points=30))
+    for i in range(29):
+        # Wild values during warm-up never alert.
+        assert stage.observe(_point("http_request_duration_seconds", 10.0 ** (i % 3), i)) is None
+
+
+def test_out_of_order_and_duplicate_points_are_skipped() -> None:
+    stage = DetectStage(DetectConfig())
+    stage.observe(_point("x", 1.0, 100.0))
+    assert stage.observe(_point("x", 1.0, 100.0)) is None
+    assert stage.observe(_point("x", 1.0, 50.0)) is None
+    assert stage.stats.out_of_order == 2
+    assert stage.stats.points == 3
+
+
+def test_series_bounded_by_count_and_ttl() -> None:
+    stage = DetectStage(DetectConfig(max_series=3, series_ttl="1h"))
+    for i in range(5):
+        stage.observe(_point(f"s{i}", 1.0, float(i)))
+    assert stage.series_tracked == 3
+    assert stage.stats.evicted["lru"] == 2
+    stage.observe(_point("late", 1.0, 4 * 3600.0))
+    assert stage.series_tracked == 1
+    assert stage.stats.evicted["ttl"] == 3
+
+
+def test_scope_label_and_bytes_per_series() -> None:
+    stage = DetectStage(DetectConfig(scope_label="region"))
+    rng = random.Random(1)
+    for i in range(100):
+        stage.observe(_point("cpu_utilization", 0.4 + rng.random() * 0.01, float(i), region="eu"))
+    anomaly = stage.observe(_point("cpu_utilization", 0.99, 1000.0, region="eu"))
+    assert anomaly is not None and anomaly.scope == "eu"
+    assert 0 < stage.bytes_per_series() < 4096

@@ -1,0 +1,138 @@
+"""Decoding telemetry messages: good shapes pass, every bad shape is rejected with its reason."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.ingest import REJECT_REASONS, decode_message, dlq_headers
+from pipeline.model import Signal
+
+GOOD = {"name": "http_request_duration_seconds", "value": 0.231, "ts": 1764147600.0,
+        "labels": {"service": "checkout", "region": "eu-west-1"}, "signal": "latency"}
+
+
+def test_design_example_decodes() -> None:
+    decoded = decode_message(orjson.dumps(GOOD), "metrics")
+    assert decoded.rejects == []
+    (point,) = decoded.points
+    assert point.value == 0.231
+    assert point.ts == 1764147600.0
+    assert point.signal is Signal.LATENCY
+    assert point.series.id == (
+        'http_request_duration_seconds{region="eu-west-1",service="checkout"}'
+    )
+
+
+def test_batch_keeps_good_items_and_rejects_bad_ones_by_index() -> None:
+    batch = [GOOD, {**GOOD, "value": "x"}, {**GOOD, "ts": "yesterday"}]
+    decoded = decode_message(orjson.dumps(batch), "metrics")
+    assert len(decoded.points) == 1
+    assert [(r.reason, r.index) for r in decoded.rejects] == [
+        ("wrong_type", 1), ("bad_timestamp", 2)]
+
+
+def test_log_record_design_example() -> None:
+    record = {"ts": "2026-11-26T09:00:00Z", "level": "ERROR",
+              "message": "upstream timeout after 3000 ms",
+              "labels": {"service": "checkout", "host": "node-7"}}
+    decoded = decode_message(orjson.dumps(record), "logs")
+    (log,) = decoded.logs
+    assert log.level == "error"
+    assert log.ts == 1795683600.0
+    assert dict(log.labels) == {"host": "node-7", "service": "checkout"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not_json"),  # plain text
+        (b'{"name": "x", "value": 1', "not_json"),  # truncated
+        (b"\xff\xfe\x00garbage", "not_utf8"),  # binary junk
+        (b"42", "not_object"),  # a bare number
+        (b"[]", "empty_batch"),  # an empty array
+        (b"[1]", "not_object"),  # an array of non-objects
+        (b'{"value": 1, "ts": 1}', "missing_field"),  # no name
+        (b'{"name": "x", "ts": 1}', "missing_field"),  # no value
+        (b'{"name": "x", "value": 1}', "missing_field"),  # no ts
+        (b'{"name": "", "value": 1, "ts": 1}', "wrong_type"),  # empty name
+        (b'{"name": "x", "value": true, "ts": 1}', "wrong_type"),  # boolean value
+        (b'{"name": "x", "value": null, "ts": 1}', "wrong_type"),  # null value
+        (b'{"name": "x", "value": 1e999, "ts": 1}', "not_finite"),  # overflow to infinity
+        (b'{"name": "x", "value": NaN, "ts": 1}', "not_finite"),  # NaN literal
+        (b'{"name": "x", "value": -Infinity, "ts": 1}', "not_finite"),  # infinity literal
+        (b'{"name": "x", "value": 1, "ts": "2026-13-40"}', "bad_timestamp"),  # impossible date
+        (b'{"name": "x", "value": 1, "ts": "2026-11-26T09:00:00"}', "bad_timestamp"),  # no zone
+        (b'{"name": "x", "value": 1, "ts": 1, "signal": "vibes"}', "unknown_signal"),  # bad signal
+        (b'{"name": "x", "value": 1, "ts": 1, "labels": [1]}', "bad_labels"),  # labels not a map
+        (b'{"name": "x", "value": 1, "ts": 1, "labels": {"a": {}}}', "bad_labels"),  # nested
+    ],
+)
+def test_rejects_metrics(raw: bytes, reason: str) -> None:
+    decoded = decode_message(raw, "metrics")
+    assert decoded.points == []
+    assert [r.reason for r in decoded.rejects] == [reason]
+
+
+def test_oversized_message_is_rejected_before_parsing() -> None:
+    decoded = decode_message(b"[" + b"1," * 600 + b"1]", "metrics", max_bytes=1024)
+    assert [r.reason for r in decoded.rejects] == ["too_large"]
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"ts": 1}, "missing_field"),  # no message
+        ({"ts": 1, "message": 5}, "wrong_type"),  # message not a string
+        ({"message": "x"}, "missing_field"),  # no ts
+    ],
+)
+def test_rejects_logs(item: dict[str, object], reason: str) -> None:
+    assert [r.reason for r in decode_message(orjson.dumps(item), "logs").rejects] == [reason]
+
+
+def test_auto_kind_tells_points_from_logs() -> None:
+    raw = orjson.dumps([GOOD, {"ts": 1, "message": "hello"}, {"ts": 1}])
+    decoded = decode_message(raw, "auto")
+    assert (len(decoded.points), len(decoded.logs)) == (1, 1)
+    assert [r.reason for r in decoded.rejects] == ["unknown_shape"]
+
+
+def test_dlq_headers_carry_source_coordinates() -> None:
+    decoded = decode_message(b"nope", "metrics")
+    headers = dict(dlq_headers(decoded.rejects[0], "telemetry.metrics", 2, 41))
+    assert headers["qp.reason"] == b"not_json"
+    assert headers["qp.topic"] == b"telemetry.metrics"
+    assert (headers["qp.partition"], headers["qp.offset"]) == (b"2", b"41")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_decode_without_raising(raw: bytes) -> None:
+    decoded = decode_message(raw, "auto")
+    for reject in decoded.rejects:
+        assert reject.reason in REJECT_REASONS
+    for point in decoded.points:
+        assert math.isfinite(point.value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["name", "value", "ts", "labels", "signal", "message"]),
+                       json_values))
+def test_any_json_object_is_either_a_point_or_a_reasoned_reject(item: dict[str, object]) -> None:
+    decoded = decode_message(orjson.dumps(item), "metrics")
+    assert len(decoded.points) + len(decoded.rejects) == 1
+    for reject in decoded.rejects:
+        assert reject.reason in REJECT_REASONS

@@ -1,0 +1,249 @@
+"""The live worker on a real broker: one incident in, one trigger and one resolve out.
+
+Each test gets its own topics and consumer groups; the webhook receiver is a real HTTP
+server on loopback. Runs against Tansu, or any Kafka named by QUIETPAGER_TEST_BOOTSTRAP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import yaml
+
+from pipeline.config import Config
+from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
+from pipeline.metrics import Metrics
+from pipeline.notify.sink import WebhookSink
+from pipeline.synthetic import Blip, Fault, Scenario, generate
+from pipeline.worker import Worker
+from tests.conftest import TopicNames
+
+pytestmark = pytest.mark.broker
+
+ROUTING_KEY = "test-routing-key"
+
+SCENARIO = Scenario(
+    duration_s=1500.0,
+    faults=(Fault(root="payments-db", onset_s=700.0, duration_s=300.0),),
+    blips=(Blip(service="catalog", onset_s=500.0),),
+)
+
+
+def _config(topics: TopicNames, bootstrap: str, sink: WebhookSink) -> Config:
+    return topics.config(
+        bootstrap,
+        receiver_url=sink.pagerduty_url,
+        receivers=[{"name": "oncall", "type": "pagerduty", "url": sink.pagerduty_url,
+                    "routing_key": {"env": "QP_TEST_ROUTING_KEY"},
+                    "retry": {"initial_backoff": "50ms", "max_backoff": "200ms"}}],
+        topology=SCENARIO.topology,
+        correlate={"group_window": "5m", "hold_for": "60s", "resolve_after": "2m"},
+        worker={"shutdown_timeout": "5s", "idle_advance": "1s"},
+    )
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[WebhookSink]:
+    server = WebhookSink()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _produce(config: Config, messages: list[tuple[bytes | None, bytes]]) -> None:
+    topics = config.topics
+    names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
+    await ensure_topics(client_options(config.kafka), dict.fromkeys(names, topics.partitions))
+    producer = make_producer(client_options(config.kafka))
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(config.topics.metrics, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _scenario_messages() -> list[tuple[bytes | None, bytes]]:
+    out: list[tuple[bytes | None, bytes]] = []
+    for _, points in generate(SCENARIO):
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for point in points:
+            by_service.setdefault(point["labels"]["service"], []).append(point)
+        out.extend((s.encode(), orjson.dumps(b)) for s, b in by_service.items())
+    return out
+
+
+async def _run_until(worker: Worker, done: Any, timeout: float = 60.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + timeout
+    try:
+        while not done():
+            if task.done():
+                task.result()
+                raise AssertionError("worker stopped early")
+            assert time.monotonic() < deadline, "timed out waiting for the worker"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture(autouse=True)
+def _routing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QP_TEST_ROUTING_KEY", ROUTING_KEY)
+
+
+async def test_incident_yields_one_trigger_and_one_resolve(
+    kafka_bootstrap: str, unique_topics: TopicNames, sink: WebhookSink
+) -> None:
+    config = _config(unique_topics, kafka_bootstrap, sink)
+    await _produce(config, _scenario_messages())
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+
+    def resolved() -> bool:
+        return any(b.get("event_action") == "resolve" for _, b in sink.received)
+
+    await _run_until(worker, resolved)
+    await asyncio.sleep(0.5)  # anything extra would arrive now
+    actions = [(b["event_action"], b["dedup_key"]) for _, b in sink.received]
+    assert [a for a, _ in actions] == ["trigger", "resolve"]
+    assert actions[0][1] == actions[1][1]
+    trigger = sink.received[0][1]
+    assert trigger["routing_key"] == ROUTING_KEY
+    assert trigger["payload"]["component"] == "payments-db"
+    assert trigger["payload"]["custom_details"]["suspected_root_cause"] == "payments-db"
+    assert metrics.registry.get_sample_value(
+        "quietpager_pages_sent_total", {"receiver": "oncall", "action": "trigger"}) == 1
+    # The catalog blip was held and never paged.
+    assert metrics.registry.get_sample_value(
+        "quietpager_correlation_decisions_total",
+        {"kind": "suppress", "reason": "blip_recovered"}) is not None
+
+
+async def test_malformed_messages_go_to_dlq_and_stream_continues(
+    kafka_bootstrap: str, unique_topics: TopicNames, sink: WebhookSink
+) -> None:
+    config = _config(unique_topics, kafka_bootstrap, sink)
+    bad = [
+        (None, b"not json at all"),
+        (b"k", b'{"name": "cpu_utilization", "value": NaN, "ts": 1795683600}'),
+        (None, b'{"name": "cpu_utilization", "value": "high", "ts": 1795683600}'),
+        (None, b'[{"name": "x", "ts": 1795683600}]'),
+        (None, b"\xff\xfe\xfd"),
+    ]
+    good = _scenario_messages()
+    # Bad input lands in the middle of the stream; what follows must still be processed.
+    await _produce(config, good[:600] + bad + good[600:])
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    await _run_until(worker, lambda: len(sink.received) >= 2)
+
+    consumer = make_consumer(client_options(config.kafka), [config.topics.dlq], None)
+    await consumer.start()
+    try:
+        records = []
+        deadline = time.monotonic() + 10
+        while len(records) < len(bad) and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    reasons = [dict(r.headers)["qp.reason"].decode() for r in records]
+    assert reasons == ["not_json", "not_finite", "wrong_type", "missing_field", "not_utf8"]
+    assert [r.value for r in records] == [value for _, value in bad]  # original bytes kept
+    first = dict(records[0].headers)
+    assert first["qp.topic"].decode() == config.topics.metrics
+    assert int(first["qp.offset"]) == 600
+    assert metrics.registry.get_sample_value("quietpager_dlq_records_total") == len(bad)
+    assert [b["event_action"] for _, b in sink.received] == ["trigger", "resolve"]
+
+
+async def test_webhook_failing_twice_delivers_exactly_once(
+    kafka_bootstrap: str, unique_topics: TopicNames, sink: WebhookSink
+) -> None:
+    config = _config(unique_topics, kafka_bootstrap, sink)
+    sink.fail_next(2, status=503)
+    await _produce(config, _scenario_messages())
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    await _run_until(worker, lambda: len(sink.received) >= 1)
+    await asyncio.sleep(0.3)
+    triggers = [b for _, b in sink.received if b["event_action"] == "trigger"]
+    assert len(triggers) == 1
+    assert sink.requests_seen >= 3
+    attempts = {
+        outcome: metrics.registry.get_sample_value(
+            "quietpager_webhook_attempts_total", {"receiver": "oncall", "outcome": outcome})
+        for outcome in ("retry_status", "delivered")
+    }
+    assert attempts["retry_status"] == 2
+    assert attempts["delivered"] is not None and attempts["delivered"] >= 1
+
+
+async def test_run_command_serves_ops_endpoints_and_stops_on_sigterm(
+    kafka_bootstrap: str, unique_topics: TopicNames, sink: WebhookSink, tmp_path: Path
+) -> None:
+    config = _config(unique_topics, kafka_bootstrap, sink)
+    await ensure_topics(client_options(config.kafka),
+                        dict.fromkeys([config.topics.metrics, config.topics.logs], 1))
+    data = config.model_dump(mode="json")
+    data["http"] = {"enabled": True, "listen": "127.0.0.1:0"}
+    port_probe = WebhookSink()  # borrow a free port for the ops server
+    await port_probe.start()
+    port = int(port_probe.url.rsplit(":", 1)[1])
+    await port_probe.stop()
+    data["http"]["listen"] = f"127.0.0.1:{port}"
+    path = tmp_path / "worker.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    env = {**os.environ, "QP_TEST_ROUTING_KEY": ROUTING_KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "--config", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            ready = False
+            while time.monotonic() < deadline and not ready:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        ready = response.status == 200
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+            assert ready, "worker never became ready"
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                text = await response.text()
+            assert "quietpager_events_in_total" in text or "quietpager_events_in" in text
+            assert ROUTING_KEY not in text
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+    events = [line["event"] for line in lines]
+    assert "shutdown_requested" in events
+    assert "worker_stopped" in events
+    assert ROUTING_KEY.encode() not in out + err
