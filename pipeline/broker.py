@@ -12,6 +12,7 @@ start is a fresh cluster; it does not grant idempotent-producer ids, which is wh
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import socket
@@ -155,6 +156,7 @@ class EmbeddedBroker:
         """Start the broker and return once it answers a metadata request; idempotent."""
         if self.running:
             return
+        self.stop()  # reap a broker that died since the last start
         binary = self.binary or resolve_binary()
         if not os.access(binary, os.X_OK):
             raise BrokerError(f"the Tansu broker binary {binary!r} is not executable")
@@ -168,7 +170,12 @@ class EmbeddedBroker:
                 self.stop()
                 failures.append(str(exc))
                 continue
+            except BaseException:  # e.g. Ctrl-C while waiting: leave no broker behind
+                self.stop()
+                raise
             self._bound_port = port
+            # An owner that forgets stop() (or a crash) must not leave an orphan listening.
+            atexit.register(self.stop)
             return
         raise BrokerError(
             f"the embedded broker did not start after {self.start_attempts} attempt(s): "
@@ -179,6 +186,7 @@ class EmbeddedBroker:
         """Terminate the broker, kill it if it lingers past `stop_timeout`, and reap it."""
         process, self._process = self._process, None
         self._bound_port = None
+        atexit.unregister(self.stop)
         if process is not None:
             if process.poll() is None:
                 process.terminate()

@@ -90,6 +90,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "bench":
         from pipeline.bench.throughput import run_throughput
+        from pipeline.logs import configure_logging
+
+        configure_logging("warning", json=False, stream=sys.stderr)
 
         asyncio.run(run_throughput(points=args.points, series=args.series, batch=args.batch,
                                    bootstrap=args.bootstrap))

@@ -91,7 +91,15 @@ class KafkaConfig(_Strict):
     group_prefix: str = "quietpager"
     max_poll_records: int = Field(default=2000, ge=1)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    session_timeout: Duration = 10.0
+    heartbeat_interval: Duration = 3.0
     security: KafkaSecurity = KafkaSecurity()
+
+    @model_validator(mode="after")
+    def _heartbeat_inside_session(self) -> KafkaConfig:
+        if self.heartbeat_interval >= self.session_timeout:
+            raise ValueError("heartbeat_interval must be shorter than session_timeout")
+        return self
 
 
 class SignalRule(_Strict):
@@ -162,6 +170,7 @@ class CorrelateConfig(_Strict):
 
     group_window: Duration = 300.0
     hold_for: Duration = 60.0
+    hold_max_gap: Duration = 30.0
     resolve_after: Duration = 300.0
     severity: Literal["critical", "error", "warning", "info"] = "critical"
     max_incidents: int = Field(default=10_000, ge=1)

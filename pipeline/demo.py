@@ -23,7 +23,7 @@ from pipeline.config import Config, parse_config
 from pipeline.correlate.incidents import Decision
 from pipeline.kafka import client_options, ensure_topics, make_producer
 from pipeline.metrics import Metrics
-from pipeline.notify.sink import WebhookSink
+from pipeline.notify.sink import PAGERDUTY_PATH, WebhookSink
 from pipeline.synthetic import Scenario, affected_services, generate
 from pipeline.timeutil import format_timestamp
 from pipeline.worker import DetectRunner, Worker
@@ -42,13 +42,15 @@ def demo_config(bootstrap: str, sink_url: str, scenario: Scenario) -> Config:
     """The embedded default: the scenario's topology, one PagerDuty-style receiver on the sink."""
     return parse_config(
         {
-            "kafka": {"bootstrap_servers": bootstrap, "group_prefix": "quietpager-demo"},
+            # Short group sessions: the embedded broker holds a join for half the session.
+            "kafka": {"bootstrap_servers": bootstrap, "group_prefix": "quietpager-demo",
+                      "session_timeout": "2s", "heartbeat_interval": "500ms"},
             "topics": {"partitions": 3},
             "detect": {"warmup_points": 30, "tick_every": "10s"},
             "correlate": {"group_window": "5m", "hold_for": "60s", "resolve_after": "3m"},
             "topology": scenario.topology,
             "receivers": [
-                {"name": "oncall", "type": "pagerduty", "url": f"{sink_url}/v2/enqueue",
+                {"name": "oncall", "type": "pagerduty", "url": f"{sink_url}{PAGERDUTY_PATH}",
                  "routing_key": {"env": "QUIETPAGER_DEMO_ROUTING_KEY"}},
             ],
             "route": {"receivers": ["oncall"]},

@@ -119,6 +119,8 @@ class StageRunner(ABC):
             max_poll_records=self.config.kafka.max_poll_records,
             fetch_max_bytes=max(52_428_800, self.config.kafka.max_message_bytes * 4),
             max_partition_fetch_bytes=max(1_048_576, self.config.kafka.max_message_bytes * 2),
+            session_timeout_ms=int(self.config.kafka.session_timeout * 1000),
+            heartbeat_interval_ms=int(self.config.kafka.heartbeat_interval * 1000),
         )
         self.consumer = consumer
         await consumer.start()
@@ -355,7 +357,7 @@ class CorrelateRunner(StageRunner):
                 key=page.dedup_key.encode(),
             ))
         await _await_all(sends)
-        self.metrics.open_incidents.set(len(self.core.open_incidents))
+        self.metrics.open_incidents.set(self.core.open_count)
 
 
 class NotifyRunner(StageRunner):

@@ -46,6 +46,13 @@ def group_timeouts() -> dict[str, int]:
     return {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200}
 
 
+def _session_settings() -> dict[str, str]:
+    """The worker-config form of `group_timeouts`: short sessions on Tansu, defaults on Kafka."""
+    if os.environ.get(BOOTSTRAP_ENV):
+        return {}
+    return {"session_timeout": "1s", "heartbeat_interval": "200ms"}
+
+
 @dataclass(frozen=True, slots=True)
 class TopicNames:
     """Topic and group names unique to one test, so broker tests never read each other's data."""
@@ -100,7 +107,8 @@ class TopicNames:
         if receiver_type == "pagerduty":
             receiver["routing_key"] = {"env": ROUTING_KEY_ENV}
         data: dict[str, Any] = {
-            "kafka": {"bootstrap_servers": bootstrap, "group_prefix": self.group_prefix},
+            "kafka": {"bootstrap_servers": bootstrap, "group_prefix": self.group_prefix,
+                      **_session_settings()},
             "topics": {
                 "metrics": self.metrics,
                 "logs": self.logs,

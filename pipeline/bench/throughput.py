@@ -34,7 +34,7 @@ def load_messages(points: int, series: int, batch: int, seed: int = 1) -> list[b
     rng = random.Random(seed)
     names = ["http_request_duration_seconds", "http_requests_per_second",
              "http_request_errors_ratio", "cpu_utilization"]
-    base = [0.1 + rng.random() for _ in range(series)]
+    base = [0.2 + 0.4 * rng.random() for _ in range(series)]
     messages: list[bytes] = []
     start = 1_795_683_600.0
     chunk: list[dict[str, Any]] = []
@@ -55,7 +55,8 @@ def load_messages(points: int, series: int, batch: int, seed: int = 1) -> list[b
 
 def _config(bootstrap: str, prefix: str) -> Config:
     return parse_config({
-        "kafka": {"bootstrap_servers": bootstrap, "group_prefix": f"bench-{prefix}"},
+        "kafka": {"bootstrap_servers": bootstrap, "group_prefix": f"bench-{prefix}",
+                  "session_timeout": "2s", "heartbeat_interval": "500ms"},
         "topics": {"metrics": f"bench-{prefix}.metrics", "logs": f"bench-{prefix}.logs",
                    "anomalies": f"bench-{prefix}.anomalies", "pages": f"bench-{prefix}.pages",
                    "dlq": f"bench-{prefix}.dlq", "partitions": 1},

@@ -13,18 +13,26 @@ Rules, in the order they apply to one anomaly:
    incident's last anomaly is within `group_window` of the anomaly's time. Among several, the
    one with the most recent activity wins (then the one opened later). Otherwise it opens a
    new incident, whose id (the dedup_key) is fixed for its whole life.
-3. Hold. An incident pages once anomalies have kept coming for `hold_for`: at the first
-   anomaly whose time is at least `onset + hold_for` (so `hold_for: 0` pages at once). A blip
-   shorter than `hold_for` that then stays quiet never pages.
+3. Hold. An incident pages once one of its series has stayed anomalous for `hold_for`, the
+   way Alertmanager's `for` works: a series' streak runs while its anomalies come no more
+   than `hold_max_gap` apart, and the incident triggers at the first anomaly that makes some
+   streak at least `hold_for` long (so `hold_for: 0` pages at once). A blip shorter than
+   `hold_for`, or unrelated one-off anomalies that happen to group, never page.
 4. Root cause. The suspected root is the incident's most downstream service
    (`Topology.root_causes`), earliest first anomaly then name on a tie. Callers of the root
-   are symptoms: they fold into the incident and never page on their own.
+   are symptoms: they fold into the incident and never page on their own. A root that
+   changes after the trigger does not page again (one trigger per incident); the resolve
+   page carries the final root. The summary names the incident's most upstream service
+   (`Topology.entry_points`), where users feel it, then the suspected root.
 5. Resolve. After `resolve_after` without an anomaly, an incident closes: a resolve page with
    the same dedup_key if it paged, otherwise a suppressed "blip_recovered". The decision and
    page time is the moment it became due (`last anomaly + resolve_after`), found on the first
    `observe`/`advance` at or past it.
 6. Bounds. At most `max_incidents` are open; opening one more first closes the least recently
    active one ("evicted"), with a resolve page if it had paged.
+
+An anomaly arriving after its incident closed opens a new incident with a new dedup_key.
+`Decision.at` is the correlator's clock when decided, except closings by quiet (above).
 
 Decisions (kind, reason), counted and logged by the caller; the slugs are stable:
 
@@ -146,6 +154,13 @@ class _SeriesState:
     value: float
     expected: float
     count: int
+    streak_start: float
+    last_ts: float
+
+    @property
+    def streak(self) -> float:
+        """How long this series has been anomalous without a gap over `hold_max_gap`."""
+        return self.last_ts - self.streak_start
 
 
 @dataclass(slots=True)
@@ -165,6 +180,10 @@ class _Incident:
     folded_by_reason: dict[str, int] = field(default_factory=dict)
     silenced: int = 0
     paged_at: float | None = None
+    longest_streak: float = 0.0
+    # Derived from `services` and the topology (not snapshotted): `Topology.root_causes`
+    # of the services, kept up to date as services join so a big incident stays cheap.
+    root_candidates: set[str] = field(default_factory=set)
 
 
 def incident_id(scope: str, service: str, onset: float) -> str:
@@ -202,6 +221,8 @@ class Correlator:
         self._incidents: dict[str, _Incident] = {}
         # (scope, service) -> ids of open incidents holding that service, in opening order.
         self._by_service: dict[tuple[str, str], dict[str, None]] = {}
+        # scope -> ids of its open incidents, for when a service's neighbourhood is larger.
+        self._by_scope: dict[str, dict[str, None]] = {}
         # (last_ts, seq, id), lazily refreshed: an entry's last_ts may lag the incident's.
         self._quiet: list[tuple[float, int, str]] = []
 
@@ -234,7 +255,7 @@ class Correlator:
         else:
             reason, detail = self._join(target, anomaly)
         decisions.append(Decision("fold", reason, target.id, None, now, detail))
-        if target.paged_at is None and target.last_ts - target.onset >= self.config.hold_for:
+        if target.paged_at is None and target.longest_streak >= self.config.hold_for:
             target.paged_at = now
             page = self._page(target, "trigger", now)
             decisions.append(
@@ -317,14 +338,27 @@ class Correlator:
 
     def _match(self, anomaly: Anomaly) -> _Incident | None:
         """The open incident this anomaly belongs to, or None to open a new one."""
+        related = self.topology.related_services(anomaly.service)
+        in_scope = self._by_scope.get(anomaly.scope, {})
+        # Walk whichever is smaller: the service's neighbourhood or the scope's open incidents.
+        if len(related) <= len(in_scope):
+            keys: Iterable[str] = (
+                key
+                for service in related
+                for key in self._by_service.get((anomaly.scope, service), ())
+            )
+        else:
+            keys = in_scope
         best: _Incident | None = None
-        for service in self.topology.related_services(anomaly.service):
-            for key in self._by_service.get((anomaly.scope, service), ()):
-                incident = self._incidents[key]
-                if abs(anomaly.ts - incident.last_ts) > self.config.group_window:
-                    continue
-                if best is None or (incident.last_ts, incident.seq) > (best.last_ts, best.seq):
-                    best = incident
+        for key in keys:
+            incident = self._incidents[key]
+            if abs(anomaly.ts - incident.last_ts) > self.config.group_window:
+                continue
+            if best is not None and (incident.last_ts, incident.seq) <= (best.last_ts, best.seq):
+                continue
+            if keys is in_scope and not _overlaps(related, incident.services):
+                continue
+            best = incident
         return best
 
     def _open(self, anomaly: Anomaly, decisions: list[Decision]) -> _Incident:
@@ -349,9 +383,16 @@ class Correlator:
             last_ts=anomaly.ts,
             root=anomaly.service,
         )
-        self._incidents[key] = incident
-        heapq.heappush(self._quiet, (incident.last_ts, incident.seq, key))
+        self._index(incident)
         return incident
+
+    def _index(self, incident: _Incident) -> None:
+        """Make an incident findable: by id, by scope, by each service, and by quiet time."""
+        self._incidents[incident.id] = incident
+        self._by_scope.setdefault(incident.scope, {})[incident.id] = None
+        for service in incident.services:
+            self._by_service.setdefault((incident.scope, service), {})[incident.id] = None
+        heapq.heappush(self._quiet, (incident.last_ts, incident.seq, incident.id))
 
     def _join(self, incident: _Incident, anomaly: Anomaly) -> tuple[str, dict[str, Any]]:
         """Fold `anomaly` into an open incident; returns the reason and the decision detail."""
@@ -391,16 +432,22 @@ class Correlator:
                 value=anomaly.value,
                 expected=anomaly.expected,
                 count=1,
+                streak_start=anomaly.ts,
+                last_ts=anomaly.ts,
             )
         else:
             state.count += 1
+            if anomaly.ts - state.last_ts > self.config.hold_max_gap:
+                state.streak_start = anomaly.ts
+            state.last_ts = max(state.last_ts, anomaly.ts)
+            incident.longest_streak = max(incident.longest_streak, state.streak)
             if anomaly.score > state.peak_score:
                 state.peak_score = anomaly.score
                 state.value = anomaly.value
                 state.expected = anomaly.expected
         first_seen = incident.services.get(anomaly.service)
         if first_seen is None:
-            incident.services[anomaly.service] = anomaly.ts
+            self._add_service(incident, anomaly.service, anomaly.ts)
             self._by_service.setdefault((incident.scope, anomaly.service), {})[incident.id] = None
             incident.root = self._suspected_root(incident)
         elif anomaly.ts < first_seen:
@@ -408,10 +455,27 @@ class Correlator:
             incident.services[anomaly.service] = anomaly.ts
             incident.root = self._suspected_root(incident)
 
-    def _suspected_root(self, incident: _Incident) -> str:
+    def _add_service(self, incident: _Incident, service: str, ts: float) -> None:
+        """Add a service and update the root candidates the way `Topology.root_causes` would."""
+        down = self.topology.transitive_dependencies
+        beyond = down(service)
+        # A candidate stays one unless the newcomer lies downstream of it, off its cycle.
+        incident.root_candidates = {
+            root for root in incident.root_candidates if service not in down(root) or root in beyond
+        }
+        listed_beyond = (
+            [s for s in beyond if s in incident.services]
+            if len(beyond) <= len(incident.services)
+            else [s for s in incident.services if s in beyond]
+        )
+        if all(service in down(other) for other in listed_beyond):
+            incident.root_candidates.add(service)
+        incident.services[service] = ts
+
+    @staticmethod
+    def _suspected_root(incident: _Incident) -> str:
         """The most downstream service; earliest first anomaly, then name, on a tie."""
-        candidates = self.topology.root_causes(incident.services)
-        return min(candidates, key=lambda s: (incident.services[s], s))
+        return min(incident.root_candidates, key=lambda s: (incident.services[s], s))
 
     def _symptoms(self, incident: _Incident) -> list[str]:
         """The incident's services that call its suspected root, sorted."""
@@ -426,6 +490,10 @@ class Correlator:
     def _close(self, incident: _Incident, cause: CloseCause, now: float) -> Decision:
         """Drop `incident` from the open set; a resolve page if it had paged."""
         del self._incidents[incident.id]
+        scope_ids = self._by_scope[incident.scope]
+        del scope_ids[incident.id]
+        if not scope_ids:
+            del self._by_scope[incident.scope]
         for service in incident.services:
             ids = self._by_service[(incident.scope, service)]
             del ids[incident.id]
@@ -553,6 +621,8 @@ class Correlator:
                             "value": state.value,
                             "expected": state.expected,
                             "count": state.count,
+                            "streak_start": state.streak_start,
+                            "last_ts": state.last_ts,
                         }
                         for state in inc.series.values()
                     ],
@@ -560,6 +630,7 @@ class Correlator:
                     "folded_by_reason": dict(inc.folded_by_reason),
                     "silenced": inc.silenced,
                     "paged_at": inc.paged_at,
+                    "longest_streak": inc.longest_streak,
                 }
                 for inc in self._incidents.values()
             ],
@@ -579,14 +650,12 @@ class Correlator:
         self._now = now
         self._seq = seq
         self._incidents = {}
+        self._by_scope = {}
         self._by_service = {}
         self._quiet = []
         for incident in incidents:
-            self._incidents[incident.id] = incident
-            for service in incident.services:
-                self._by_service.setdefault((incident.scope, service), {})[incident.id] = None
-            self._quiet.append((incident.last_ts, incident.seq, incident.id))
-        heapq.heapify(self._quiet)
+            incident.root_candidates = set(self.topology.root_causes(incident.services))
+            self._index(incident)
 
 
 def _incident_from(data: Mapping[str, Any]) -> _Incident:
@@ -602,6 +671,8 @@ def _incident_from(data: Mapping[str, Any]) -> _Incident:
             value=float(item["value"]),
             expected=float(item["expected"]),
             count=int(item["count"]),
+            streak_start=float(item["streak_start"]),
+            last_ts=float(item["last_ts"]),
         )
     paged_at = data["paged_at"]
     return _Incident(
@@ -618,7 +689,15 @@ def _incident_from(data: Mapping[str, Any]) -> _Incident:
         folded_by_reason={str(k): int(v) for k, v in data["folded_by_reason"].items()},
         silenced=int(data["silenced"]),
         paged_at=None if paged_at is None else float(paged_at),
+        longest_streak=float(data["longest_streak"]),
     )
+
+
+def _overlaps(related: frozenset[str], services: Mapping[str, float]) -> bool:
+    """Whether any of `services` is in `related`, walking the smaller side."""
+    if len(related) < len(services):
+        return any(service in services for service in related)
+    return any(service in related for service in services)
 
 
 def feed(correlator: Correlator, events: Iterable[Anomaly | float]) -> list[Decision]:

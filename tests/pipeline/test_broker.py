@@ -22,7 +22,8 @@ from pipeline.kafka import ensure_topics, make_consumer, make_producer
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord
-    from conftest import TopicNames
+
+    from tests.conftest import TopicNames
 
 
 async def _drain(

@@ -216,26 +216,37 @@ def test_short_blip_never_pages_and_recovers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("last_offset", "pages_at"),
+    ("offsets", "pages_at"),
     [
-        # anomalies span 59 s < hold_for: held, never pages
-        (59.0, None),
-        # anomalies span exactly hold_for: pages at that anomaly
-        (60.0, 60.0),
-        # a sparse stream pages at the first anomaly past the hold
-        (75.0, 75.0),
+        # a streak of 50 s < hold_for: held, never pages
+        ([0, 10, 20, 30, 40, 50], None),
+        # a streak of exactly hold_for: pages at the anomaly that completes it
+        ([0, 10, 20, 30, 40, 50, 60], 60.0),
+        # gaps of 30 s (= hold_max_gap) keep the streak alive: pages at 60
+        ([0, 30, 60], 60.0),
+        # gaps over hold_max_gap restart the streak: one-offs 40 s apart never page
+        ([0, 40, 80, 120], None),
+        # the streak restarts after the gap and then lasts the hold: pages at 100
+        ([0, 40, 70, 100], 100.0),
     ],
 )
-def test_hold_boundary(last_offset: float, pages_at: float | None) -> None:
-    events: list[Event] = [alert(0.0, "payments-db"), alert(last_offset, "payments-db"), at(2000)]
+def test_hold_boundary(offsets: list[float], pages_at: float | None) -> None:
+    events: list[Event] = [*(alert(o, "payments-db") for o in offsets), at(2000)]
     sent = pages(feed(correlator(hold_for=60.0), events))
     if pages_at is None:
         assert sent == []
     else:
         assert [(p.action, p.at) for p in sent] == [
             ("trigger", T0 + pages_at),
-            ("resolve", T0 + last_offset + 300.0),
+            ("resolve", T0 + offsets[-1] + 300.0),
         ]
+
+
+def test_related_one_offs_do_not_add_up_to_a_page() -> None:
+    # A blip on the root and a single anomaly on a caller 60 s later: no series persisted.
+    events: list[Event] = [alert(0, "payments-db"), alert(10, "payments-db"),
+                           alert(60, "checkout"), at(2000)]
+    assert pages(feed(correlator(topology=CHAIN), events)) == []
 
 
 def test_two_unrelated_services_make_two_incidents() -> None:
@@ -393,9 +404,11 @@ def _table_config(**overrides: Any) -> dict[str, Any]:
         # a persistent series pages once, at the first anomaly past the hold
         (
             _table_config(),
-            [alert(0, "payments"), alert(60, "payments"), alert(70, "payments")],
+            [alert(0, "payments"), alert(30, "payments"), alert(60, "payments"),
+             alert(70, "payments")],
             [
                 ("fold", "new_incident_held"),
+                ("fold", "dedup_same_series"),
                 ("fold", "dedup_same_series"),
                 ("page", "first_notification"),
                 ("fold", "dedup_same_series"),
@@ -499,7 +512,8 @@ def test_trigger_lists_top_series_by_peak_score() -> None:
         alert(1, "payments", "latency", score=0.9991, value=3.0),
         alert(2, "payments", "errors", score=0.999, value=12.0),  # new errors peak
         alert(3, "payments", "saturation", score=0.991),
-        alert(60, "payments", "latency", score=0.992),  # lower than the latency peak
+        alert(31, "payments", "latency", score=0.992),  # lower than the latency peak
+        alert(61, "payments", "latency", score=0.992),  # completes the hold
     ]
     trigger = pages(feed(correlator(), events))[0]
     assert trigger.custom_details["series"] == [
@@ -529,13 +543,13 @@ def test_trigger_lists_top_series_by_peak_score() -> None:
         },
     ]
     assert trigger.custom_details["folded_by_reason"] == {
-        "dedup_same_series": 2,
+        "dedup_same_series": 3,
         "joined_incident": 2,
         "new_incident_held": 1,
     }
     assert trigger.summary == (
         "payments: errors, latency, saturation anomalous; suspected root cause payments "
-        "(1 service, 5 alerts)"
+        "(1 service, 6 alerts)"
     )
 
 

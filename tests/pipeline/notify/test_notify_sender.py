@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pipeline.config import Receiver, RetryConfig
+from pipeline.config import Receiver, RetryConfig, SecretSource
 from pipeline.notify.sender import (
     WebhookSender,
     backoff_delay,
@@ -59,7 +59,13 @@ class AttemptLog:
 
 
 def receiver(url: str, **retry: Any) -> Receiver:
-    return Receiver(name="oncall", type="pagerduty", url=url, retry=FAST.model_copy(update=retry))
+    return Receiver(
+        name="oncall",
+        type="pagerduty",
+        url=url,
+        routing_key=SecretSource(env="QP_UNUSED_ROUTING_KEY"),
+        retry=FAST.model_copy(update=retry),
+    )
 
 
 @pytest.fixture
