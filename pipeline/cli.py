@@ -22,21 +22,34 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run everything embedded: broker, agent, worker, receiver")
-    demo.add_argument("--pace", type=float, default=20.0,
-                      help="wall seconds over which the agent sends its 40 minutes of telemetry")
+    demo.add_argument(
+        "--pace",
+        type=float,
+        default=20.0,
+        help="wall seconds over which the agent sends its 40 minutes of telemetry",
+    )
 
     run = sub.add_parser("run", help="the production worker")
     run.add_argument("--config", required=True, type=Path)
-    run.add_argument("--stage", action="append", choices=["detect", "correlate", "notify"],
-                     help="run only these stages (repeatable); default: those in the config")
+    run.add_argument(
+        "--stage",
+        action="append",
+        choices=["detect", "correlate", "notify"],
+        help="run only these stages (repeatable); default: those in the config",
+    )
     run.add_argument("--log-level", default="info")
 
     replay = sub.add_parser("replay", help="run the stage cores offline over JSON lines")
     replay.add_argument("--config", required=True, type=Path)
-    replay.add_argument("input", type=Path, help="JSON lines of metric points / log records (- = stdin)")
+    replay.add_argument(
+        "input", type=Path, help="JSON lines of metric points / log records (- = stdin)"
+    )
     replay.add_argument("--out", required=True, type=Path)
-    replay.add_argument("--include-secrets", action="store_true",
-                        help="write resolved routing keys into bodies instead of REDACTED")
+    replay.add_argument(
+        "--include-secrets",
+        action="store_true",
+        help="write resolved routing keys into bodies instead of REDACTED",
+    )
 
     sink = sub.add_parser("sink", help="a local webhook receiver that prints what it gets")
     sink.add_argument("--listen", default="127.0.0.1:8080")
@@ -85,8 +98,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         config = load_config(args.config)
         resolve_secrets(config, str(args.config))
-        print(f"{args.config}: ok ({len(config.receivers)} receivers, "
-              f"{len(config.topology)} services in topology, {len(config.silences)} silences)")
+        print(
+            f"{args.config}: ok ({len(config.receivers)} receivers, "
+            f"{len(config.topology)} services in topology, {len(config.silences)} silences)"
+        )
         return 0
     if args.command == "bench":
         from pipeline.bench.throughput import run_throughput
@@ -94,8 +109,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         configure_logging("warning", json=False, stream=sys.stderr)
 
-        asyncio.run(run_throughput(points=args.points, series=args.series, batch=args.batch,
-                                   bootstrap=args.bootstrap))
+        asyncio.run(
+            run_throughput(
+                points=args.points, series=args.series, batch=args.batch, bootstrap=args.bootstrap
+            )
+        )
         return 0
     raise AssertionError(args.command)
 
@@ -107,7 +125,9 @@ def _replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     keys = {}
     if args.include_secrets:
-        keys = {k: v.get_secret_value() for k, v in resolve_secrets(config, str(args.config)).items()}
+        keys = {
+            k: v.get_secret_value() for k, v in resolve_secrets(config, str(args.config)).items()
+        }
     if str(args.input) != "-" and not args.input.is_file():
         raise QuietpagerError(f"{args.input}: no such input file")
     summary = replay_file(config, args.input, args.out, keys)
@@ -153,8 +173,7 @@ async def _serve(config: object, keys: dict[str, str], stages: tuple[str, ...]) 
         if stop.is_set():
             log.warning("second_signal_exit_now", signal=signame)
             os._exit(1)
-        log.info("shutdown_requested", signal=signame,
-                 deadline_s=config.worker.shutdown_timeout)
+        log.info("shutdown_requested", signal=signame, deadline_s=config.worker.shutdown_timeout)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -161,7 +161,9 @@ class DetectConfig(_Strict):
         merged = _default_thresholds() | value
         for signal, threshold in merged.items():
             if not 0.0 < threshold < 1.0:
-                raise ValueError(f"threshold for {signal.value} must lie in (0, 1), got {threshold}")
+                raise ValueError(
+                    f"threshold for {signal.value} must lie in (0, 1), got {threshold}"
+                )
         return merged
 
 
@@ -312,7 +314,8 @@ class Config(_Strict):
         for name in self.route.receivers:
             if name not in names:
                 raise ValueError(
-                    f"route.receivers names undefined receiver {name!r}; defined: {', '.join(names)}"
+                    f"route.receivers names undefined receiver {name!r}; "
+                    f"defined: {', '.join(names)}"
                 )
         for service, callees in self.topology.items():
             if service in callees:
@@ -355,7 +358,9 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
             value = _value_at(data, loc)
-            shown = "<secret>" if any("password" in str(p) or "key" == str(p) for p in loc) else value
+            shown = (
+                "<secret>" if any("password" in str(p) or str(p) == "key" for p in loc) else value
+            )
             lines.append(f"{source}: {_location(loc)}: {message} (got {shown!r})")
         raise ConfigError("\n".join(lines)) from None
 
@@ -375,7 +380,7 @@ def load_config(path: str | Path) -> Config:
 
 
 def resolve_secrets(config: Config, source: str = "<config>") -> dict[str, SecretStr]:
-    """Read every receiver's routing key now, so a missing secret fails at start, not at page time."""
+    """Read every receiver's routing key now: a missing secret fails at start, not at page time."""
     keys: dict[str, SecretStr] = {}
     for index, receiver in enumerate(config.receivers):
         if receiver.routing_key is None:

@@ -43,15 +43,23 @@ def demo_config(bootstrap: str, sink_url: str, scenario: Scenario) -> Config:
     return parse_config(
         {
             # Short group sessions: the embedded broker holds a join for half the session.
-            "kafka": {"bootstrap_servers": bootstrap, "group_prefix": "quietpager-demo",
-                      "session_timeout": "2s", "heartbeat_interval": "500ms"},
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_prefix": "quietpager-demo",
+                "session_timeout": "2s",
+                "heartbeat_interval": "500ms",
+            },
             "topics": {"partitions": 3},
             "detect": {"warmup_points": 30, "tick_every": "10s"},
             "correlate": {"group_window": "5m", "hold_for": "60s", "resolve_after": "3m"},
             "topology": scenario.topology,
             "receivers": [
-                {"name": "oncall", "type": "pagerduty", "url": f"{sink_url}{PAGERDUTY_PATH}",
-                 "routing_key": {"env": "QUIETPAGER_DEMO_ROUTING_KEY"}},
+                {
+                    "name": "oncall",
+                    "type": "pagerduty",
+                    "url": f"{sink_url}{PAGERDUTY_PATH}",
+                    "routing_key": {"env": "QUIETPAGER_DEMO_ROUTING_KEY"},
+                },
             ],
             "route": {"receivers": ["oncall"]},
             "worker": {"shutdown_timeout": "5s", "idle_advance": "2s"},
@@ -119,9 +127,13 @@ def _page_line(body: dict[str, Any]) -> str:
     return f"[bold]{action.upper():8}[/bold] {body.get('dedup_key')}  {text}"
 
 
-async def run_demo(console: Console | None = None, scenario: Scenario | None = None,
-                   pace_s: float = 20.0, deadline_s: float = 55.0) -> DemoReport:
-    """Run the whole demo; returns what happened. `pace_s` spreads the agent's output in wall time."""
+async def run_demo(
+    console: Console | None = None,
+    scenario: Scenario | None = None,
+    pace_s: float = 20.0,
+    deadline_s: float = 55.0,
+) -> DemoReport:
+    """Run the whole demo and return what happened; `pace_s` spreads the agent over wall time."""
     import os
 
     console = console or Console()
@@ -143,19 +155,28 @@ async def run_demo(console: Console | None = None, scenario: Scenario | None = N
     try:
         config = demo_config(broker.bootstrap, sink.url, scenario)
         metrics = Metrics.create()
-        worker = Worker(config, metrics, routing_keys={"oncall": DEMO_ROUTING_KEY},
-                        on_decision=on_decision)
+        worker = Worker(
+            config, metrics, routing_keys={"oncall": DEMO_ROUTING_KEY}, on_decision=on_decision
+        )
         stop = asyncio.Event()
         options = client_options(config.kafka)
         topics = config.topics
-        await ensure_topics(options, dict.fromkeys(
-            [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq],
-            topics.partitions))
+        await ensure_topics(
+            options,
+            dict.fromkeys(
+                [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq],
+                topics.partitions,
+            ),
+        )
         worker_task = asyncio.create_task(worker.run(stop))
         producer = make_producer(options)
         await producer.start()
-        with Live(_live_table(metrics, report, "starting"), console=console,
-                  refresh_per_second=8, transient=False) as live:
+        with Live(
+            _live_table(metrics, report, "starting"),
+            console=console,
+            refresh_per_second=8,
+            transient=False,
+        ) as live:
             try:
                 await _wait_ready(worker, worker_task, deadline=15.0)
                 await _produce(producer, scenario, topics.metrics, pace_s, live, metrics, report)
@@ -188,8 +209,15 @@ async def _wait_ready(worker: Worker, task: asyncio.Task[None], deadline: float)
         await asyncio.sleep(0.05)
 
 
-async def _produce(producer: Any, scenario: Scenario, topic: str, pace_s: float, live: Live,
-                   metrics: Metrics, report: DemoReport) -> None:
+async def _produce(
+    producer: Any,
+    scenario: Scenario,
+    topic: str,
+    pace_s: float,
+    live: Live,
+    metrics: Metrics,
+    report: DemoReport,
+) -> None:
     step_pause = pace_s / max(1, scenario.steps)
     bad_at = {scenario.steps // 4 + i * 7: bad for i, bad in enumerate(BAD_MESSAGES)}
     for step, (_, points) in enumerate(generate(scenario)):
@@ -208,8 +236,14 @@ async def _produce(producer: Any, scenario: Scenario, topic: str, pace_s: float,
     await producer.flush()
 
 
-async def _settle(worker: Worker, sink: WebhookSink, report: DemoReport, deadline: float,
-                  live: Live, metrics: Metrics) -> None:
+async def _settle(
+    worker: Worker,
+    sink: WebhookSink,
+    report: DemoReport,
+    deadline: float,
+    live: Live,
+    metrics: Metrics,
+) -> None:
     """Wait until detect has seen the last step and every page decision has been delivered."""
     last_ts = report.scenario.start + (report.scenario.steps - 1) * report.scenario.step_s
     detect = next(r for r in worker.runners if isinstance(r, DetectRunner))
@@ -236,13 +270,18 @@ def render_report(report: DemoReport) -> Panel:
     for fault in scenario.faults:
         reach = affected_services(scenario, fault)
         injected.add_row(
-            "fault (root cause)", fault.root,
+            "fault (root cause)",
+            fault.root,
             format_timestamp(scenario.start + fault.onset_s)[11:19],
             ", ".join(s for s in sorted(reach, key=reach.__getitem__) if s != fault.root),
         )
     for blip in scenario.blips:
-        injected.add_row(f"blip ({blip.duration_s:.0f}s)", blip.service,
-                         format_timestamp(scenario.start + blip.onset_s)[11:19], "-")
+        injected.add_row(
+            f"blip ({blip.duration_s:.0f}s)",
+            blip.service,
+            format_timestamp(scenario.start + blip.onset_s)[11:19],
+            "-",
+        )
     lines.append(injected)
 
     paged = Table(title="Paged", show_header=True)
@@ -250,8 +289,12 @@ def render_report(report: DemoReport) -> Panel:
         paged.add_column(column)
     for _, body in report.received:
         payload = body.get("payload") or {}
-        paged.add_row(body.get("event_action", "?"), str(body.get("dedup_key")),
-                      str(payload.get("component", "")), str(payload.get("summary", ""))[:70])
+        paged.add_row(
+            body.get("event_action", "?"),
+            str(body.get("dedup_key")),
+            str(payload.get("component", "")),
+            str(payload.get("summary", ""))[:70],
+        )
     lines.append(paged)
 
     suppressed = Table(title="Folded or suppressed, by reason", show_header=True)

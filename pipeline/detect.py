@@ -1,4 +1,4 @@
-"""Detect: one online model per series, scored before learned; anomalies above the signal's threshold.
+"""Detect: one online model per series, scored before learned; anomalies above a threshold.
 
 Pure and synchronous: event time comes with each point. Keyed state is bounded by
 `max_series` (least recently seen evicted first) and by `series_ttl` of event time.

@@ -36,8 +36,22 @@ REJECT_REASONS = (
     "unknown_shape",
 )
 
-_LEVELS = {"trace", "debug", "info", "notice", "warn", "warning", "error", "err", "critical",
-           "crit", "fatal", "alert", "emerg", "emergency"}
+_LEVELS = {
+    "trace",
+    "debug",
+    "info",
+    "notice",
+    "warn",
+    "warning",
+    "error",
+    "err",
+    "critical",
+    "crit",
+    "fatal",
+    "alert",
+    "emerg",
+    "emergency",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +133,7 @@ def decode_message(raw: bytes, kind: StreamKind, max_bytes: int = 1_048_576) -> 
 
 
 def _is_lenient_json(raw: bytes) -> bool:
-    """True when only NaN/Infinity or huge numbers kept strict JSON from parsing (error path only)."""
+    """True when only NaN/Infinity or huge numbers kept strict JSON from parsing (error path)."""
     try:
         json.loads(raw)
     except (ValueError, RecursionError):

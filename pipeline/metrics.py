@@ -34,18 +34,24 @@ class Metrics:
         return cls(
             registry=reg,
             events_in=Counter(
-                "quietpager_events_in", "Telemetry items decoded, by stream.", ["stream"],
+                "quietpager_events_in",
+                "Telemetry items decoded, by stream.",
+                ["stream"],
                 registry=reg,
             ),
             decode_errors=Counter(
-                "quietpager_decode_errors", "Rejected messages or items, by reason.", ["reason"],
+                "quietpager_decode_errors",
+                "Rejected messages or items, by reason.",
+                ["reason"],
                 registry=reg,
             ),
             dlq_records=Counter(
                 "quietpager_dlq_records", "Records written to the DLQ topic.", registry=reg
             ),
             anomalies=Counter(
-                "quietpager_anomalies", "Points scored above threshold, by signal.", ["signal"],
+                "quietpager_anomalies",
+                "Points scored above threshold, by signal.",
+                ["signal"],
                 registry=reg,
             ),
             decisions=Counter(
@@ -55,38 +61,51 @@ class Metrics:
                 registry=reg,
             ),
             pages_sent=Counter(
-                "quietpager_pages_sent", "Pages delivered, by receiver and action.",
-                ["receiver", "action"], registry=reg,
+                "quietpager_pages_sent",
+                "Pages delivered, by receiver and action.",
+                ["receiver", "action"],
+                registry=reg,
             ),
             webhook_attempts=Counter(
-                "quietpager_webhook_attempts", "Webhook attempts by receiver and outcome.",
-                ["receiver", "outcome"], registry=reg,
+                "quietpager_webhook_attempts",
+                "Webhook attempts by receiver and outcome.",
+                ["receiver", "outcome"],
+                registry=reg,
             ),
             webhook_failures=Counter(
-                "quietpager_webhook_failures", "Pages that could not be delivered, by receiver.",
-                ["receiver"], registry=reg,
+                "quietpager_webhook_failures",
+                "Pages that could not be delivered, by receiver.",
+                ["receiver"],
+                registry=reg,
             ),
             stage_latency=Histogram(
-                "quietpager_stage_seconds", "Wall time to process one fetched batch, by stage.",
-                ["stage"], registry=reg,
+                "quietpager_stage_seconds",
+                "Wall time to process one fetched batch, by stage.",
+                ["stage"],
+                registry=reg,
                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             ),
             consumer_lag=Gauge(
-                "quietpager_consumer_lag", "Messages behind the end of each assigned partition.",
-                ["stage", "topic", "partition"], registry=reg,
+                "quietpager_consumer_lag",
+                "Messages behind the end of each assigned partition.",
+                ["stage", "topic", "partition"],
+                registry=reg,
             ),
             series_tracked=Gauge(
                 "quietpager_series_tracked", "Series with a live model.", registry=reg
             ),
             series_evicted=Counter(
-                "quietpager_series_evicted", "Series models dropped, by cause.", ["cause"],
+                "quietpager_series_evicted",
+                "Series models dropped, by cause.",
+                ["cause"],
                 registry=reg,
             ),
             open_incidents=Gauge(
                 "quietpager_open_incidents", "Incidents open in the correlator.", registry=reg
             ),
             out_of_order=Counter(
-                "quietpager_out_of_order_points", "Points older than their series' last one.",
+                "quietpager_out_of_order_points",
+                "Points older than their series' last one.",
                 registry=reg,
             ),
         )

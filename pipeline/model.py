@@ -108,7 +108,9 @@ class Anomaly:
         """Inverse of `to_dict`; raises KeyError/ValueError/TypeError on a bad shape."""
         return cls(
             ts=float(data["ts"]),
-            series=SeriesKey.of(str(data["name"]), {str(k): str(v) for k, v in data["labels"].items()}),
+            series=SeriesKey.of(
+                str(data["name"]), {str(k): str(v) for k, v in data["labels"].items()}
+            ),
             service=str(data["service"]),
             signal=Signal(data["signal"]),
             value=float(data["value"]),

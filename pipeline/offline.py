@@ -51,7 +51,9 @@ def build_correlator(config: Config) -> Correlator:
     )
 
 
-def render_deliveries(config: Config, page: Page, routing_keys: Mapping[str, str]) -> list[Delivery]:
+def render_deliveries(
+    config: Config, page: Page, routing_keys: Mapping[str, str]
+) -> list[Delivery]:
     """The body each of the page's receivers gets."""
     out = []
     for name in page.receivers:

@@ -15,9 +15,12 @@ from pipeline.timeutil import format_timestamp
 
 
 def delivery_line(delivery: Delivery) -> bytes:
-    """One output line: `{"at", "receiver", "body"}` with sorted keys, so runs are byte-identical."""
-    record = {"at": format_timestamp(delivery.at), "receiver": delivery.receiver,
-              "body": delivery.body}
+    """One output line, `{"at", "receiver", "body"}` with sorted keys: runs are byte-identical."""
+    record = {
+        "at": format_timestamp(delivery.at),
+        "receiver": delivery.receiver,
+        "body": delivery.body,
+    }
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
@@ -27,7 +30,7 @@ def replay_lines(
     out: IO[bytes],
     routing_keys: Mapping[str, str] | None = None,
 ) -> OfflineSummary:
-    """Feed each line (one message: a JSON object or array) through the pipeline; write deliveries."""
+    """Feed each line (one message: an object or an array) through the stages; write deliveries."""
     pipeline = OfflinePipeline(config, routing_keys)
     limit = config.kafka.max_message_bytes
     for raw in lines:

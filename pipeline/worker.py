@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from pipeline.config import Config
 from pipeline.correlate.incidents import Correlator, Decision
 from pipeline.detect import DetectStage
-from pipeline.ingest import Reject, decode_message, dlq_headers
+from pipeline.ingest import Reject, StreamKind, decode_message, dlq_headers
 from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, MetricPoint, Page, Tick
@@ -96,18 +96,24 @@ class StageRunner(ABC):
     async def handle(self, batch: Batch) -> None:
         """Process one fetched batch; return only when its outputs are durable."""
 
-    async def on_idle(self) -> None:
+    async def on_idle(self) -> None:  # noqa: B027 - optional hook; most stages have nothing to do
         """Called when a fetch returns nothing."""
 
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         """Partitions leave this worker (rebalance or shutdown)."""
-        log.info("partitions_revoked", stage=self.name,
-                 partitions=[f"{tp.topic}:{tp.partition}" for tp in revoked])
+        log.info(
+            "partitions_revoked",
+            stage=self.name,
+            partitions=[f"{tp.topic}:{tp.partition}" for tp in revoked],
+        )
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Partitions arrive at this worker."""
-        log.info("partitions_assigned", stage=self.name,
-                 partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
+        log.info(
+            "partitions_assigned",
+            stage=self.name,
+            partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned],
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then commit what is done and leave the group."""
@@ -156,8 +162,12 @@ class StageRunner(ABC):
         finally:
             await consumer.stop()
             self.status.connected = False
-            log.info("stage_stopped", stage=self.name, batches=self.status.batches,
-                     records=self.status.records)
+            log.info(
+                "stage_stopped",
+                stage=self.name,
+                batches=self.status.batches,
+                records=self.status.records,
+            )
 
     def _record_lag(self, consumer: AIOKafkaConsumer, batch: Batch) -> None:
         for tp, records in batch.items():
@@ -182,8 +192,13 @@ class DetectRunner(StageRunner):
 
     name = "detect"
 
-    def __init__(self, config: Config, producer: AIOKafkaProducer, metrics: Metrics,
-                 on_anomaly: Callable[[Anomaly], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        producer: AIOKafkaProducer,
+        metrics: Metrics,
+        on_anomaly: Callable[[Anomaly], None] | None = None,
+    ) -> None:
         super().__init__(config, producer, metrics)
         self.core = DetectStage(config.detect)
         self._last_tick = float("-inf")
@@ -203,7 +218,7 @@ class DetectRunner(StageRunner):
         partitions = sorted(await self.producer.partitions_for(topics.anomalies))
         points: list[MetricPoint] = []
         for tp, records in batch.items():
-            kind = "logs" if tp.topic == topics.logs else "metrics"
+            kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
             for record in records:
                 raw = record.value
                 if raw is None:
@@ -231,10 +246,13 @@ class DetectRunner(StageRunner):
                 self.metrics.anomalies.labels(anomaly.signal.value).inc()
                 if self._on_anomaly is not None:
                     self._on_anomaly(anomaly)
-                sends.append(await self.producer.send(
-                    topics.anomalies, orjson.dumps(anomaly.to_dict()),
-                    key=anomaly.scope.encode(),
-                ))
+                sends.append(
+                    await self.producer.send(
+                        topics.anomalies,
+                        orjson.dumps(anomaly.to_dict()),
+                        key=anomaly.scope.encode(),
+                    )
+                )
             # Ticks interleave with anomalies at the same cadence as `replay`, so the
             # correlator sees the same sequence of times live and offline.
             tick = min(point.ts, low_watermark)
@@ -242,8 +260,9 @@ class DetectRunner(StageRunner):
                 self._last_tick = tick
                 value = orjson.dumps(Tick(tick).to_dict())
                 for partition in partitions:
-                    sends.append(await self.producer.send(
-                        topics.anomalies, value, partition=partition))
+                    sends.append(
+                        await self.producer.send(topics.anomalies, value, partition=partition)
+                    )
         await _await_all(sends)
         self._export_state()
 
@@ -256,8 +275,14 @@ class DetectRunner(StageRunner):
     async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
         self.metrics.decode_errors.labels(reject.reason).inc()
         self.metrics.dlq_records.inc()
-        log.info("dead_letter", reason=reject.reason, detail=reject.detail, topic=record.topic,
-                 partition=record.partition, offset=record.offset)
+        log.info(
+            "dead_letter",
+            reason=reject.reason,
+            detail=reject.detail,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
         future = await self.producer.send(
             self.config.topics.dlq,
             record.value if record.value is not None else b"",
@@ -284,9 +309,14 @@ class CorrelateRunner(StageRunner):
 
     name = "correlate"
 
-    def __init__(self, config: Config, producer: AIOKafkaProducer, metrics: Metrics,
-                 clock: Callable[[], float] = time.monotonic,
-                 on_decision: Callable[[Decision], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        producer: AIOKafkaProducer,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
         super().__init__(config, producer, metrics)
         self.core: Correlator = build_correlator(config)
         self._clock = clock
@@ -310,8 +340,9 @@ class CorrelateRunner(StageRunner):
                     anomaly = Anomaly.from_dict(data)
                 except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
                     self.metrics.decode_errors.labels("bad_anomaly").inc()
-                    log.warning("bad_anomaly_record", partition=record.partition,
-                                offset=record.offset)
+                    log.warning(
+                        "bad_anomaly_record", partition=record.partition, offset=record.offset
+                    )
                     continue
                 self._note_event_time(anomaly.ts)
                 decisions.extend(self.core.observe(anomaly))
@@ -345,17 +376,30 @@ class CorrelateRunner(StageRunner):
             if self._on_decision is not None:
                 self._on_decision(decision)
             if decision.page is None:
-                log.debug("decision", kind=decision.kind, reason=decision.reason,
-                          incident=decision.incident_id)
+                log.debug(
+                    "decision",
+                    kind=decision.kind,
+                    reason=decision.reason,
+                    incident=decision.incident_id,
+                )
                 continue
             page = decision.page
-            log.info("page_decision", action=page.action, reason=decision.reason,
-                     dedup_key=page.dedup_key, root=page.root_service,
-                     signals=list(page.signals), receivers=list(page.receivers))
-            sends.append(await self.producer.send(
-                self.config.topics.pages, orjson.dumps(page.to_dict()),
-                key=page.dedup_key.encode(),
-            ))
+            log.info(
+                "page_decision",
+                action=page.action,
+                reason=decision.reason,
+                dedup_key=page.dedup_key,
+                root=page.root_service,
+                signals=list(page.signals),
+                receivers=list(page.receivers),
+            )
+            sends.append(
+                await self.producer.send(
+                    self.config.topics.pages,
+                    orjson.dumps(page.to_dict()),
+                    key=page.dedup_key.encode(),
+                )
+            )
         await _await_all(sends)
         self.metrics.open_incidents.set(self.core.open_count)
 
@@ -365,10 +409,14 @@ class NotifyRunner(StageRunner):
 
     name = "notify"
 
-    def __init__(self, config: Config, producer: AIOKafkaProducer, metrics: Metrics,
-                 routing_keys: Mapping[str, str],
-                 sender_factory: Callable[[aiohttp.ClientSession], WebhookSender] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        config: Config,
+        producer: AIOKafkaProducer,
+        metrics: Metrics,
+        routing_keys: Mapping[str, str],
+        sender_factory: Callable[[aiohttp.ClientSession], WebhookSender] | None = None,
+    ) -> None:
         super().__init__(config, producer, metrics)
         self._routing_keys = dict(routing_keys)
         self._sender_factory = sender_factory
@@ -399,8 +447,7 @@ class NotifyRunner(StageRunner):
                     page = Page.from_dict(orjson.loads(record.value or b""))
                 except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
                     self.metrics.decode_errors.labels("bad_page").inc()
-                    log.warning("bad_page_record", partition=record.partition,
-                                offset=record.offset)
+                    log.warning("bad_page_record", partition=record.partition, offset=record.offset)
                     continue
                 await self._deliver(page)
 
@@ -417,13 +464,24 @@ class NotifyRunner(StageRunner):
             result = await self._sender.deliver(receiver, body)
             if result.outcome == "delivered":
                 self.metrics.pages_sent.labels(name, page.action).inc()
-                log.info("page_delivered", receiver=name, action=page.action,
-                         dedup_key=page.dedup_key, attempts=result.attempts)
+                log.info(
+                    "page_delivered",
+                    receiver=name,
+                    action=page.action,
+                    dedup_key=page.dedup_key,
+                    attempts=result.attempts,
+                )
             else:
                 self.metrics.webhook_failures.labels(name).inc()
-                log.error("page_not_delivered", receiver=name, action=page.action,
-                          dedup_key=page.dedup_key, outcome=result.outcome,
-                          status=result.last_status, error=result.last_error)
+                log.error(
+                    "page_not_delivered",
+                    receiver=name,
+                    action=page.action,
+                    dedup_key=page.dedup_key,
+                    outcome=result.outcome,
+                    status=result.last_status,
+                    error=result.last_error,
+                )
 
 
 @dataclass(slots=True)
@@ -454,17 +512,18 @@ class Worker:
         if topics.create:
             names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
             await ensure_topics(options, dict.fromkeys(names, topics.partitions))
-        producer = make_producer(options, max_request_size=max(1_048_576,
-                                 config.kafka.max_message_bytes * 2))
+        producer = make_producer(
+            options, max_request_size=max(1_048_576, config.kafka.max_message_bytes * 2)
+        )
         self.producer = producer
         await producer.start()
         try:
             self.runners = self._build_runners(producer)
-            tasks = [asyncio.create_task(r.run(stop), name=f"stage-{r.name}")
-                     for r in self.runners]
+            tasks = [asyncio.create_task(r.run(stop), name=f"stage-{r.name}") for r in self.runners]
             stopping = asyncio.create_task(stop.wait(), name="stop")
-            finished, _ = await asyncio.wait([*tasks, stopping],
-                                             return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait(
+                [*tasks, stopping], return_when=asyncio.FIRST_COMPLETED
+            )
             if stopping not in finished:
                 # A stage ended on its own: that is a failure, so stop the others too.
                 log.error("stage_ended_unexpectedly", stages=[t.get_name() for t in finished])
@@ -481,18 +540,22 @@ class Worker:
                 log.warning("shutdown_deadline_exceeded", cancelled=[t.get_name() for t in pending])
         finally:
             await producer.stop()
-        log.info("worker_stopped", stages=[
-            {"stage": r.status.name, "batches": r.status.batches, "records": r.status.records}
-            for r in self.runners
-        ])
+        log.info(
+            "worker_stopped",
+            stages=[
+                {"stage": r.status.name, "batches": r.status.batches, "records": r.status.records}
+                for r in self.runners
+            ],
+        )
 
     def _build_runners(self, producer: AIOKafkaProducer) -> list[StageRunner]:
         runners: list[StageRunner] = []
         if "detect" in self.stages:
             runners.append(DetectRunner(self.config, producer, self.metrics, self.on_anomaly))
         if "correlate" in self.stages:
-            runners.append(CorrelateRunner(self.config, producer, self.metrics,
-                                           on_decision=self.on_decision))
+            runners.append(
+                CorrelateRunner(self.config, producer, self.metrics, on_decision=self.on_decision)
+            )
         if "notify" in self.stages:
             runners.append(NotifyRunner(self.config, producer, self.metrics, self.routing_keys))
         return runners

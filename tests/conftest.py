@@ -107,8 +107,11 @@ class TopicNames:
         if receiver_type == "pagerduty":
             receiver["routing_key"] = {"env": ROUTING_KEY_ENV}
         data: dict[str, Any] = {
-            "kafka": {"bootstrap_servers": bootstrap, "group_prefix": self.group_prefix,
-                      **_session_settings()},
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_prefix": self.group_prefix,
+                **_session_settings(),
+            },
             "topics": {
                 "metrics": self.metrics,
                 "logs": self.logs,

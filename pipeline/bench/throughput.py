@@ -32,8 +32,12 @@ from pipeline.worker import Batch, DetectRunner, Worker
 def load_messages(points: int, series: int, batch: int, seed: int = 1) -> list[bytes]:
     """`points` metric points over `series` series, `batch` points per message, in time order."""
     rng = random.Random(seed)
-    names = ["http_request_duration_seconds", "http_requests_per_second",
-             "http_request_errors_ratio", "cpu_utilization"]
+    names = [
+        "http_request_duration_seconds",
+        "http_requests_per_second",
+        "http_request_errors_ratio",
+        "cpu_utilization",
+    ]
     base = [0.2 + 0.4 * rng.random() for _ in range(series)]
     messages: list[bytes] = []
     start = 1_795_683_600.0
@@ -41,10 +45,14 @@ def load_messages(points: int, series: int, batch: int, seed: int = 1) -> list[b
     for i in range(points):
         s = i % series
         ts = start + (i // series) * 10.0
-        chunk.append({
-            "name": names[s % 4], "value": base[s] * (1 + rng.gauss(0, 0.05)), "ts": ts,
-            "labels": {"service": f"svc-{s // 4 % 500}", "instance": f"i-{s}"},
-        })
+        chunk.append(
+            {
+                "name": names[s % 4],
+                "value": base[s] * (1 + rng.gauss(0, 0.05)),
+                "ts": ts,
+                "labels": {"service": f"svc-{s // 4 % 500}", "instance": f"i-{s}"},
+            }
+        )
         if len(chunk) == batch:
             messages.append(orjson.dumps(chunk))
             chunk = []
@@ -54,20 +62,33 @@ def load_messages(points: int, series: int, batch: int, seed: int = 1) -> list[b
 
 
 def _config(bootstrap: str, prefix: str) -> Config:
-    return parse_config({
-        "kafka": {"bootstrap_servers": bootstrap, "group_prefix": f"bench-{prefix}",
-                  "session_timeout": "2s", "heartbeat_interval": "500ms"},
-        "topics": {"metrics": f"bench-{prefix}.metrics", "logs": f"bench-{prefix}.logs",
-                   "anomalies": f"bench-{prefix}.anomalies", "pages": f"bench-{prefix}.pages",
-                   "dlq": f"bench-{prefix}.dlq", "partitions": 1},
-        "receivers": [{"name": "null", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
-        "route": {"receivers": ["null"]},
-        "worker": {"stages": ["detect", "correlate"]},
-    }, "<bench>")
+    return parse_config(
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "group_prefix": f"bench-{prefix}",
+                "session_timeout": "2s",
+                "heartbeat_interval": "500ms",
+            },
+            "topics": {
+                "metrics": f"bench-{prefix}.metrics",
+                "logs": f"bench-{prefix}.logs",
+                "anomalies": f"bench-{prefix}.anomalies",
+                "pages": f"bench-{prefix}.pages",
+                "dlq": f"bench-{prefix}.dlq",
+                "partitions": 1,
+            },
+            "receivers": [{"name": "null", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["null"]},
+            "worker": {"stages": ["detect", "correlate"]},
+        },
+        "<bench>",
+    )
 
 
-async def _produce(options: dict[str, Any], topic: str, messages: list[bytes],
-                   rate: float | None = None) -> None:
+async def _produce(
+    options: dict[str, Any], topic: str, messages: list[bytes], rate: float | None = None
+) -> None:
     producer = make_producer(options, linger_ms=5)
     await producer.start()
     try:
@@ -84,8 +105,9 @@ async def _produce(options: dict[str, Any], topic: str, messages: list[bytes],
 
 
 async def _drain_ceiling(options: dict[str, Any], topic: str, expected: int) -> float:
-    consumer = make_consumer(options, [topic], f"ceiling-{uuid.uuid4().hex[:8]}",
-                             max_poll_records=5000)
+    consumer = make_consumer(
+        options, [topic], f"ceiling-{uuid.uuid4().hex[:8]}", max_poll_records=5000
+    )
     await consumer.start()
     try:
         seen = 0
@@ -102,9 +124,12 @@ async def _drain_ceiling(options: dict[str, Any], topic: str, expected: int) -> 
         await consumer.stop()
 
 
-async def _worker_until(config: Config, done: Callable[[DetectRunner], bool],
-                        on_batch: Callable[[Batch], None] | None = None,
-                        timeout: float = 600.0) -> tuple[float, DetectRunner]:
+async def _worker_until(
+    config: Config,
+    done: Callable[[DetectRunner], bool],
+    on_batch: Callable[[Batch], None] | None = None,
+    limit_s: float = 600.0,
+) -> tuple[float, DetectRunner]:
     worker = Worker(config, Metrics.create(), stages=("detect", "correlate"))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -113,7 +138,7 @@ async def _worker_until(config: Config, done: Callable[[DetectRunner], bool],
     detect = next(r for r in worker.runners if isinstance(r, DetectRunner))
     detect.after_batch = on_batch
     started = time.perf_counter()
-    limit = started + timeout
+    limit = started + limit_s
     while not done(detect):
         if task.done():
             task.result()
@@ -126,9 +151,13 @@ async def _worker_until(config: Config, done: Callable[[DetectRunner], bool],
     return elapsed, detect
 
 
-async def run_throughput(points: int = 200_000, series: int = 2_000, batch: int = 20,
-                         bootstrap: str | None = None, console: Console | None = None
-                         ) -> dict[str, float]:
+async def run_throughput(
+    points: int = 200_000,
+    series: int = 2_000,
+    batch: int = 20,
+    bootstrap: str | None = None,
+    console: Console | None = None,
+) -> dict[str, float]:
     """Run the three measurements and print one table; returns the figures."""
     console = console or Console()
     broker = None
@@ -141,16 +170,19 @@ async def run_throughput(points: int = 200_000, series: int = 2_000, batch: int 
         config = _config(bootstrap, prefix)
         options = client_options(config.kafka)
         topics = config.topics
-        await ensure_topics(options, dict.fromkeys(
-            [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq], 1))
+        await ensure_topics(
+            options,
+            dict.fromkeys(
+                [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq], 1
+            ),
+        )
         messages = load_messages(points, series, batch)
         console.print(f"load: {points} points, {series} series, {len(messages)} messages")
         await _produce(options, topics.metrics, messages)
         ceiling = await _drain_ceiling(options, topics.metrics, len(messages))
         console.print(f"ceiling measured: {ceiling:,.0f} points/s")
 
-        elapsed, detect = await _worker_until(
-            config, lambda d: d.core.stats.points >= points)
+        elapsed, detect = await _worker_until(config, lambda d: d.core.stats.points >= points)
         worker_rate = points / elapsed
         per_series = detect.core.bytes_per_series()
         console.print(f"worker measured: {worker_rate:,.0f} points/s")
@@ -158,8 +190,9 @@ async def run_throughput(points: int = 200_000, series: int = 2_000, batch: int 
         # Latency: a fresh group over a fresh topic, fed at half the worker's rate.
         latency_config = _config(bootstrap, f"{prefix}-lat")
         lt = latency_config.topics
-        await ensure_topics(options, dict.fromkeys(
-            [lt.metrics, lt.logs, lt.anomalies, lt.pages, lt.dlq], 1))
+        await ensure_topics(
+            options, dict.fromkeys([lt.metrics, lt.logs, lt.anomalies, lt.pages, lt.dlq], 1)
+        )
         latency_points = min(points, int(worker_rate * 5))
         latency_messages = messages[: max(1, latency_points // batch)]
         expected = sum(len(orjson.loads(m)) for m in latency_messages)
@@ -170,8 +203,9 @@ async def run_throughput(points: int = 200_000, series: int = 2_000, batch: int 
             for records in batch_.values():
                 delays.extend(now - r.timestamp / 1000.0 for r in records)
 
-        producer_task = asyncio.create_task(_produce(
-            options, lt.metrics, latency_messages, rate=worker_rate / 2 / batch))
+        producer_task = asyncio.create_task(
+            _produce(options, lt.metrics, latency_messages, rate=worker_rate / 2 / batch)
+        )
         await _worker_until(latency_config, lambda d: d.core.stats.points >= expected, record)
         await producer_task
     finally:
@@ -189,8 +223,10 @@ async def run_throughput(points: int = 200_000, series: int = 2_000, batch: int 
         "latency_p50_ms": p50,
         "latency_p99_ms": p99,
     }
-    table = Table(title=f"bench throughput — {platform.machine()}, {platform.python_version()}, "
-                        f"{points} points / {series} series / {batch} per message")
+    table = Table(
+        title=f"bench throughput — {platform.machine()}, {platform.python_version()}, "
+        f"{points} points / {series} series / {batch} per message"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("drain ceiling (orjson decode only)", f"{ceiling:,.0f} points/s")

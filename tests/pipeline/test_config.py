@@ -14,8 +14,14 @@ from pipeline.model import Signal
 ROOT = Path(__file__).resolve().parents[2]
 
 MINIMAL = {
-    "receivers": [{"name": "oncall", "type": "pagerduty", "url": "http://127.0.0.1:8080/v2/enqueue",
-                   "routing_key": {"env": "QP_TEST_KEY"}}],
+    "receivers": [
+        {
+            "name": "oncall",
+            "type": "pagerduty",
+            "url": "http://127.0.0.1:8080/v2/enqueue",
+            "routing_key": {"env": "QP_TEST_KEY"},
+        }
+    ],
     "route": {"receivers": ["oncall"]},
 }
 
@@ -54,19 +60,49 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
         # a route to a receiver nobody defined
         ({"route": {"receivers": ["nobody"]}}, "undefined receiver 'nobody'"),
         # a URL that is not http
-        ({"receivers": [{"name": "x", "type": "alertmanager", "url": "ftp://x"}],
-          "route": {"receivers": ["x"]}}, "receivers.0.url: must be an http:// or https:// URL"),
+        (
+            {
+                "receivers": [{"name": "x", "type": "alertmanager", "url": "ftp://x"}],
+                "route": {"receivers": ["x"]},
+            },
+            "receivers.0.url: must be an http:// or https:// URL",
+        ),
         # a pagerduty receiver without a routing key
-        ({"receivers": [{"name": "x", "type": "pagerduty", "url": "http://h/"}],
-          "route": {"receivers": ["x"]}}, "a pagerduty receiver needs routing_key"),
+        (
+            {
+                "receivers": [{"name": "x", "type": "pagerduty", "url": "http://h/"}],
+                "route": {"receivers": ["x"]},
+            },
+            "a pagerduty receiver needs routing_key",
+        ),
         # a threshold outside (0, 1)
         ({"detect": {"thresholds": {"latency": 1.5}}}, "threshold for latency must lie in (0, 1)"),
         # a silence whose regex is broken
-        ({"silences": [{"matchers": ["service=~("], "starts_at": "2026-01-01T00:00:00Z",
-                        "ends_at": "2026-01-01T01:00:00Z"}]}, "silences.0.matchers"),
+        (
+            {
+                "silences": [
+                    {
+                        "matchers": ["service=~("],
+                        "starts_at": "2026-01-01T00:00:00Z",
+                        "ends_at": "2026-01-01T01:00:00Z",
+                    }
+                ]
+            },
+            "silences.0.matchers",
+        ),
         # a silence that ends before it starts
-        ({"silences": [{"matchers": ["service=a"], "starts_at": "2026-01-01T01:00:00Z",
-                        "ends_at": "2026-01-01T00:00:00Z"}]}, "ends_at must be after starts_at"),
+        (
+            {
+                "silences": [
+                    {
+                        "matchers": ["service=a"],
+                        "starts_at": "2026-01-01T01:00:00Z",
+                        "ends_at": "2026-01-01T00:00:00Z",
+                    }
+                ]
+            },
+            "ends_at must be after starts_at",
+        ),
         # a service that depends on itself
         ({"topology": {"a": ["a"]}}, "lists itself as a dependency"),
         # a bad listen address
@@ -91,18 +127,27 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
-def test_secret_from_env_and_file_never_in_repr(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_from_env_and_file_never_in_repr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QP_TEST_KEY", "s3cr3t-from-env")
     config = load_config(_write(tmp_path, MINIMAL))
     keys = resolve_secrets(config)
     assert keys["oncall"].get_secret_value() == "s3cr3t-from-env"
-    assert "s3cr3t" not in repr(keys) and "s3cr3t" not in str(config)
+    assert "s3cr3t" not in repr(keys)
+    assert "s3cr3t" not in str(config)
 
     key_file = tmp_path / "key"
     key_file.write_text("s3cr3t-from-file\n", encoding="utf-8")
-    data = {**MINIMAL, "receivers": [{**MINIMAL["receivers"][0],  # type: ignore[index]
-                                      "routing_key": {"file": str(key_file)}}]}
+    data = {
+        **MINIMAL,
+        "receivers": [
+            {
+                **MINIMAL["receivers"][0],  # type: ignore[index]
+                "routing_key": {"file": str(key_file)},
+            }
+        ],
+    }
     keys = resolve_secrets(load_config(_write(tmp_path, data)))
     assert keys["oncall"].get_secret_value() == "s3cr3t-from-file"
 
@@ -110,6 +155,7 @@ def test_secret_from_env_and_file_never_in_repr(tmp_path: Path,
 def test_missing_secret_fails_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QP_TEST_KEY", raising=False)
     config = load_config(_write(tmp_path, MINIMAL))
-    with pytest.raises(ConfigError, match="receivers.0.routing_key: environment variable "
-                                          "QP_TEST_KEY is not set"):
+    with pytest.raises(
+        ConfigError, match=r"receivers\.0\.routing_key: environment variable QP_TEST_KEY is not set"
+    ):
         resolve_secrets(config, "x.yaml")

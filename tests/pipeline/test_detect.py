@@ -8,11 +8,12 @@ import pytest
 
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.detect import DetectStage, SignalClassifier
-from pipeline.model import MetricPoint, SeriesKey, Signal
+from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
 
 
-def _point(name: str, value: float, ts: float, signal: Signal | None = None,
-           **labels: str) -> MetricPoint:
+def _point(
+    name: str, value: float, ts: float, signal: Signal | None = None, **labels: str
+) -> MetricPoint:
     return MetricPoint(SeriesKey.of(name, {"service": "checkout", **labels}), value, ts, signal)
 
 
@@ -24,7 +25,11 @@ def _point(name: str, value: float, ts: float, signal: Signal | None = None,
         ("http_requests_per_second", None, Signal.TRAFFIC),  # requests is traffic
         ("cpu_utilization", None, Signal.SATURATION),  # utilisation is saturation
         ("temperature_celsius", None, Signal.GENERIC),  # nothing claims it
-        ("temperature_celsius", Signal.SATURATION, Signal.SATURATION),  # the point's own signal wins
+        (
+            "temperature_celsius",
+            Signal.SATURATION,
+            Signal.SATURATION,
+        ),  # the point's own signal wins
     ],
 )
 def test_default_signal_rules(name: str, explicit: Signal | None, expected: Signal) -> None:
@@ -39,8 +44,9 @@ def test_rule_with_labels_only_claims_matching_series() -> None:
     assert classifier.classify(_point("events_total", 1, 0, outcome="ok")) is Signal.GENERIC
 
 
-def _steady(stage: DetectStage, name: str, n: int, level: float, rng: random.Random,
-            start: float = 0.0) -> list[object]:
+def _steady(
+    stage: DetectStage, name: str, n: int, level: float, rng: random.Random, start: float = 0.0
+) -> list[Anomaly]:
     out = []
     for i in range(n):
         anomaly = stage.observe(_point(name, level * (1 + rng.gauss(0, 0.05)), start + 10 * i))
@@ -79,7 +85,7 @@ def test_out_of_order_and_duplicate_points_are_skipped() -> None:
 
 
 def test_series_bounded_by_count_and_ttl() -> None:
-    stage = DetectStage(DetectConfig(max_series=3, series_ttl="1h"))
+    stage = DetectStage(DetectConfig.model_validate({"max_series": 3, "series_ttl": "1h"}))
     for i in range(5):
         stage.observe(_point(f"s{i}", 1.0, float(i)))
     assert stage.series_tracked == 3
@@ -95,5 +101,6 @@ def test_scope_label_and_bytes_per_series() -> None:
     for i in range(100):
         stage.observe(_point("cpu_utilization", 0.4 + rng.random() * 0.01, float(i), region="eu"))
     anomaly = stage.observe(_point("cpu_utilization", 0.99, 1000.0, region="eu"))
-    assert anomaly is not None and anomaly.scope == "eu"
+    assert anomaly is not None
+    assert anomaly.scope == "eu"
     assert 0 < stage.bytes_per_series() < 4096

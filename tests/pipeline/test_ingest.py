@@ -12,8 +12,13 @@ from hypothesis import strategies as st
 from pipeline.ingest import REJECT_REASONS, decode_message, dlq_headers
 from pipeline.model import Signal
 
-GOOD = {"name": "http_request_duration_seconds", "value": 0.231, "ts": 1764147600.0,
-        "labels": {"service": "checkout", "region": "eu-west-1"}, "signal": "latency"}
+GOOD = {
+    "name": "http_request_duration_seconds",
+    "value": 0.231,
+    "ts": 1764147600.0,
+    "labels": {"service": "checkout", "region": "eu-west-1"},
+    "signal": "latency",
+}
 
 
 def test_design_example_decodes() -> None:
@@ -33,13 +38,18 @@ def test_batch_keeps_good_items_and_rejects_bad_ones_by_index() -> None:
     decoded = decode_message(orjson.dumps(batch), "metrics")
     assert len(decoded.points) == 1
     assert [(r.reason, r.index) for r in decoded.rejects] == [
-        ("wrong_type", 1), ("bad_timestamp", 2)]
+        ("wrong_type", 1),
+        ("bad_timestamp", 2),
+    ]
 
 
 def test_log_record_design_example() -> None:
-    record = {"ts": "2026-11-26T09:00:00Z", "level": "ERROR",
-              "message": "upstream timeout after 3000 ms",
-              "labels": {"service": "checkout", "host": "node-7"}}
+    record = {
+        "ts": "2026-11-26T09:00:00Z",
+        "level": "ERROR",
+        "message": "upstream timeout after 3000 ms",
+        "labels": {"service": "checkout", "host": "node-7"},
+    }
     decoded = decode_message(orjson.dumps(record), "logs")
     (log,) = decoded.logs
     assert log.level == "error"
@@ -121,16 +131,24 @@ def test_any_bytes_decode_without_raising(raw: bytes) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["name", "value", "ts", "labels", "signal", "message"]),
-                       json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "value", "ts", "labels", "signal", "message"]), json_values
+    )
+)
 def test_any_json_object_is_either_a_point_or_a_reasoned_reject(item: dict[str, object]) -> None:
     decoded = decode_message(orjson.dumps(item), "metrics")
     assert len(decoded.points) + len(decoded.rejects) == 1

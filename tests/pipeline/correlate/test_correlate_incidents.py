@@ -244,8 +244,12 @@ def test_hold_boundary(offsets: list[float], pages_at: float | None) -> None:
 
 def test_related_one_offs_do_not_add_up_to_a_page() -> None:
     # A blip on the root and a single anomaly on a caller 60 s later: no series persisted.
-    events: list[Event] = [alert(0, "payments-db"), alert(10, "payments-db"),
-                           alert(60, "checkout"), at(2000)]
+    events: list[Event] = [
+        alert(0, "payments-db"),
+        alert(10, "payments-db"),
+        alert(60, "checkout"),
+        at(2000),
+    ]
     assert pages(feed(correlator(topology=CHAIN), events)) == []
 
 
@@ -404,8 +408,12 @@ def _table_config(**overrides: Any) -> dict[str, Any]:
         # a persistent series pages once, at the first anomaly past the hold
         (
             _table_config(),
-            [alert(0, "payments"), alert(30, "payments"), alert(60, "payments"),
-             alert(70, "payments")],
+            [
+                alert(0, "payments"),
+                alert(30, "payments"),
+                alert(60, "payments"),
+                alert(70, "payments"),
+            ],
             [
                 ("fold", "new_incident_held"),
                 ("fold", "dedup_same_series"),
