@@ -255,7 +255,7 @@ async def test_run_command_serves_ops_endpoints_and_stops_on_sigterm(
                 assert response.status == 200
             async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                 text = await response.text()
-            assert "# TYPE quietpager_events_in counter" in text
+            assert "# TYPE quietpager_events_in_total counter" in text
             assert "quietpager_series_tracked 0.0" in text
             assert ROUTING_KEY not in text
         started = time.monotonic()
