@@ -86,6 +86,16 @@ class DemoReport:
         return [b for _, b in self.received if b.get("event_action") == "trigger"]
 
     @property
+    def named_roots(self) -> set[str]:
+        """The suspected root causes the triggers named."""
+        return {str((t.get("payload") or {}).get("component")) for t in self.triggers}
+
+    @property
+    def root_cause_correct(self) -> bool:
+        """Every trigger named an injected fault's root, and every fault was named."""
+        return self.named_roots == {fault.root for fault in self.scenario.faults}
+
+    @property
     def resolves(self) -> list[dict[str, Any]]:
         """Resolve bodies the receiver got."""
         return [b for _, b in self.received if b.get("event_action") == "resolve"]
@@ -306,13 +316,15 @@ def render_report(report: DemoReport) -> Panel:
             suppressed.add_row(kind, reason, str(count))
     lines.append(suppressed)
 
-    roots = {t.get("payload", {}).get("component") for t in report.triggers}
-    expected_roots = {f.root for f in scenario.faults}
     verdict = (
         f"events in {report.events_in}, anomalies {report.anomalies}, DLQ {report.dlq}; "
         f"{len(report.triggers)} trigger(s), {len(report.resolves)} resolve(s) for "
         f"{len(scenario.faults)} injected incident(s); root cause "
-        + ("named correctly" if roots == expected_roots else f"named {sorted(map(str, roots))}")
+        + (
+            "named correctly"
+            if report.root_cause_correct
+            else f"named {sorted(report.named_roots)}"
+        )
         + f"; {report.elapsed_s:.1f}s"
     )
     lines.append(verdict)
