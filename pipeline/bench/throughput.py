@@ -15,7 +15,7 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -128,8 +128,10 @@ async def _worker_until(
     config: Config,
     done: Callable[[DetectRunner], bool],
     on_batch: Callable[[Batch], None] | None = None,
+    feed: Callable[[], Coroutine[Any, Any, None]] | None = None,
     limit_s: float = 600.0,
 ) -> tuple[float, DetectRunner]:
+    """Run detect + correlate until `done`; the clock starts once partitions are assigned."""
     worker = Worker(config, Metrics.create(), stages=("detect", "correlate"))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -137,6 +139,12 @@ async def _worker_until(
         await asyncio.sleep(0.01)
     detect = next(r for r in worker.runners if isinstance(r, DetectRunner))
     detect.after_batch = on_batch
+    # Joining the group is start-up, not throughput: wait for the assignment first.
+    while detect.consumer is None or not detect.consumer.assignment():
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    feeding: asyncio.Task[None] | None = asyncio.create_task(feed()) if feed else None
     started = time.perf_counter()
     limit = started + limit_s
     while not done(detect):
@@ -148,6 +156,8 @@ async def _worker_until(
     elapsed = time.perf_counter() - started
     stop.set()
     await task
+    if feeding is not None:
+        await feeding
     return elapsed, detect
 
 
@@ -203,11 +213,14 @@ async def run_throughput(
             for records in batch_.values():
                 delays.extend(now - r.timestamp / 1000.0 for r in records)
 
-        producer_task = asyncio.create_task(
-            _produce(options, lt.metrics, latency_messages, rate=worker_rate / 2 / batch)
+        await _worker_until(
+            latency_config,
+            lambda d: d.core.stats.points >= expected,
+            record,
+            feed=lambda: _produce(
+                options, lt.metrics, latency_messages, rate=worker_rate / 2 / batch
+            ),
         )
-        await _worker_until(latency_config, lambda d: d.core.stats.points >= expected, record)
-        await producer_task
     finally:
         if broker is not None:
             await broker.astop()
