@@ -177,8 +177,12 @@ class StageRunner(ABC):
                 self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
 
-def _event_time(point: MetricPoint) -> float:
-    return point.ts
+#: Header on anomaly records: the produce time (ms) of the telemetry message they came from.
+PRODUCED_HEADER = "qp.produced_ms"
+
+
+def _event_time(entry: tuple[MetricPoint, int]) -> float:
+    return entry[0].ts
 
 
 async def _await_all(futures: Iterable[Awaitable[Any]]) -> None:
@@ -205,7 +209,8 @@ class DetectRunner(StageRunner):
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
-        self._partition_time: dict[TopicPartition, float] = {}
+        # partition -> (newest event time, wall clock when it arrived)
+        self._partition_time: dict[TopicPartition, tuple[float, float]] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -216,7 +221,10 @@ class DetectRunner(StageRunner):
         limit = self.config.kafka.max_message_bytes
         sends: list[Awaitable[Any]] = []
         partitions = sorted(await self.producer.partitions_for(topics.anomalies))
-        points: list[MetricPoint] = []
+        # Each point keeps its message's produce time, passed on with its anomaly so the
+        # latency from produce to page decision can be measured downstream.
+        points: list[tuple[MetricPoint, int]] = []
+        wall = time.monotonic()
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
             for record in records:
@@ -231,16 +239,16 @@ class DetectRunner(StageRunner):
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
                 if decoded.points:
                     self.metrics.events_in.labels("metrics").inc(len(decoded.points))
-                    points.extend(decoded.points)
+                    points.extend((point, record.timestamp) for point in decoded.points)
                     newest = max(p.ts for p in decoded.points)
-                    if newest > self._partition_time.get(tp, float("-inf")):
-                        self._partition_time[tp] = newest
+                    seen = self._partition_time.get(tp)
+                    if seen is None or newest > seen[0]:
+                        self._partition_time[tp] = (newest, wall)
         # Kafka orders only within a partition; a fetched batch can hold one partition's
         # future before another's past. Scoring in event-time order keeps series in order.
         points.sort(key=_event_time)
-        # Time may only move as far as the slowest partition with data has reached.
-        low_watermark = min(self._partition_time.values(), default=float("-inf"))
-        for point in points:
+        low_watermark = self._low_watermark(wall)
+        for point, produced_ms in points:
             anomaly = self.core.observe(point)
             if anomaly is not None:
                 self.metrics.anomalies.labels(anomaly.signal.value).inc()
@@ -251,6 +259,7 @@ class DetectRunner(StageRunner):
                         topics.anomalies,
                         orjson.dumps(anomaly.to_dict()),
                         key=anomaly.scope.encode(),
+                        headers=[(PRODUCED_HEADER, str(produced_ms).encode())],
                     )
                 )
             # Ticks interleave with anomalies at the same cadence as `replay`, so the
@@ -265,6 +274,16 @@ class DetectRunner(StageRunner):
                     )
         await _await_all(sends)
         self._export_state()
+
+    def _low_watermark(self, wall: float) -> float:
+        """Event time every partition with recent data has reached; ticks may not pass it.
+
+        A partition that has been silent for `worker.idle_advance` stops holding time back,
+        as a source that stops reporting must not freeze the clock of all the others.
+        """
+        idle = self.config.worker.idle_advance
+        active = [ts for ts, seen in self._partition_time.values() if wall - seen < idle]
+        return min(active, default=self.core.watermark)
 
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         # Stop holding event time back for partitions this worker no longer owns.
