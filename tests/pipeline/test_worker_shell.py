@@ -1,0 +1,160 @@
+"""The worker's async shell without a broker: a fake producer records what would be sent."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord, TopicPartition
+
+from pipeline.config import Config, parse_config
+from pipeline.metrics import Metrics
+from pipeline.model import Anomaly, SeriesKey, Signal
+from pipeline.worker import PRODUCED_HEADER, CorrelateRunner, DetectRunner
+
+T0 = 1_795_683_600.0
+
+
+class FakeProducer:
+    """Stands in for AIOKafkaProducer: every send is acknowledged at once and recorded."""
+
+    def __init__(self, partitions: int = 2) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self._partitions = set(range(partitions))
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return self._partitions
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]:
+        self.sent.append(
+            {
+                "topic": topic,
+                "value": orjson.loads(value),
+                "key": key,
+                "partition": partition,
+                "headers": dict(headers or []),
+            }
+        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class FakeClock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _config(**correlate: str) -> Config:
+    return parse_config(
+        {
+            "topology": {"checkout": ["payments"]},
+            "correlate": {"hold_for": "30s", "resolve_after": "2m", **correlate},
+            "detect": {"tick_every": "10s", "warmup_points": 5},
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+            "worker": {"idle_advance": "5s"},
+        }
+    )
+
+
+def _record(
+    topic: str, partition: int, offset: int, value: bytes, timestamp_ms: int = 0
+) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic, partition, offset, timestamp_ms, 0, None, value, None, 0, len(value), []
+    )
+
+
+def _anomaly(offset_s: float) -> bytes:
+    anomaly = Anomaly(
+        T0 + offset_s,
+        SeriesKey.of("latency", {"service": "payments"}),
+        "payments",
+        Signal.LATENCY,
+        2.0,
+        1.0,
+        0.999,
+        0.99,
+    )
+    return orjson.dumps(anomaly.to_dict())
+
+
+async def test_quiet_input_still_resolves_from_the_wall_clock() -> None:
+    config = _config()
+    producer = FakeProducer()
+    clock = FakeClock()
+    runner = CorrelateRunner(config, producer, Metrics.create(), clock=clock)
+    tp = TopicPartition(config.topics.anomalies, 0)
+    await runner.handle({tp: [_record(tp.topic, 0, i, _anomaly(10.0 * i)) for i in range(5)]})
+    assert [p["value"]["action"] for p in producer.sent] == ["trigger"]
+
+    clock.now += 4.0  # quiet, but not yet for idle_advance
+    await runner.on_idle()
+    assert len(producer.sent) == 1
+    clock.now += 200.0  # quiet long enough: event time moves on by the wall time
+    await runner.on_idle()
+    assert [p["value"]["action"] for p in producer.sent] == ["trigger", "resolve"]
+    assert producer.sent[1]["key"] == producer.sent[0]["key"]  # same dedup_key, same partition
+
+
+def _points(service: str, start: int, stop: int) -> bytes:
+    return orjson.dumps(
+        [
+            {
+                "name": "cpu_utilization",
+                "value": 0.4,
+                "ts": T0 + 10 * i,
+                "labels": {"service": service},
+            }
+            for i in range(start, stop)
+        ]
+    )
+
+
+async def test_ticks_wait_for_the_slowest_partition_and_fan_out() -> None:
+    config = _config()
+    producer = FakeProducer(partitions=2)
+    runner = DetectRunner(config, producer, Metrics.create())
+    fast = TopicPartition(config.topics.metrics, 0)
+    slow = TopicPartition(config.topics.metrics, 1)
+    await runner.handle(
+        {
+            fast: [_record(fast.topic, 0, 0, _points("a", 0, 30))],
+            slow: [_record(slow.topic, 1, 0, _points("b", 0, 3))],
+        }
+    )
+    ticks = [p for p in producer.sent if p["value"]["kind"] == "tick"]
+    # Partition 1 has only reached T0 + 20 s, so time may not pass it.
+    assert max(t["value"]["ts"] for t in ticks) <= T0 + 20
+    # Every tick goes to every partition of the anomalies topic.
+    assert sorted({t["partition"] for t in ticks}) == [0, 1]
+    assert len(ticks) % 2 == 0
+
+
+async def test_anomalies_carry_their_source_produce_time() -> None:
+    config = _config()
+    producer = FakeProducer(partitions=1)
+    runner = DetectRunner(config, producer, Metrics.create())
+    tp = TopicPartition(config.topics.metrics, 0)
+    steady = [_record(tp.topic, 0, i, _points("a", i, i + 1), 5_000 + i) for i in range(20)]
+    spike = orjson.dumps(
+        {"name": "cpu_utilization", "value": 0.99, "ts": T0 + 200, "labels": {"service": "a"}}
+    )
+    await runner.handle({tp: [*steady, _record(tp.topic, 0, 20, spike, 9_999)]})
+    anomalies = [p for p in producer.sent if p["value"]["kind"] == "anomaly"]
+    assert len(anomalies) == 1
+    assert anomalies[0]["headers"][PRODUCED_HEADER] == b"9999"
