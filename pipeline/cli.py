@@ -64,6 +64,24 @@ def _parser() -> argparse.ArgumentParser:
     tput.add_argument("--series", type=int, default=2_000)
     tput.add_argument("--batch", type=int, default=20, help="points per Kafka message")
     tput.add_argument("--bootstrap", default=None, help="use this Kafka instead of an embedded one")
+    nab = bench_sub.add_parser("nab", help="Numenta Anomaly Benchmark scores of the detectors")
+    nab.add_argument(
+        "--data", type=Path, default=Path("../shared/data/nab"), help="a NAB checkout's root"
+    )
+    nab.add_argument(
+        "--results-dir", type=Path, default=None, help="write NAB-format result files here"
+    )
+    nab.add_argument(
+        "--detector",
+        action="append",
+        help="detector to score (repeatable); default: the shipped one",
+    )
+    nab.add_argument(
+        "--files-half",
+        choices=["a", "b", "all"],
+        default="all",
+        help="a: the tune half, b: the test half, all: the whole corpus",
+    )
     return parser
 
 
@@ -102,6 +120,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{args.config}: ok ({len(config.receivers)} receivers, "
             f"{len(config.topology)} services in topology, {len(config.silences)} silences)"
         )
+        return 0
+    if args.command == "bench" and args.bench == "nab":
+        from pipeline.bench.nab import run_nab
+
+        run_nab(args.data, args.detector or ["shipped"], args.results_dir, args.files_half)
         return 0
     if args.command == "bench":
         from pipeline.bench.throughput import run_throughput

@@ -79,6 +79,8 @@ class TopicsConfig(_Strict):
     anomalies: str = "quietpager.anomalies"
     pages: str = "quietpager.pages"
     dlq: str = "quietpager.dlq"
+    state_detect: str = "quietpager.state.detect"
+    state_correlate: str = "quietpager.state.correlate"
     partitions: int = Field(default=3, ge=1, le=1024)
     create: bool = True
 
@@ -288,6 +290,8 @@ class WorkerConfig(_Strict):
 
     shutdown_timeout: Duration = 10.0
     idle_advance: Duration = 5.0
+    checkpoint_every: Duration = 5.0
+    checkpoints: bool = True
     stages: list[StageName] = Field(default_factory=_all_stages, min_length=1)
 
 

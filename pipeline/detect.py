@@ -6,9 +6,10 @@ Pure and synchronous: event time comes with each point. Keyed state is bounded b
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from detectors.golden import GoldenSignalDetector, detector_for_signal, series_nbytes
@@ -150,6 +151,37 @@ class DetectStage:
                 break
             del self._series[key]
             self.stats.evicted["ttl"] += 1
+
+    def export_series(self, keys: Iterable[SeriesKey]) -> dict[str, bytes]:
+        """Checkpoint form of the given series' state (pickled), by series id."""
+        out: dict[str, bytes] = {}
+        for key in keys:
+            state = self._series.get(key)
+            if state is not None:
+                out[key.id] = pickle.dumps((key, state), pickle.HIGHEST_PROTOCOL)
+        return out
+
+    def import_series(self, items: Iterable[bytes]) -> list[SeriesKey]:
+        """Restore series from `export_series` values (a newer live state is kept)."""
+        restored: list[SeriesKey] = []
+        for blob in items:
+            # Only quietpager writes its changelog topics (see pipeline/state.py).
+            key, state = pickle.loads(blob)
+            current = self._series.get(key)
+            if current is not None and current.last_ts >= state.last_ts:
+                continue
+            self._series[key] = state
+            self._series.move_to_end(key)
+            restored.append(key)
+        while len(self._series) > self.config.max_series:
+            self._series.popitem(last=False)
+            self.stats.evicted["lru"] += 1
+        return restored
+
+    def drop_series(self, keys: Iterable[SeriesKey]) -> None:
+        """Forget series that now belong to another worker."""
+        for key in keys:
+            self._series.pop(key, None)
 
     def bytes_per_series(self, sample: int = 50) -> float:
         """Mean serialized size of up to `sample` tracked models (0 when none)."""

@@ -26,6 +26,8 @@ class Metrics:
     series_evicted: Counter
     open_incidents: Gauge
     out_of_order: Counter
+    checkpoints: Counter
+    restored: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -106,6 +108,18 @@ class Metrics:
             out_of_order=Counter(
                 "quietpager_out_of_order_points",
                 "Points older than their series' last one.",
+                registry=reg,
+            ),
+            checkpoints=Counter(
+                "quietpager_state_checkpoints",
+                "State checkpoints written to the changelog topics, by stage.",
+                ["stage"],
+                registry=reg,
+            ),
+            restored=Counter(
+                "quietpager_state_restored",
+                "Items (series models, correlators) restored from changelogs, by stage.",
+                ["stage"],
                 registry=reg,
             ),
         )

@@ -25,7 +25,7 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pipeline.config import Config
 from pipeline.correlate.incidents import Correlator, Decision
@@ -33,10 +33,11 @@ from pipeline.detect import DetectStage
 from pipeline.ingest import Reject, StreamKind, decode_message, dlq_headers
 from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
 from pipeline.metrics import Metrics
-from pipeline.model import Anomaly, MetricPoint, Page, Tick
+from pipeline.model import Anomaly, MetricPoint, Page, SeriesKey, Tick
 from pipeline.notify.bodies import render_body
 from pipeline.notify.sender import WebhookSender
 from pipeline.offline import build_correlator
+from pipeline.state import owner, read_state, state_key, write_state
 
 log = structlog.get_logger("quietpager.worker")
 
@@ -62,10 +63,10 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.runner = runner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.runner.on_revoked(list(revoked))
+        await self.runner.on_revoked(list(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.runner.on_assigned(list(assigned))
+        await self.runner.on_assigned(list(assigned))
 
 
 class StageRunner(ABC):
@@ -79,8 +80,16 @@ class StageRunner(ABC):
         self.metrics = metrics
         self.status = StageStatus(self.name)
         self.consumer: AIOKafkaConsumer | None = None
-        #: Called with each batch once its outputs are durable and committed (benchmarks).
+        #: Called with each batch once its outputs are durable (benchmarks).
         self.after_batch: Callable[[Batch], None] | None = None
+        #: Seconds between commits; stages with state commit together with a checkpoint.
+        self.commit_every = 0.0
+        # Processed offsets not yet committed, and when the last commit happened.
+        self._pending: dict[TopicPartition, int] = {}
+        self._last_commit = time.monotonic()
+        # Held while a batch is handled and committed, and by the rebalance listener, so a
+        # partition never moves in the middle of a batch. Never held across `getmany`.
+        self._lock = asyncio.Lock()
 
     @property
     @abstractmethod
@@ -99,21 +108,50 @@ class StageRunner(ABC):
     async def on_idle(self) -> None:  # noqa: B027 - optional hook; most stages have nothing to do
         """Called when a fetch returns nothing."""
 
-    def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Partitions leave this worker (rebalance or shutdown)."""
+    async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:  # noqa: B027
+        """Make the stage's state for these input partitions (None: all) durable."""
+
+    async def restore(self, partitions: set[TopicPartition]) -> None:  # noqa: B027
+        """Load the state of newly assigned input partitions."""
+
+    def forget(self, partitions: set[TopicPartition]) -> None:  # noqa: B027
+        """Drop the state of input partitions this worker no longer owns."""
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Partitions leave: checkpoint their state and commit their offsets, then forget them."""
+        async with self._lock:
+            gone = set(revoked)
+            await self.checkpoint(gone)
+            await self._commit(only=gone)
+            self.forget(gone)
         log.info(
             "partitions_revoked",
             stage=self.name,
             partitions=[f"{tp.topic}:{tp.partition}" for tp in revoked],
         )
 
-    def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Partitions arrive at this worker."""
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Partitions arrive: restore their state before the first fetch."""
+        async with self._lock:
+            await self.restore(set(assigned))
         log.info(
             "partitions_assigned",
             stage=self.name,
             partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned],
         )
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        offsets = {tp: offset for tp, offset in self._pending.items() if only is None or tp in only}
+        if not offsets or self.consumer is None:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on; the new owner redoes this work (at-least-once).
+            log.warning("commit_failed", stage=self.name, error=type(exc).__name__)
+        for tp in offsets:
+            self._pending.pop(tp, None)
+        self._last_commit = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then commit what is done and leave the group."""
@@ -151,14 +189,22 @@ class StageRunner(ABC):
                     await self.on_idle()
                     continue
                 started = time.perf_counter()
-                await self.handle(batch)
-                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+                async with self._lock:
+                    await self.handle(batch)
+                    for tp, records in batch.items():
+                        self._pending[tp] = records[-1].offset + 1
+                    if time.monotonic() - self._last_commit >= self.commit_every:
+                        await self.checkpoint()
+                        await self._commit()
                 self.metrics.stage_latency.labels(self.name).observe(time.perf_counter() - started)
                 self.status.batches += 1
                 self.status.records += sum(len(r) for r in batch.values())
                 self._record_lag(consumer, batch)
                 if self.after_batch is not None:
                     self.after_batch(batch)
+            async with self._lock:
+                await self.checkpoint()
+                await self._commit()
         finally:
             await consumer.stop()
             self.status.connected = False
@@ -181,7 +227,7 @@ class StageRunner(ABC):
 PRODUCED_HEADER = "qp.produced_ms"
 
 
-def _event_time(entry: tuple[MetricPoint, int]) -> float:
+def _event_time(entry: tuple[MetricPoint, int, TopicPartition]) -> float:
     return entry[0].ts
 
 
@@ -211,6 +257,11 @@ class DetectRunner(StageRunner):
         self._out_of_order_seen = 0
         # partition -> (newest event time, wall clock when it arrived)
         self._partition_time: dict[TopicPartition, tuple[float, float]] = {}
+        # Which input partition each series arrives on, and the series that learned since
+        # the last checkpoint, by partition: state moves with its partition.
+        self._owner: dict[SeriesKey, TopicPartition] = {}
+        self._dirty: dict[TopicPartition, set[SeriesKey]] = {}
+        self.commit_every = config.worker.checkpoint_every
 
     @property
     def topics(self) -> list[str]:
@@ -223,7 +274,7 @@ class DetectRunner(StageRunner):
         partitions = sorted(await self.producer.partitions_for(topics.anomalies))
         # Each point keeps its message's produce time, passed on with its anomaly so the
         # latency from produce to page decision can be measured downstream.
-        points: list[tuple[MetricPoint, int]] = []
+        points: list[tuple[MetricPoint, int, TopicPartition]] = []
         wall = time.monotonic()
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
@@ -239,7 +290,7 @@ class DetectRunner(StageRunner):
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
                 if decoded.points:
                     self.metrics.events_in.labels("metrics").inc(len(decoded.points))
-                    points.extend((point, record.timestamp) for point in decoded.points)
+                    points.extend((point, record.timestamp, tp) for point in decoded.points)
                     newest = max(p.ts for p in decoded.points)
                     seen = self._partition_time.get(tp)
                     if seen is None or newest > seen[0]:
@@ -248,8 +299,14 @@ class DetectRunner(StageRunner):
         # future before another's past. Scoring in event-time order keeps series in order.
         points.sort(key=_event_time)
         low_watermark = self._low_watermark(wall)
-        for point, produced_ms in points:
+        for point, produced_ms, tp in points:
             anomaly = self.core.observe(point)
+            if self._owner.get(point.series) != tp:
+                self._owner[point.series] = tp
+            dirty = self._dirty.get(tp)
+            if dirty is None:
+                dirty = self._dirty[tp] = set()
+            dirty.add(point.series)
             if anomaly is not None:
                 self.metrics.anomalies.labels(anomaly.signal.value).inc()
                 if self._on_anomaly is not None:
@@ -285,11 +342,44 @@ class DetectRunner(StageRunner):
         active = [ts for ts, seen in self._partition_time.values() if wall - seen < idle]
         return min(active, default=self.core.watermark)
 
-    def on_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Stop holding event time back for partitions this worker no longer owns.
-        super().on_revoked(revoked)
-        for tp in revoked:
+    async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Write the models of series that learned since the last checkpoint."""
+        if not self.config.worker.checkpoints:
+            return
+        chosen = [tp for tp in self._dirty if partitions is None or tp in partitions]
+        items: dict[bytes, bytes | None] = {}
+        for tp in chosen:
+            name = owner(tp)
+            for item, blob in self.core.export_series(self._dirty.pop(tp)).items():
+                items[state_key(name, item)] = blob
+        if items:
+            await write_state(self.producer, self.config.topics.state_detect, items)
+            self.metrics.checkpoints.labels(self.name).inc()
+
+    async def restore(self, partitions: set[TopicPartition]) -> None:
+        if not self.config.worker.checkpoints:
+            return
+        metrics_partitions = {tp for tp in partitions if tp.topic == self.config.topics.metrics}
+        state = await read_state(
+            client_options(self.config.kafka), self.config.topics.state_detect, metrics_partitions
+        )
+        for tp, items in state.items():
+            restored = self.core.import_series(items.values())
+            for key in restored:
+                self._owner[key] = tp
+            self.metrics.restored.labels(self.name).inc(len(restored))
+            log.info("state_restored", stage=self.name, partition=owner(tp), series=len(restored))
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        # Stop holding event time back for partitions this worker no longer owns, and drop
+        # their series: the next owner restores them from the changelog.
+        for tp in partitions:
             self._partition_time.pop(tp, None)
+            self._dirty.pop(tp, None)
+        gone = [key for key, tp in self._owner.items() if tp in partitions]
+        self.core.drop_series(gone)
+        for key in gone:
+            del self._owner[key]
 
     async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
         self.metrics.decode_errors.labels(reject.reason).inc()
@@ -324,7 +414,11 @@ class DetectRunner(StageRunner):
 
 
 class CorrelateRunner(StageRunner):
-    """Folds anomalies into incidents; writes trigger/resolve pages to the outbox topic."""
+    """Folds anomalies into incidents; writes trigger/resolve pages to the outbox topic.
+
+    One correlator per assigned anomalies partition (anomalies are keyed by correlation
+    scope), so a partition's open incidents move with it when the group rebalances.
+    """
 
     name = "correlate"
 
@@ -337,24 +431,36 @@ class CorrelateRunner(StageRunner):
         on_decision: Callable[[Decision], None] | None = None,
     ) -> None:
         super().__init__(config, producer, metrics)
-        self.core: Correlator = build_correlator(config)
+        self.cores: dict[TopicPartition, Correlator] = {}
         self._clock = clock
         self._event_time = float("-inf")
         self._wall_at_event = clock()
         self._on_decision = on_decision
+        self._dirty: set[TopicPartition] = set()
 
     @property
     def topics(self) -> list[str]:
         return [self.config.topics.anomalies]
 
+    def core_for(self, tp: TopicPartition) -> Correlator:
+        """The correlator of one anomalies partition (created on first use)."""
+        core = self.cores.get(tp)
+        if core is None:
+            core = self.cores[tp] = build_correlator(self.config)
+        return core
+
     async def handle(self, batch: Batch) -> None:
         decisions: list[Decision] = []
-        for records in batch.values():
+        for tp, records in batch.items():
+            core = self.core_for(tp)
+            self._dirty.add(tp)
             for record in records:
                 try:
                     data = orjson.loads(record.value or b"")
                     if data.get("kind") == "tick":
-                        decisions.extend(self._advance_to(float(data["ts"])))
+                        ts = float(data["ts"])
+                        self._note_event_time(ts)
+                        decisions.extend(core.advance(ts))
                         continue
                     anomaly = Anomaly.from_dict(data)
                 except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, AttributeError):
@@ -364,17 +470,13 @@ class CorrelateRunner(StageRunner):
                     )
                     continue
                 self._note_event_time(anomaly.ts)
-                decisions.extend(self.core.observe(anomaly))
+                decisions.extend(core.observe(anomaly))
         await self._emit(decisions)
 
     def _note_event_time(self, ts: float) -> None:
         if ts > self._event_time:
             self._event_time = ts
             self._wall_at_event = self._clock()
-
-    def _advance_to(self, ts: float) -> list[Decision]:
-        self._note_event_time(ts)
-        return self.core.advance(ts)
 
     async def on_idle(self) -> None:
         # A quiet input must still let holds expire and incidents resolve.
@@ -386,7 +488,59 @@ class CorrelateRunner(StageRunner):
         now = self._event_time + quiet_for
         self._event_time = now
         self._wall_at_event = self._clock()
-        await self._emit(self.core.advance(now))
+        async with self._lock:
+            decisions: list[Decision] = []
+            for tp, core in self.cores.items():
+                advanced = core.advance(now)
+                if advanced:
+                    self._dirty.add(tp)
+                decisions.extend(advanced)
+            await self._emit(decisions)
+            await self.checkpoint()
+
+    async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Write the snapshot of every correlator that changed since the last checkpoint."""
+        if not self.config.worker.checkpoints:
+            return
+        chosen = [tp for tp in self._dirty if partitions is None or tp in partitions]
+        items = {
+            state_key(owner(tp), "correlator"): orjson.dumps(self.cores[tp].snapshot())
+            for tp in chosen
+            if tp in self.cores
+        }
+        self._dirty.difference_update(chosen)
+        if items:
+            await write_state(self.producer, self.config.topics.state_correlate, items)
+            self.metrics.checkpoints.labels(self.name).inc()
+
+    async def restore(self, partitions: set[TopicPartition]) -> None:
+        if not self.config.worker.checkpoints:
+            return
+        state = await read_state(
+            client_options(self.config.kafka), self.config.topics.state_correlate, partitions
+        )
+        for tp, items in state.items():
+            blob = items.get("correlator")
+            if blob is None:
+                continue
+            core = build_correlator(self.config)
+            try:
+                core.restore(orjson.loads(blob))
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                log.error("state_unreadable", stage=self.name, partition=owner(tp), error=str(exc))
+                continue
+            self.cores[tp] = core
+            if core.now is not None:
+                self._note_event_time(core.now)
+            self.metrics.restored.labels(self.name).inc()
+            log.info(
+                "state_restored", stage=self.name, partition=owner(tp), incidents=core.open_count
+            )
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self.cores.pop(tp, None)
+            self._dirty.discard(tp)
 
     async def _emit(self, decisions: list[Decision]) -> None:
         sends: list[Awaitable[Any]] = []
@@ -420,7 +574,7 @@ class CorrelateRunner(StageRunner):
                 )
             )
         await _await_all(sends)
-        self.metrics.open_incidents.set(self.core.open_count)
+        self.metrics.open_incidents.set(sum(c.open_count for c in self.cores.values()))
 
 
 class NotifyRunner(StageRunner):
@@ -530,7 +684,12 @@ class Worker:
         topics = config.topics
         if topics.create:
             names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
-            await ensure_topics(options, dict.fromkeys(names, topics.partitions))
+            changelogs = [topics.state_detect, topics.state_correlate]
+            await ensure_topics(
+                options,
+                dict.fromkeys([*names, *changelogs], topics.partitions),
+                compacted=set(changelogs),
+            )
         producer = make_producer(
             options, max_request_size=max(1_048_576, config.kafka.max_message_bytes * 2)
         )

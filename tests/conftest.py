@@ -118,6 +118,8 @@ class TopicNames:
                 "anomalies": self.anomalies,
                 "pages": self.pages,
                 "dlq": self.dlq,
+                "state_detect": self.state_detect,
+                "state_correlate": self.state_correlate,
                 "partitions": 1,
             },
             "receivers": [receiver],

@@ -86,6 +86,8 @@ def _config(bootstrap: str, prefix: str) -> Config:
                 "anomalies": f"bench-{prefix}.anomalies",
                 "pages": f"bench-{prefix}.pages",
                 "dlq": f"bench-{prefix}.dlq",
+                "state_detect": f"bench-{prefix}.state.detect",
+                "state_correlate": f"bench-{prefix}.state.correlate",
                 "partitions": 1,
             },
             "receivers": [{"name": "null", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],

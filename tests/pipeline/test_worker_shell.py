@@ -23,6 +23,10 @@ class FakeProducer:
         self.sent: list[dict[str, Any]] = []
         self._partitions = set(range(partitions))
 
+    def pages(self, config: Config) -> list[dict[str, Any]]:
+        """What went to the pages outbox."""
+        return [p for p in self.sent if p["topic"] == config.topics.pages]
+
     async def partitions_for(self, topic: str) -> set[int]:
         return self._partitions
 
@@ -100,15 +104,19 @@ async def test_quiet_input_still_resolves_from_the_wall_clock() -> None:
     runner = CorrelateRunner(config, producer, Metrics.create(), clock=clock)
     tp = TopicPartition(config.topics.anomalies, 0)
     await runner.handle({tp: [_record(tp.topic, 0, i, _anomaly(10.0 * i)) for i in range(5)]})
-    assert [p["value"]["action"] for p in producer.sent] == ["trigger"]
+    assert [p["value"]["action"] for p in producer.pages(config)] == ["trigger"]
 
     clock.now += 4.0  # quiet, but not yet for idle_advance
     await runner.on_idle()
-    assert len(producer.sent) == 1
+    assert len(producer.pages(config)) == 1
     clock.now += 200.0  # quiet long enough: event time moves on by the wall time
     await runner.on_idle()
-    assert [p["value"]["action"] for p in producer.sent] == ["trigger", "resolve"]
-    assert producer.sent[1]["key"] == producer.sent[0]["key"]  # same dedup_key, same partition
+    pages = producer.pages(config)
+    assert [p["value"]["action"] for p in pages] == ["trigger", "resolve"]
+    assert pages[1]["key"] == pages[0]["key"]  # same dedup_key, same partition
+    # The resolved state was checkpointed: the changelog's last snapshot has no open incident.
+    snapshots = [p for p in producer.sent if p["topic"] == config.topics.state_correlate]
+    assert snapshots[-1]["value"]["incidents"] == []
 
 
 def _points(service: str, start: int, stop: int) -> bytes:

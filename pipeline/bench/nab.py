@@ -1,0 +1,381 @@
+"""`quietpager bench nab`: the Numenta Anomaly Benchmark through the product's own detectors.
+
+Each NAB file is one series. It is streamed point by point through a fresh detector from
+`detectors/` (the classes the detect stage uses), each point scored before it is learned, and
+the anomaly scores are scored with `pipeline.bench.nab_score` for NAB's three cost profiles.
+
+NAB series say nothing about which golden signal they are (CPU, traffic, temperature, ad
+prices...), and their labelled anomalies go both ways (drops and surges), so NAB is scored
+with the `generic` signal, which alarms in both directions.
+
+Halves: within each NAB category, files are ordered by the SHA-256 of their path relative
+to `data/` (e.g. `realKnownCause/nyc_taxi.csv`) and dealt alternately to half `a` (tune:
+designs are chosen on it) and half `b` (test: reported, never tuned on). The split is fixed
+and balanced per category.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import pickle
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from rich.console import Console
+from rich.table import Table
+
+from detectors.golden import GoldenSignalDetector, detector_for_signal
+from pipeline.bench.nab_score import (
+    PROFILE_NAMES,
+    CorpusScorer,
+    CostProfile,
+    Window,
+    load_profiles,
+    windows_from_timestamps,
+)
+from pipeline.errors import QuietpagerError
+
+__all__ = [
+    "DETECTORS",
+    "REFERENCE_SCORES",
+    "SHIPPED_THRESHOLD",
+    "DetectorRun",
+    "NabFile",
+    "NabReport",
+    "load_corpus",
+    "run_detector",
+    "run_nab",
+    "score_run",
+    "split_half",
+    "write_results",
+]
+
+Half = Literal["a", "b", "all"]
+
+SHIPPED_THRESHOLD = 0.99  # the detect stage's default threshold on every signal
+
+# Published NAB v1.1 scoreboard (standard, reward_low_FP_rate, reward_low_FN_rate).
+REFERENCE_SCORES: tuple[tuple[str, float, float, float], ...] = (
+    ("ARTime", 74.9, 65.1, 80.4),
+    ("Numenta HTM", 70.5, 62.6, 75.2),
+    ("CAD OSE", 69.9, 67.0, 73.2),
+    ("KNN CAD", 58.0, 43.4, 64.8),
+    ("Relative Entropy", 54.6, 47.6, 58.8),
+    ("Random Cut Forest", 51.7, 38.4, 59.7),
+    ("Twitter ADVec", 47.1, 33.6, 53.5),
+    ("Windowed Gaussian", 39.6, 20.9, 47.4),
+)
+
+
+class StreamDetector(Protocol):
+    """What the bench needs of a detector: River's score-then-learn pair."""
+
+    def score_one(self, x: float) -> float: ...
+
+    def learn_one(self, x: float) -> None: ...
+
+
+def _shipped() -> StreamDetector:
+    return detector_for_signal("generic")
+
+
+def _golden() -> StreamDetector:
+    return GoldenSignalDetector(direction="both")
+
+
+# Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
+DETECTORS: dict[str, Callable[[], StreamDetector]] = {
+    "shipped": _shipped,
+    "golden": _golden,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NabFile:
+    """One NAB data file with its labels and its half."""
+
+    relative_path: str
+    timestamps: tuple[str, ...]
+    values: tuple[float, ...]
+    windows: tuple[Window, ...]
+    half: Literal["a", "b"]
+
+    @property
+    def category(self) -> str:
+        """The NAB category folder, e.g. `realKnownCause`."""
+        return self.relative_path.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """The file name, e.g. `nyc_taxi.csv`."""
+        return self.relative_path.rsplit("/", 1)[-1]
+
+
+def split_half(relative_paths: Iterable[str]) -> dict[str, Literal["a", "b"]]:
+    """Each path's half: per category, ordered by SHA-256 of the path, dealt a, b, a, b...
+
+    >>> split_half(["x/one.csv", "x/two.csv", "y/three.csv"])
+    {'x/two.csv': 'a', 'x/one.csv': 'b', 'y/three.csv': 'a'}
+    """
+    by_category: dict[str, list[str]] = {}
+    for path in relative_paths:
+        by_category.setdefault(path.split("/", 1)[0], []).append(path)
+    halves: dict[str, Literal["a", "b"]] = {}
+    for category in sorted(by_category):
+        ordered = sorted(
+            by_category[category], key=lambda p: hashlib.sha256(p.encode()).hexdigest()
+        )
+        for i, path in enumerate(ordered):
+            halves[path] = "a" if i % 2 == 0 else "b"
+    return halves
+
+
+def load_corpus(root: Path, half: Half = "all") -> list[NabFile]:
+    """The NAB files under `root` (`data/`, `labels/combined_windows.json`) in one half or all."""
+    data = root / "data"
+    labels_path = root / "labels" / "combined_windows.json"
+    if not data.is_dir() or not labels_path.is_file():
+        raise QuietpagerError(
+            f"{root}: not a NAB directory (needs data/ and labels/combined_windows.json)"
+        )
+    with labels_path.open(encoding="utf-8") as handle:
+        labels: dict[str, list[list[str]]] = json.load(handle)
+    paths = sorted(p.relative_to(data).as_posix() for p in data.glob("*/*.csv"))
+    if not paths:
+        raise QuietpagerError(f"{data}: no NAB data files")
+    halves = split_half(paths)
+    files = []
+    for relative in paths:
+        if half != "all" and halves[relative] != half:
+            continue
+        if relative not in labels:
+            raise QuietpagerError(f"{labels_path}: no labels for {relative}")
+        stamps, values = _read_series(data / relative)
+        parsed = [datetime.fromisoformat(s) for s in stamps]
+        limits = [
+            (datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in labels[relative]
+        ]
+        files.append(
+            NabFile(
+                relative_path=relative,
+                timestamps=tuple(stamps),
+                values=tuple(values),
+                windows=tuple(windows_from_timestamps(parsed, limits)),
+                half=halves[relative],
+            )
+        )
+    return files
+
+
+def _read_series(path: Path) -> tuple[list[str], list[float]]:
+    stamps: list[str] = []
+    values: list[float] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+            raise QuietpagerError(f"{path}: expected a 'timestamp,value' header")
+        for row in reader:
+            stamps.append(row[0])
+            values.append(float(row[1]))
+    return stamps, values
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorRun:
+    """One detector's anomaly scores over a corpus, and what it cost."""
+
+    detector: str
+    scores: Mapping[str, Sequence[float]]  # by relative path
+    points: int
+    microseconds_per_point: float
+    bytes_per_series: int  # the largest pickle of a series' model at the end of its file
+
+
+def run_detector(name: str, files: Sequence[NabFile]) -> DetectorRun:
+    """Stream every file through a fresh detector `name`: score each point, then learn it."""
+    factory = DETECTORS.get(name)
+    if factory is None:
+        raise QuietpagerError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
+    scores: dict[str, list[float]] = {}
+    elapsed = 0.0
+    points = 0
+    largest = 0
+    for nab_file in files:
+        detector = factory()
+        out: list[float] = []
+        score_one, learn_one, append = detector.score_one, detector.learn_one, out.append
+        started = time.perf_counter()
+        for x in nab_file.values:
+            append(score_one(x))
+            learn_one(x)
+        elapsed += time.perf_counter() - started
+        points += len(nab_file.values)
+        largest = max(largest, len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)))
+        scores[nab_file.relative_path] = out
+    per_point = elapsed / points * 1e6 if points else 0.0
+    return DetectorRun(name, scores, points, per_point, largest)
+
+
+def write_results(run: DetectorRun, files: Sequence[NabFile], out: Path) -> None:
+    """NAB-format result files: `out/<detector>/<category>/<detector>_<file>.csv`."""
+    for nab_file in files:
+        folder = out / run.detector / nab_file.category
+        folder.mkdir(parents=True, exist_ok=True)
+        inside = [0] * len(nab_file.values)
+        for window in nab_file.windows:
+            inside[window.first : window.last + 1] = [1] * window.width
+        scores = run.scores[nab_file.relative_path]
+        with (folder / f"{run.detector}_{nab_file.name}").open(
+            "w", encoding="utf-8", newline=""
+        ) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["timestamp", "value", "anomaly_score", "label"])
+            for row in zip(nab_file.timestamps, nab_file.values, scores, inside, strict=True):
+                writer.writerow(row)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileScore:
+    """A normalised NAB score under one profile, with the threshold that gave it."""
+
+    score: float
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class NabReport:
+    """One detector's scores: per column (which files, which threshold), per profile."""
+
+    run: DetectorRun
+    columns: Mapping[str, Mapping[str, ProfileScore]]
+
+
+# Report columns, in order: what each one scores.
+COLUMN_HELP = {
+    "corpus": "files run, threshold optimised per profile over them (NAB's protocol)",
+    "tune a": "half a, threshold optimised on half a",
+    "test b": "half b, at half a's thresholds (held out)",
+    "at 0.99": f"files run, at the shipped threshold {SHIPPED_THRESHOLD}",
+}
+
+
+def _scorer(run: DetectorRun, files: Iterable[NabFile]) -> CorpusScorer:
+    scorer = CorpusScorer()
+    for nab_file in files:
+        scorer.add_file(run.scores[nab_file.relative_path], nab_file.windows)
+    return scorer
+
+
+def score_run(
+    run: DetectorRun, files: Sequence[NabFile], profiles: Sequence[CostProfile]
+) -> NabReport:
+    """Score a run over the files it ran, and per half where both halves are present."""
+    columns: dict[str, dict[str, ProfileScore]] = {}
+    corpus = _scorer(run, files)
+    tune_files = [f for f in files if f.half == "a"]
+    test_files = [f for f in files if f.half == "b"]
+    tune = _scorer(run, tune_files) if tune_files and test_files else None
+    test = _scorer(run, test_files) if tune_files and test_files else None
+    for profile in profiles:
+        best = corpus.best(profile)
+        columns.setdefault("corpus", {})[profile.name] = ProfileScore(
+            corpus.normalized(profile, best.raw), best.threshold
+        )
+        if tune is not None and test is not None:
+            tuned = tune.best(profile)
+            columns.setdefault("tune a", {})[profile.name] = ProfileScore(
+                tune.normalized(profile, tuned.raw), tuned.threshold
+            )
+            held_out = test.at_threshold(profile, tuned.threshold)
+            columns.setdefault("test b", {})[profile.name] = ProfileScore(
+                test.normalized(profile, held_out.raw), tuned.threshold
+            )
+        shipped = corpus.at_threshold(profile, SHIPPED_THRESHOLD)
+        columns.setdefault("at 0.99", {})[profile.name] = ProfileScore(
+            corpus.normalized(profile, shipped.raw), SHIPPED_THRESHOLD
+        )
+    return NabReport(run, columns)
+
+
+def _threshold_text(threshold: float) -> str:
+    return "never" if math.isinf(threshold) else f"{threshold:.6g}"
+
+
+def print_report(
+    reports: Sequence[NabReport], files: Sequence[NabFile], half: Half, console: Console
+) -> None:
+    """The score table, the published reference rows beside it, and each detector's cost."""
+    points = sum(len(f.values) for f in files)
+    windows = sum(len(f.windows) for f in files)
+    table = Table(
+        title=f"bench nab — {len(files)} files (half {half}), {points:,} points, {windows} windows"
+    )
+    for heading in ("detector", "scored on"):
+        table.add_column(heading)
+    for heading in ("standard", "low FP", "low FN", "thresholds", "µs/point", "bytes/series"):
+        table.add_column(heading, justify="right")
+    for report in reports:
+        for i, (column, by_profile) in enumerate(report.columns.items()):
+            cost = (
+                [f"{report.run.microseconds_per_point:.2f}", f"{report.run.bytes_per_series:,}"]
+                if i == 0
+                else ["", ""]
+            )
+            table.add_row(
+                report.run.detector if i == 0 else "",
+                column,
+                *(f"{by_profile[p].score:.1f}" for p in PROFILE_NAMES),
+                " / ".join(_threshold_text(by_profile[p].threshold) for p in PROFILE_NAMES),
+                *cost,
+            )
+        table.add_section()
+    for name, standard, low_fp, low_fn in REFERENCE_SCORES:
+        table.add_row(
+            f"[dim]{name}[/dim]",
+            "[dim]published[/dim]",
+            f"{standard:.1f}",
+            f"{low_fp:.1f}",
+            f"{low_fn:.1f}",
+            "",
+            "",
+            "",
+        )
+    console.print(table)
+    for column, meaning in COLUMN_HELP.items():
+        console.print(f"[dim]{column}: {meaning}[/dim]")
+    console.print("[dim]published: the NAB scoreboard, whole corpus, NAB's protocol[/dim]")
+
+
+def run_nab(
+    data: Path,
+    detectors: Sequence[str],
+    results_dir: Path | None = None,
+    half: Half = "all",
+    console: Console | None = None,
+) -> list[NabReport]:
+    """Run each detector over the corpus, write result files if asked, print the table."""
+    console = console or Console()
+    files = load_corpus(data, half)
+    profiles_path = data / "profiles.json"
+    if not profiles_path.is_file():
+        raise QuietpagerError(f"{data}: missing profiles.json")
+    profiles = load_profiles(profiles_path)
+    missing = [p for p in PROFILE_NAMES if p not in {profile.name for profile in profiles}]
+    if missing:
+        raise QuietpagerError(f"{profiles_path}: missing profiles {', '.join(missing)}")
+    reports = []
+    for name in detectors:
+        run = run_detector(name, files)
+        if results_dir is not None:
+            write_results(run, files, results_dir)
+        reports.append(score_run(run, files, profiles))
+    print_report(reports, files, half, console)
+    return reports

@@ -1,0 +1,495 @@
+"""An incident simulator with ground truth: telemetry, a config and what really happened.
+
+Pure and seeded: `build(name, seed)` returns a `Simulation` (its topology, silences, true
+incidents and the telemetry steps), the same every time for the same arguments. A layered
+service graph (edge -> mid-tier -> data stores) carries diurnal and weekly traffic, noise and
+deploys that shift levels; faults start on a root (saturation first, then latency and errors)
+and cascade up the call graph hop by hop; a service stops reporting; blips, flapping series,
+an alert storm from a shared dependency, a maintenance window and overlapping incidents.
+
+`write(sim, out_dir)` writes `telemetry.jsonl` (one message per line, replayable by
+`quietpager replay`), `config.yaml` (valid for `load_config`) and `truth.json`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+import yaml
+
+from pipeline.synthetic import ERRORS, LATENCY, SATURATION, TRAFFIC, _hops_from
+from pipeline.timeutil import format_timestamp
+
+IncidentKind = Literal["fault", "stopped", "blip", "flap", "storm", "maintenance"]
+
+#: Kinds that must page (recall counts these); the others must not.
+PAGEABLE: Final = ("fault", "stopped", "storm")
+
+SCENARIOS: Final = (
+    "cascade",
+    "stopped",
+    "blips",
+    "flapping",
+    "storm",
+    "maintenance",
+    "overlap",
+    "all",
+)
+
+# Friday 2026-11-27T00:00:00Z, so two days cross into the weekend.
+START: Final = 1_796_169_600.0
+WARMUP_S: Final = 2 * 3600.0
+
+EDGE: Final = ("web", "mobile-api", "partner-api", "admin", "search-gw", "checkout-gw")
+MID: Final = (
+    "orders",
+    "users",
+    "payments",
+    "inventory",
+    "catalog",
+    "pricing",
+    "shipping",
+    "reviews",
+    "recommend",
+    "cart",
+    "auth",
+    "notify",
+    "search",
+    "ledger",
+    "fraud",
+    "loyalty",
+    "media",
+    "geo",
+    "tax",
+    "coupons",
+    "profile",
+    "billing",
+    "reports",
+    "sessions",
+)
+DATA: Final = (
+    "orders-db",
+    "users-db",
+    "payments-db",
+    "inventory-db",
+    "catalog-db",
+    "search-index",
+    "cache-a",
+    "cache-b",
+    "queue-a",
+    "ledger-db",
+    "media-store",
+    "reports-db",
+    "billing-db",
+)
+#: The data store every mid-tier service calls: its failure is the alert storm.
+SHARED: Final = "config-kv"
+
+
+@dataclass(frozen=True, slots=True)
+class TrueIncident:
+    """One thing that really happened, as the benchmark scores it."""
+
+    id: str
+    kind: IncidentKind
+    onset: float
+    end: float
+    root: str
+    affected: tuple[str, ...]
+    episodes: tuple[tuple[float, float], ...] = ()  # flapping: each anomalous stretch
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape in truth.json."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "onset": self.onset,
+            "onset_at": format_timestamp(self.onset),
+            "end": self.end,
+            "root": self.root,
+            "affected": list(self.affected),
+            "episodes": [list(e) for e in self.episodes],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Effect:
+    """A change to one service's signals during `[start, end)`."""
+
+    start: float
+    end: float
+    latency: float = 1.0
+    errors: float = 0.0
+    saturation: float = 0.0
+    traffic: float = 1.0
+    stopped: bool = False
+
+
+@dataclass(slots=True)
+class _Profile:
+    latency: float
+    traffic: float
+    errors: float
+    saturation: float
+
+
+@dataclass(slots=True)
+class Simulation:
+    """A scenario, built: graph, silences, truth and what to emit."""
+
+    name: str
+    seed: int
+    start: float
+    duration_s: float
+    step_s: float
+    topology: dict[str, list[str]]
+    truth: list[TrueIncident] = field(default_factory=list)
+    silences: list[dict[str, Any]] = field(default_factory=list)
+    effects: dict[str, list[_Effect]] = field(default_factory=dict)
+    deploys: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        """How many points each series gets."""
+        return int(self.duration_s // self.step_s)
+
+    def add(self, service: str, effect: _Effect) -> None:
+        """Attach an effect to a service."""
+        self.effects.setdefault(service, []).append(effect)
+
+
+def layered_topology(rng: random.Random) -> dict[str, list[str]]:
+    """Edge services call 4-6 mid-tier services; mid-tier calls 1-2 others and 1-2 stores.
+
+    Every mid-tier service also calls `SHARED`. Mid-tier calls only go "down" the MID list,
+    so the graph has no cycles.
+    """
+    topology: dict[str, list[str]] = {}
+    for edge in EDGE:
+        topology[edge] = sorted(rng.sample(MID[:16], rng.randint(4, 6)))
+    for index, mid in enumerate(MID):
+        later = MID[index + 1 :]
+        calls = set(rng.sample(later, min(len(later), rng.randint(0, 2))))
+        calls |= set(rng.sample(DATA, rng.randint(1, 2)))
+        calls.add(SHARED)
+        topology[mid] = sorted(calls)
+    for store in (*DATA, SHARED):
+        topology[store] = []
+    return topology
+
+
+def _callers(topology: dict[str, list[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {s: set() for s in topology}
+    for caller, callees in topology.items():
+        for callee in callees:
+            out[callee].add(caller)
+    return out
+
+
+class _Builder:
+    """Places incidents on a timeline and records their truth and effects."""
+
+    def __init__(self, sim: Simulation, rng: random.Random) -> None:
+        self.sim = sim
+        self.rng = rng
+        self.callers = _callers(sim.topology)
+        self.entry = {s for s, c in self.callers.items() if not c}
+        self._count = 0
+
+    def _id(self, kind: str) -> str:
+        self._count += 1
+        return f"{kind}-{self._count}"
+
+    def fault(self, root: str, onset: float, duration: float, kind: IncidentKind = "fault") -> None:
+        """A root-cause fault: saturation, then latency and errors, then callers hop by hop."""
+        hops = _hops_from(root, self.sim.topology)
+        # Each hop's delay is drawn once per incident: 30-90 s of retries and timeouts.
+        delays = [self.rng.uniform(30.0, 90.0) for _ in range(max(hops.values()) + 1)]
+        end = onset + duration
+        for service, hop in hops.items():
+            if hop == 0:
+                self.sim.add(service, _Effect(onset, end, saturation=0.97))
+                begin = onset + self.rng.uniform(45.0, 75.0)
+                self.sim.add(service, _Effect(begin, end, latency=5.0, errors=0.2))
+                continue
+            begin = onset + 60.0 + sum(delays[:hop])
+            if begin >= end:
+                continue
+            latency = 1.0 + 3.0 / hop
+            errors = 0.12 / hop
+            traffic = 0.7 if service in self.entry else 1.0
+            self.sim.add(service, _Effect(begin, end, latency=latency, errors=errors))
+            if service in self.entry:
+                # Users give up at a failing entry point: its traffic and its callees' drop.
+                self.sim.add(service, _Effect(begin, end, traffic=traffic))
+                for callee in self.sim.topology[service]:
+                    self.sim.add(callee, _Effect(begin + 15.0, end, traffic=0.85))
+        affected = tuple(sorted(hops))
+        self.sim.truth.append(TrueIncident(self._id(kind), kind, onset, end, root, affected))
+
+    def stopped(self, service: str, onset: float, duration: float) -> None:
+        """A service that stops reporting: no points at all for `duration`."""
+        self.sim.add(service, _Effect(onset, onset + duration, stopped=True))
+        self.sim.truth.append(
+            TrueIncident(
+                self._id("stopped"), "stopped", onset, onset + duration, service, (service,)
+            )
+        )
+
+    def blip(self, service: str, onset: float) -> None:
+        """A latency spike shorter than two minutes that recovers on its own."""
+        duration = self.rng.uniform(20.0, 100.0)
+        self.sim.add(service, _Effect(onset, onset + duration, latency=4.0))
+        self.sim.truth.append(
+            TrueIncident(self._id("blip"), "blip", onset, onset + duration, service, (service,))
+        )
+
+    def flapping(self, service: str, onset: float, duration: float) -> None:
+        """A latency series hovering around its threshold: short anomalous stretches for hours."""
+        step = self.sim.step_s
+        t = onset
+        episodes: list[tuple[float, float]] = []
+        while t < onset + duration:
+            # Mostly one to three points over, now and then a stretch long enough to hold.
+            points = self.rng.randint(1, 3) if self.rng.random() < 0.8 else self.rng.randint(4, 8)
+            high = points * step
+            factor = self.rng.uniform(1.4, 2.0)
+            self.sim.add(service, _Effect(t, t + high, latency=factor))
+            episodes.append((t, t + high))
+            t += high + self.rng.randint(1, 6) * step
+        self.sim.truth.append(
+            TrueIncident(
+                self._id("flap"), "flap", onset, t, service, (service,), episodes=tuple(episodes)
+            )
+        )
+
+    def maintenance(self, root: str, onset: float, duration: float) -> None:
+        """Planned work: a fault on `root` inside a silence covering everything it reaches."""
+        before = len(self.sim.truth)
+        self.fault(root, onset, duration, kind="maintenance")
+        truth = self.sim.truth[before]
+        pattern = "|".join(truth.affected)
+        self.sim.silences.append(
+            {
+                "matchers": [f"service=~{pattern}"],
+                "starts_at": format_timestamp(onset - 600.0),
+                "ends_at": format_timestamp(onset + duration + 900.0),
+                "comment": f"planned maintenance on {root}",
+            }
+        )
+
+
+def _place(builder: _Builder, name: str, at: float) -> float:
+    """Put scenario `name`'s incidents from `at`; returns when they are over (plus a margin)."""
+    rng = builder.rng
+    gap = 3600.0
+    if name == "cascade":
+        for root in ("payments-db", "inventory-db", "orders-db"):
+            duration = rng.uniform(900.0, 2400.0)
+            builder.fault(root, at, duration)
+            at += duration + gap
+        return at
+    if name == "stopped":
+        builder.stopped("shipping", at, 1800.0)
+        return at + 1800.0 + gap
+    if name == "blips":
+        for index in range(8):
+            builder.blip(rng.choice((*MID, *DATA)), at + index * 1200.0)
+        return at + 8 * 1200.0 + gap
+    if name == "flapping":
+        builder.flapping("recommend", at, 3 * 3600.0)
+        return at + 3 * 3600.0 + gap
+    if name == "storm":
+        builder.fault(SHARED, at, 1800.0, kind="storm")
+        return at + 1800.0 + gap
+    if name == "maintenance":
+        builder.maintenance("ledger-db", at, 2400.0)
+        return at + 2400.0 + gap
+    if name == "overlap":
+        builder.fault("catalog-db", at, 1800.0)
+        builder.fault("billing-db", at + 600.0, 1800.0)
+        return at + 2400.0 + gap
+    raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+
+
+#: Event-time length of each single scenario (the "all" scenario is two days).
+_LENGTH: Final = {
+    "cascade": 10 * 3600.0,
+    "stopped": 5 * 3600.0,
+    "blips": 6 * 3600.0,
+    "flapping": 6 * 3600.0,
+    "storm": 5 * 3600.0,
+    "maintenance": 5 * 3600.0,
+    "overlap": 5 * 3600.0,
+    "all": 2 * 86400.0,
+}
+
+
+def build(name: str, seed: int = 1, step_s: float = 30.0) -> Simulation:
+    """The simulation called `name` (one of SCENARIOS), seeded."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+    rng = random.Random(f"{name}:{seed}")
+    sim = Simulation(
+        name=name,
+        seed=seed,
+        start=START,
+        duration_s=_LENGTH[name],
+        step_s=step_s,
+        topology=layered_topology(random.Random(seed)),
+    )
+    builder = _Builder(sim, rng)
+    at = START + WARMUP_S
+    if name == "all":
+        # The single scenarios one after another, a blip or two sprinkled in between.
+        for part in ("cascade", "storm", "stopped", "maintenance", "overlap", "flapping"):
+            at = _place(builder, part, at)
+            builder.blip(rng.choice(MID), at - 1800.0)
+        builder.blip(rng.choice(DATA), at)
+        at = _place(builder, "blips", at + 1200.0)
+        assert at < START + sim.duration_s, "the 'all' timeline overflows its two days"
+    else:
+        _place(builder, name, at)
+    _deploys(sim, rng)
+    return sim
+
+
+def _deploys(sim: Simulation, rng: random.Random) -> None:
+    """About one deploy per service per day, each shifting latency and saturation a little."""
+    for service in sorted(sim.topology):
+        t = sim.start + rng.expovariate(1 / 86400.0)
+        shifts: list[tuple[float, float]] = []
+        while t < sim.start + sim.duration_s:
+            shifts.append((t, rng.uniform(-0.08, 0.08)))
+            t += rng.expovariate(1 / 86400.0)
+        sim.deploys[service] = shifts
+
+
+def _load(ts: float) -> float:
+    """Traffic relative to its mean: a daily curve (low at night) times a weekly one."""
+    hour = (ts % 86400.0) / 3600.0
+    daily = 1.0 + 0.4 * math.sin(2 * math.pi * (hour - 8.0) / 24.0)
+    # Peaks mid-week, lowest at the weekend, smoothly.
+    day = ((ts - 345_600.0) % 604_800.0) / 86400.0  # days since a Monday 00:00 UTC
+    weekly = 1.0 + 0.15 * math.cos(2 * math.pi * (day - 2.5) / 7.0)
+    return daily * weekly
+
+
+def steps(sim: Simulation) -> Iterator[tuple[float, list[dict[str, Any]]]]:
+    """Yield `(event_time, points)` per step; points are DESIGN.md metric dicts."""
+    rng = random.Random(f"values:{sim.name}:{sim.seed}")
+    services = sorted(sim.topology)
+    profiles = {
+        s: _Profile(
+            latency=0.02 + 0.2 * rng.random(),
+            traffic=20 + 500 * rng.random(),
+            errors=0.001 + 0.004 * rng.random(),
+            saturation=0.2 + 0.2 * rng.random(),
+        )
+        for s in services
+    }
+    for step in range(sim.steps):
+        ts = sim.start + step * sim.step_s
+        load = _load(ts)
+        points: list[dict[str, Any]] = []
+        for service in services:
+            p = profiles[service]
+            shift = 1.0 + sum(d for at, d in sim.deploys.get(service, ()) if at <= ts)
+            latency = p.latency * shift * (1 + 0.1 * (load - 1)) * math.exp(rng.gauss(0, 0.05))
+            traffic = p.traffic * load * (1 + rng.gauss(0, 0.03))
+            errors = max(0.0, p.errors * (1 + rng.gauss(0, 0.2)))
+            saturation = p.saturation * shift * load * (1 + rng.gauss(0, 0.03))
+            stopped = False
+            for effect in sim.effects.get(service, ()):
+                if not effect.start <= ts < effect.end:
+                    continue
+                stopped = stopped or effect.stopped
+                latency *= effect.latency
+                traffic *= effect.traffic
+                errors = max(errors, effect.errors * (1 + rng.gauss(0, 0.1)))
+                if effect.saturation:
+                    saturation = max(saturation, effect.saturation + rng.gauss(0, 0.005))
+            if stopped:
+                continue
+            labels = {"service": service}
+            points.extend(
+                [
+                    {"name": LATENCY, "value": round(latency, 6), "ts": ts, "labels": labels},
+                    {"name": TRAFFIC, "value": round(traffic, 3), "ts": ts, "labels": labels},
+                    {"name": ERRORS, "value": round(errors, 6), "ts": ts, "labels": labels},
+                    {
+                        "name": SATURATION,
+                        "value": round(min(1.0, max(0.0, saturation)), 4),
+                        "ts": ts,
+                        "labels": labels,
+                    },
+                ]
+            )
+        yield ts, points
+
+
+def config_data(sim: Simulation) -> dict[str, Any]:
+    """The config the simulation is meant to run under (valid for `load_config`).
+
+    `hold_for` is two minutes so a blip (under two minutes by definition) never holds, and
+    `hold_max_gap` is one step so a streak needs every point anomalous.
+    """
+    return {
+        "detect": {"tick_every": "10s"},
+        "correlate": {
+            "group_window": "5m",
+            "hold_for": "2m",
+            "hold_max_gap": f"{sim.step_s:g}s",
+            "resolve_after": "5m",
+        },
+        "topology": sim.topology,
+        "silences": sim.silences,
+        "receivers": [
+            {"name": "oncall", "type": "alertmanager", "url": "http://127.0.0.1:8080/alertmanager"}
+        ],
+        "route": {"receivers": ["oncall"]},
+    }
+
+
+def truth_data(sim: Simulation) -> dict[str, Any]:
+    """truth.json: the scenario and its incidents, in onset order."""
+    return {
+        "scenario": sim.name,
+        "seed": sim.seed,
+        "start": sim.start,
+        "duration_s": sim.duration_s,
+        "step_s": sim.step_s,
+        "services": len(sim.topology),
+        "incidents": [t.to_dict() for t in sorted(sim.truth, key=lambda t: (t.onset, t.id))],
+    }
+
+
+def messages(sim: Simulation) -> Iterator[bytes]:
+    """One Kafka message (a JSON array of one step's points) per step."""
+    for _, points in steps(sim):
+        if points:
+            yield orjson.dumps(points)
+
+
+def write(sim: Simulation, out_dir: Path) -> dict[str, Path]:
+    """Write telemetry.jsonl, config.yaml and truth.json into `out_dir`; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "telemetry": out_dir / "telemetry.jsonl",
+        "config": out_dir / "config.yaml",
+        "truth": out_dir / "truth.json",
+    }
+    with paths["telemetry"].open("wb") as out:
+        for message in messages(sim):
+            out.write(message + b"\n")
+    paths["config"].write_text(
+        yaml.safe_dump(config_data(sim), sort_keys=False), encoding="utf-8"
+    )
+    paths["truth"].write_bytes(orjson.dumps(truth_data(sim), option=orjson.OPT_INDENT_2))
+    return paths

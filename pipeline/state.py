@@ -1,0 +1,110 @@
+"""State changelogs: compacted Kafka topics that hold each stage's state by key.
+
+A stage writes the state it changed before it commits the offsets that produced it, so
+a worker that takes over a partition (after a crash or a rebalance) restores the state
+that matches, or runs ahead of, the committed offsets. Replayed points older than a
+restored series' last point are skipped, so no point is learned twice.
+
+Keys are `<input topic>:<partition>|<item>`; a tombstone (no value) deletes an item. The topics
+must be writable only by quietpager: detector state is pickled.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from pipeline.kafka import make_consumer
+
+
+def owner(tp: TopicPartition) -> str:
+    """The name of an input partition in changelog keys.
+
+    >>> owner(TopicPartition("telemetry.metrics", 3))
+    'telemetry.metrics:3'
+    """
+    return f"{tp.topic}:{tp.partition}"
+
+
+def state_key(partition: str, item: str) -> bytes:
+    """The changelog key of one item of one input partition.
+
+    >>> state_key("telemetry.metrics:3", 'up{service="a"}')
+    b'telemetry.metrics:3|up{service="a"}'
+    """
+    return f"{partition}|{item}".encode()
+
+
+def split_key(key: bytes) -> tuple[str, str]:
+    """Inverse of `state_key`.
+
+    >>> split_key(b'telemetry.metrics:3|up{service="a"}')
+    ('telemetry.metrics:3', 'up{service="a"}')
+    """
+    partition, _, item = key.decode().partition("|")
+    return partition, item
+
+
+async def write_state(
+    producer: AIOKafkaProducer, topic: str, items: Mapping[bytes, bytes | None]
+) -> None:
+    """Write items (None deletes) and return once the broker has them all."""
+    futures = [await producer.send(topic, value, key=key) for key, value in items.items()]
+    for future in futures:
+        await future
+
+
+async def read_state(
+    options: Mapping[str, Any],
+    topic: str,
+    partitions: Iterable[TopicPartition],
+    timeout_s: float = 30.0,
+) -> dict[TopicPartition, dict[str, bytes]]:
+    """The latest value of every live item of the given input partitions, read to the end."""
+    wanted = {owner(tp): tp for tp in partitions}
+    found: dict[str, dict[str, bytes]] = {name: {} for name in wanted}
+    out = {tp: found[name] for name, tp in wanted.items()}
+    if not wanted:
+        return out
+    client_id = f"quietpager-restore-{uuid.uuid4().hex[:6]}"
+    consumer = make_consumer(options, [], None, client_id=client_id)
+    await consumer.start()
+    try:
+        changelog = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        if not changelog:
+            return out
+        consumer.assign(changelog)
+        await consumer.seek_to_beginning(*changelog)
+        ends = await consumer.end_offsets(changelog)
+        remaining = {tp for tp in changelog if ends[tp] > 0}
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading state changelog {topic} took over {timeout_s}s")
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.key is None:
+                        continue
+                    partition, item = split_key(record.key)
+                    items = found.get(partition)
+                    if items is None:
+                        continue
+                    if record.value is None:
+                        items.pop(item, None)
+                    else:
+                        items[item] = record.value
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    await consumer.topics()  # refreshes cluster metadata, so a new consumer knows the topic
+    return set(consumer.partitions_for_topic(topic) or ())

@@ -1,0 +1,127 @@
+"""`bench nab` end to end on a tiny NAB-layout directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from detectors.golden import detector_for_signal
+from pipeline.bench.nab import load_corpus, run_detector, split_half
+from pipeline.bench.nab_score import Window
+from pipeline.cli import main
+
+N_ROWS = 400
+START = datetime(2015, 3, 1)
+
+
+def _stamp(i: int) -> str:
+    return (START + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _write_nab(root: Path) -> None:
+    """Two categories of two files; a level shift at row 300 in each `real*` file."""
+    rng = random.Random(7)
+    windows: dict[str, list[list[str]]] = {}
+    for category, names in (("realThings", ["one", "two"]), ("artificialCalm", ["flat", "calm"])):
+        folder = root / "data" / category
+        folder.mkdir(parents=True)
+        for name in names:
+            shift = category.startswith("real")
+            with (folder / f"{name}.csv").open("w", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(["timestamp", "value"])
+                for i in range(N_ROWS):
+                    level = 50.0 if shift and i >= 300 else 10.0
+                    writer.writerow([_stamp(i), f"{level + rng.gauss(0, 1):.3f}"])
+            key = f"{category}/{name}.csv"
+            windows[key] = [[_stamp(290) + ".000000", _stamp(319) + ".000000"]] if shift else []
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
+    matrix = {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0}
+    profiles = {
+        "standard": {"CostMatrix": matrix},
+        "reward_low_FP_rate": {"CostMatrix": {**matrix, "fpWeight": 0.22}},
+        "reward_low_FN_rate": {"CostMatrix": {**matrix, "fnWeight": 2.0}},
+    }
+    (root / "profiles.json").write_text(json.dumps(profiles))
+
+
+def test_split_is_deterministic_and_balanced_per_category() -> None:
+    paths = [f"cat{c}/file{i}.csv" for c in range(3) for i in range(5)]
+    halves = split_half(paths)
+    assert halves == split_half(reversed(paths))
+    for c in range(3):
+        in_a = sum(1 for i in range(5) if halves[f"cat{c}/file{i}.csv"] == "a")
+        assert in_a == 3  # five files deal a, b, a, b, a
+
+
+def test_load_corpus_reads_rows_windows_and_halves(tmp_path: Path) -> None:
+    _write_nab(tmp_path)
+    files = load_corpus(tmp_path)
+    assert [f.relative_path for f in files] == [
+        "artificialCalm/calm.csv",
+        "artificialCalm/flat.csv",
+        "realThings/one.csv",
+        "realThings/two.csv",
+    ]
+    assert files[2].windows == (Window(290, 319),)
+    assert {f.half for f in files if f.category == "realThings"} == {"a", "b"}
+    assert len(load_corpus(tmp_path, "a")) == 2
+
+
+def test_run_scores_each_point_before_learning_it(tmp_path: Path) -> None:
+    _write_nab(tmp_path)
+    files = load_corpus(tmp_path)
+    run = run_detector("shipped", files)
+    detector = detector_for_signal("generic")
+    expected = []
+    for x in files[2].values:
+        expected.append(detector.score_one(x))
+        detector.learn_one(x)
+    assert run.scores["realThings/one.csv"] == expected
+    assert run.points == 4 * N_ROWS
+    assert 0 < run.bytes_per_series < 4096
+
+
+def test_bench_nab_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_nab(tmp_path / "nab")
+    out = tmp_path / "results"
+    code = main(["bench", "nab", "--data", str(tmp_path / "nab"), "--results-dir", str(out)])
+    assert code == 0
+    result = out / "shipped" / "realThings" / "shipped_one.csv"
+    with result.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "label"]
+    assert len(rows) == N_ROWS
+    assert [r["label"] for r in rows[289:291]] == ["0", "1"]
+    assert [r["label"] for r in rows[319:321]] == ["1", "0"]
+    assert float(rows[300]["anomaly_score"]) > 0.99  # the shift is seen on its first row
+    assert len(list(out.glob("shipped/*/*.csv"))) == 4
+    printed = capsys.readouterr().out
+    for needle in ("tune a", "test b", "at 0.99", "ARTime", "74.9", "µs/point"):
+        assert needle in printed
+    # Only the shift fires, 10 rows into each 30-row window: the hit is worth
+    # h = sigma(-20/30) / sigma(-1) = 0.94374 a window; standard 100 * (h + 1) / 2, low FN
+    # 100 * (2h + 4) / 6.
+    shipped_row = next(line for line in printed.splitlines() if "shipped" in line)
+    assert "97.2 │   97.2 │   98.1" in shipped_row
+
+
+def test_bench_nab_rejects_unknown_detector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_nab(tmp_path)
+    assert main(["bench", "nab", "--data", str(tmp_path), "--detector", "nope"]) == 2
+    assert "unknown detector 'nope'" in capsys.readouterr().err
+
+
+def test_bench_nab_rejects_a_directory_that_is_not_nab(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "nab", "--data", str(tmp_path)]) == 2
+    assert "not a NAB directory" in capsys.readouterr().err

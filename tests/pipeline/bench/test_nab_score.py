@@ -1,0 +1,198 @@
+"""NAB scoring rules, checked on small hand-computed cases."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.bench.nab_score import (
+    CorpusScorer,
+    CostProfile,
+    Window,
+    credit_rows,
+    load_profiles,
+    probationary_length,
+    scaled_sigmoid,
+    windows_from_timestamps,
+)
+
+STANDARD = CostProfile("standard", 1.0, 0.11, 1.0)
+LOW_FP = CostProfile("reward_low_FP_rate", 1.0, 0.22, 1.0)
+LOW_FN = CostProfile("reward_low_FN_rate", 1.0, 0.11, 2.0)
+
+# 20 rows: rows 0-2 probationary (floor(0.15 * 20) = 3), one window on rows 10-13 (width 4).
+N_ROWS = 20
+WINDOW = Window(10, 13)
+
+
+@pytest.mark.parametrize(
+    ("y", "expected"),
+    [
+        (-1.0, 0.986614),  # window start: 2/(1+e^-5)-1
+        (-0.5, 0.848283),  # half-way into a window: 2/(1+e^-2.5)-1
+        (0.0, 0.0),  # window end
+        (1.0, -0.986614),  # one window length past the end
+        (3.0, -0.999999),  # still the sigmoid at exactly 3
+        (3.01, -1.0),  # beyond 3: a full false positive
+    ],
+)
+def test_scaled_sigmoid(y: float, expected: float) -> None:
+    assert scaled_sigmoid(y) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "expected"),
+    [
+        (20, 3),  # floor(0.15 * 20)
+        (7, 1),  # floor(1.05)
+        (4032, 604),  # floor(604.8), a typical NAB file
+        (5000, 750),  # exactly at the cap
+        (22695, 750),  # long files are capped at 750
+    ],
+)
+def test_probationary_length(n_rows: int, expected: int) -> None:
+    assert probationary_length(n_rows) == expected
+
+
+def _scores(*detections: int, n_rows: int = N_ROWS) -> list[float]:
+    return [1.0 if i in detections else 0.0 for i in range(n_rows)]
+
+
+@pytest.mark.parametrize(
+    ("profile", "detections", "expected"),
+    [
+        (STANDARD, (), -1.0),  # nothing detected: one missed window
+        (LOW_FN, (), -2.0),  # a miss costs fn_weight 2
+        (STANDARD, (10,), 1.0),  # hit on the window's first row: exactly tp_weight
+        (STANDARD, (12,), 0.859792),  # y=-(13-12+1)/4=-0.5: 0.848283/0.986614
+        (STANDARD, (13,), 0.562125),  # last row, y=-1/4: 0.554600/0.986614
+        (STANDARD, (12, 10), 1.0),  # only the earliest detection in a window counts
+        (STANDARD, (11, 12, 13), 0.966989),  # earliest is row 11, y=-0.75: 0.954045/0.986614
+        (STANDARD, (5,), -1.11),  # FP with no window before it: -fp_weight, plus the miss
+        (LOW_FP, (5,), -1.22),  # the same FP at fp_weight 0.22
+        (LOW_FN, (5,), -2.11),  # the same FP and a miss worth 2
+        (STANDARD, (2,), -1.0),  # a probationary row is not scored at all
+        (STANDARD, (14,), -1.075049),  # FP 1 row past the window: y=1/(4-1), -0.682262*0.11
+        (LOW_FP, (14,), -1.150098),  # the same FP at fp_weight 0.22
+        (STANDARD, (19,), -1.109990),  # FP 6 rows past: y=6/3=2, -0.999909*0.11
+        (STANDARD, (10, 14), 0.924951),  # a hit and a trailing FP: 1 - 0.075049
+    ],
+)
+def test_raw_score_of_one_file(
+    profile: CostProfile, detections: tuple[int, ...], expected: float
+) -> None:
+    scorer = CorpusScorer()
+    scorer.add_file(_scores(*detections), [WINDOW])
+    assert scorer.at_threshold(profile, 0.5).raw == pytest.approx(expected, abs=1e-6)
+
+
+def test_false_positive_past_a_long_gap_costs_a_full_weight() -> None:
+    # 100 rows (probation 15), window 20-23; row 40 is 17/3 > 3 window lengths past its end.
+    scorer = CorpusScorer()
+    scorer.add_file(_scores(20, 40, n_rows=100), [Window(20, 23)])
+    assert scorer.at_threshold(STANDARD, 0.5).raw == pytest.approx(1.0 - 0.11)
+
+
+def test_false_positive_is_measured_from_the_latest_window() -> None:
+    # 100 rows, windows 20-23 and 50-59 (width 10); row 61 is 2/9 past the second window.
+    scorer = CorpusScorer()
+    scorer.add_file(_scores(61, n_rows=100), [Window(20, 23), Window(50, 59)])
+    expected = -2.0 + scaled_sigmoid(2 / 9) * 0.11
+    assert scorer.at_threshold(STANDARD, 0.5).raw == pytest.approx(expected)
+
+
+def test_credit_rows_marks_windows_and_probation() -> None:
+    credits = credit_rows(N_ROWS, [WINDOW])
+    assert [c.probationary for c in credits[:4]] == [True, True, True, False]
+    assert [c.window for c in credits[9:15]] == [None, 0, 0, 0, 0, None]
+    assert credits[5].sigma == -1.0  # no window before it
+
+
+def test_window_inside_probation_is_neither_hit_nor_miss() -> None:
+    scorer = CorpusScorer()
+    scorer.add_file(_scores(), [Window(0, 2)])
+    assert scorer.null_score(STANDARD) == 0.0
+    assert scorer.perfect_score(STANDARD) == 1.0  # NAB counts every labelled window here
+    assert scorer.at_threshold(STANDARD, 0.5).raw == 0.0
+
+
+def _two_file_corpus() -> CorpusScorer:
+    scorer = CorpusScorer()
+    first = [0.0] * N_ROWS
+    first[5], first[10] = 0.95, 0.9  # an early FP, then a hit on the window's first row
+    second = [0.0] * N_ROWS
+    second[7] = 0.8  # an FP in a file with no windows
+    scorer.add_file(first, [WINDOW])
+    scorer.add_file(second, [])
+    return scorer
+
+
+def test_sweep_gives_the_score_at_every_distinct_threshold() -> None:
+    sweep = _two_file_corpus().sweep(STANDARD)
+    assert [s.threshold for s in sweep[:4]] == [math.inf, 0.95, 0.9, 0.8]
+    # nothing; the FP at 0.95; plus the hit at 0.9; plus the second file's FP at 0.8
+    assert [s.raw for s in sweep[:4]] == pytest.approx([-1.0, -1.11, -0.11 + 1.0, 0.78])
+    assert (sweep[2].detected_windows, sweep[2].missed_windows, sweep[2].false_positives) == (
+        1,
+        0,
+        1,
+    )
+
+
+def test_sweep_agrees_with_scoring_at_each_threshold() -> None:
+    scorer = _two_file_corpus()
+    for profile in (STANDARD, LOW_FP, LOW_FN):
+        for entry in scorer.sweep(profile):
+            assert scorer.at_threshold(profile, entry.threshold).raw == pytest.approx(entry.raw)
+
+
+def test_best_threshold_and_normalised_score() -> None:
+    scorer = _two_file_corpus()
+    best = scorer.best(STANDARD)
+    assert best.threshold == 0.9
+    assert best.raw == pytest.approx(0.89)
+    # null -1, perfect +1: 100 * (0.89 + 1) / 2
+    assert scorer.normalized(STANDARD, best.raw) == pytest.approx(94.5)
+    assert scorer.normalized(STANDARD, scorer.null_score(STANDARD)) == 0.0
+    assert scorer.normalized(STANDARD, scorer.perfect_score(STANDARD)) == 100.0
+
+
+def test_best_is_nothing_when_every_detection_costs() -> None:
+    # 100 rows, window 20-23: at 0.5 only an FP; at 0 the hit comes with 80 FPs.
+    scorer = CorpusScorer()
+    scorer.add_file([0.5 if i == 16 else 0.0 for i in range(100)], [Window(20, 23)])
+    assert scorer.best(STANDARD).threshold == math.inf
+
+
+def test_normalising_needs_windows() -> None:
+    scorer = CorpusScorer()
+    scorer.add_file(_scores(5), [])
+    with pytest.raises(ValueError, match="without anomaly windows"):
+        scorer.normalized(STANDARD, 0.0)
+
+
+def test_non_finite_scores_are_rejected() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        CorpusScorer().add_file([math.nan] * N_ROWS, [WINDOW])
+
+
+def test_windows_from_timestamps_are_inclusive_row_ranges() -> None:
+    start = datetime(2014, 4, 1)
+    stamps = [start + timedelta(minutes=5 * i) for i in range(10)]
+    limits = [
+        (stamps[2], stamps[4]),  # exact rows 2-4
+        (stamps[7] - timedelta(seconds=1), stamps[9] + timedelta(days=1)),  # clipped to rows
+        (start - timedelta(days=2), start - timedelta(days=1)),  # before the data: dropped
+    ]
+    assert windows_from_timestamps(stamps, limits) == [Window(2, 4), Window(7, 9)]
+
+
+def test_load_profiles_reads_nab_cost_matrices(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.json"
+    matrix = {"tpWeight": 1.0, "fnWeight": 2.0, "fpWeight": 0.11, "tnWeight": 1.0}
+    path.write_text(json.dumps({"reward_low_FN_rate": {"CostMatrix": matrix}}))
+    assert load_profiles(path) == (LOW_FN,)
