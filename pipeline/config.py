@@ -169,6 +169,53 @@ class DetectConfig(_Strict):
         return merged
 
 
+LogLevel = Literal["debug", "info", "notice", "warning", "error", "critical"]
+
+
+class LogMaskRule(_Strict):
+    """A site-specific variable in log lines: text matching `pattern` becomes `<mask_with>`."""
+
+    pattern: str
+    mask_with: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+
+class LogsConfig(_Strict):
+    """Log streams: templates mined per service, counted in event-time buckets, then scored."""
+
+    enabled: bool = True
+    bucket: Duration = 60.0
+    warmup_buckets: int = Field(default=10, ge=1)
+    new_template_min_level: LogLevel = "warning"
+    max_templates_per_service: int = Field(default=1000, ge=1)
+    max_services: int = Field(default=10_000, ge=1)
+    service_ttl: Duration = 6 * 3600.0
+    similarity: float = Field(default=0.7, gt=0, lt=1)
+    depth: int = Field(default=5, ge=3, le=10)
+    burst_min_count: int = Field(default=5, ge=1)
+    repeat_every: Duration = 15.0
+    silence_window: int = Field(default=10, ge=2, le=60)
+    silence_after: int = Field(default=2, ge=1)
+    examples: int = Field(default=3, ge=0, le=10)
+    masking: list[LogMaskRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sane(self) -> LogsConfig:
+        if self.bucket <= 0:
+            raise ValueError("bucket must be positive")
+        if self.silence_after >= self.silence_window:
+            raise ValueError("silence_after must be smaller than silence_window")
+        return self
+
+
 class CorrelateConfig(_Strict):
     """How alerts fold into incidents, and when an incident pages and resolves."""
 
@@ -301,6 +348,7 @@ class Config(_Strict):
     kafka: KafkaConfig = KafkaConfig()
     topics: TopicsConfig = TopicsConfig()
     detect: DetectConfig = DetectConfig()
+    logs: LogsConfig = LogsConfig()
     correlate: CorrelateConfig = CorrelateConfig()
     topology: dict[str, list[str]] = Field(default_factory=dict)
     silences: list[Silence] = Field(default_factory=list)

@@ -2,6 +2,11 @@
 
 Pure and synchronous: event time comes with each point. Keyed state is bounded by
 `max_series` (least recently seen evicted first) and by `series_ttl` of event time.
+
+Absence: silence can be the incident. Each service's usual reporting interval is learned
+(an EW mean of the gaps between its distinct timestamps); `absences(now)` returns a traffic
+anomaly, series `quietpager_series_absent`, for every service not heard from for
+`ABSENCE_INTERVALS` of its intervals, once per call, so drivers call it at each tick.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from detectors.golden import GoldenSignalDetector, detector_for_signal, series_nbytes
 from pipeline.config import DetectConfig, SignalRule
@@ -58,12 +64,42 @@ class SeriesState:
     last_ts: float
 
 
+ABSENCE_SERIES: Final = "quietpager_series_absent"
+#: A service is absent after this many of its usual intervals without a point.
+ABSENCE_INTERVALS: Final = 3.0
+#: Gaps a service must show before its absence can be judged (no guess from one gap).
+ABSENCE_MIN_GAPS: Final = 5
+_INTERVAL_ALPHA: Final = 0.2
+
+
+@dataclass(slots=True)
+class ServiceClock:
+    """When a service last reported and how often it usually does, for absence detection."""
+
+    scope: str
+    last_ts: float
+    interval: float = 0.0
+    gaps: int = 0
+
+    def heard(self, ts: float) -> None:
+        """A point of the service at `ts`; a new timestamp updates the usual interval."""
+        if ts <= self.last_ts:
+            return
+        gap = ts - self.last_ts
+        self.interval = (
+            gap if self.gaps == 0 else self.interval + _INTERVAL_ALPHA * (gap - self.interval)
+        )
+        self.gaps += 1
+        self.last_ts = ts
+
+
 @dataclass(slots=True)
 class DetectStats:
     """Counters the shell exports on /metrics."""
 
     points: int = 0
     anomalies: int = 0
+    absences: int = 0
     out_of_order: int = 0
     evicted: dict[str, int] = field(default_factory=lambda: {"ttl": 0, "lru": 0})
 
@@ -79,6 +115,8 @@ class DetectStage:
         self.stats = DetectStats()
         self.watermark = float("-inf")
         self._next_ttl_sweep = float("-inf")
+        # (scope, service) -> its clock, least recently heard first; bounded like the series.
+        self._services: OrderedDict[tuple[str, str], ServiceClock] = OrderedDict()
 
     def _default_factory(self, signal: Signal) -> GoldenSignalDetector:
         return detector_for_signal(
@@ -106,6 +144,7 @@ class DetectStage:
                 return None
             self._series.move_to_end(point.series)
         state.last_ts = point.ts
+        self._heard(state, point.ts)
         detector = state.detector
         score = detector.score_one(point.value)
         expected = detector.expected
@@ -125,6 +164,53 @@ class DetectStage:
             threshold=threshold,
             scope=state.scope,
         )
+
+    def _heard(self, state: SeriesState, ts: float) -> None:
+        key = (state.scope, state.service)
+        clock = self._services.get(key)
+        if clock is None:
+            self._services[key] = ServiceClock(state.scope, ts)
+            while len(self._services) > self.config.max_series:
+                self._services.popitem(last=False)
+            return
+        if ts > clock.last_ts:
+            clock.heard(ts)
+            self._services.move_to_end(key)
+
+    def absences(self, now: float) -> list[Anomaly]:
+        """A traffic anomaly for each service silent for `ABSENCE_INTERVALS` usual intervals.
+
+        Services are walked least recently heard first; the walk stops at the first one heard
+        within the last `tick_every`, as a driver asks no more often than that.
+        """
+        out: list[Anomaly] = []
+        threshold = self.config.thresholds[Signal.TRAFFIC]
+        label = self.config.service_label
+        for (scope, service), clock in self._services.items():
+            silent = now - clock.last_ts
+            if silent <= self.config.tick_every:
+                break
+            if clock.gaps < ABSENCE_MIN_GAPS or silent <= ABSENCE_INTERVALS * clock.interval:
+                continue
+            labels = {label: service}
+            if self.config.scope_label:
+                labels[self.config.scope_label] = scope
+            out.append(
+                Anomaly(
+                    ts=now,
+                    series=SeriesKey.of(ABSENCE_SERIES, labels),
+                    service=service,
+                    signal=Signal.TRAFFIC,
+                    value=silent,
+                    expected=clock.interval,
+                    score=1.0,
+                    threshold=threshold,
+                    scope=scope,
+                    detail={"absent_for_s": silent, "usual_interval_s": clock.interval},
+                )
+            )
+        self.stats.absences += len(out)
+        return out
 
     def _admit(self, point: MetricPoint) -> SeriesState:
         signal = self.classifier.classify(point)
@@ -151,6 +237,12 @@ class DetectStage:
                 break
             del self._series[key]
             self.stats.evicted["ttl"] += 1
+        # A service silent for the whole TTL is forgotten with its series: it stops paging.
+        while self._services:
+            service_key, clock = next(iter(self._services.items()))
+            if clock.last_ts >= horizon:
+                break
+            del self._services[service_key]
 
     def export_series(self, keys: Iterable[SeriesKey]) -> dict[str, bytes]:
         """Checkpoint form of the given series' state (pickled), by series id."""
@@ -181,7 +273,10 @@ class DetectStage:
     def drop_series(self, keys: Iterable[SeriesKey]) -> None:
         """Forget series that now belong to another worker."""
         for key in keys:
-            self._series.pop(key, None)
+            state = self._series.pop(key, None)
+            if state is not None:
+                # Its service now reports elsewhere; judging its absence here would page.
+                self._services.pop((state.scope, state.service), None)
 
     def bytes_per_series(self, sample: int = 50) -> float:
         """Mean serialized size of up to `sample` tracked models (0 when none)."""

@@ -86,10 +86,12 @@ class Anomaly:
     score: float
     threshold: float
     scope: str = "default"
+    #: Context for the page (e.g. a log template and example lines); JSON-able, not identity.
+    detail: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape written to `quietpager.anomalies`."""
-        return {
+        """The JSON shape written to `quietpager.anomalies` (`detail` only when there is one)."""
+        out: dict[str, Any] = {
             "kind": "anomaly",
             "ts": self.ts,
             "name": self.series.name,
@@ -102,6 +104,9 @@ class Anomaly:
             "threshold": self.threshold,
             "scope": self.scope,
         }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Anomaly:
@@ -118,6 +123,7 @@ class Anomaly:
             score=float(data["score"]),
             threshold=float(data["threshold"]),
             scope=str(data.get("scope", "default")),
+            detail=dict(data.get("detail") or {}),
         )
 
 

@@ -13,7 +13,8 @@ from pipeline.correlate.silence import Silencer
 from pipeline.correlate.topology import Topology
 from pipeline.detect import DetectStage
 from pipeline.ingest import Decoded
-from pipeline.model import Anomaly, Page
+from pipeline.logsignals import LogStage
+from pipeline.model import Anomaly, LogRecord, MetricPoint, Page
 from pipeline.notify.bodies import render_body
 
 REDACTED = "REDACTED"
@@ -69,6 +70,7 @@ class OfflinePipeline:
     def __init__(self, config: Config, routing_keys: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.detect = DetectStage(config.detect)
+        self.logs = LogStage(config.logs, config.detect) if config.logs.enabled else None
         self.correlator = build_correlator(config)
         self.routing_keys = dict(routing_keys or {})
         self.summary = OfflineSummary()
@@ -79,17 +81,38 @@ class OfflinePipeline:
         self.summary.logs += len(decoded.logs)
         self.summary.rejects.update(r.reason for r in decoded.rejects)
         out: list[Delivery] = []
-        for point in decoded.points:
-            self.summary.points += 1
-            anomaly = self.detect.observe(point)
-            if anomaly is not None:
-                out.extend(self._observe(anomaly))
-            watermark = self.detect.watermark
+        events: list[MetricPoint | LogRecord] = [*decoded.points]
+        if self.logs is not None and decoded.logs:
+            events.extend(decoded.logs)
+            # One message may mix both; in event-time order a log anomaly folds where it belongs.
+            events.sort(key=_event_time)
+        for event in events:
+            if isinstance(event, MetricPoint):
+                self.summary.points += 1
+                anomaly = self.detect.observe(event)
+                if anomaly is not None:
+                    out.extend(self._observe(anomaly))
+            elif self.logs is not None:
+                for log_anomaly in self.logs.observe(event):
+                    out.extend(self._observe(log_anomaly))
+            watermark = self.watermark
             if watermark >= self._last_tick + self.config.detect.tick_every:
                 # Same cadence as the worker's ticks, so replay pages at the times live would.
                 self._last_tick = watermark
+                if self.logs is not None:
+                    for log_anomaly in self.logs.advance(watermark):
+                        out.extend(self._observe(log_anomaly))
+                for absent in self.detect.absences(watermark):
+                    out.extend(self._observe(absent))
                 out.extend(self._handle(self.correlator.advance(watermark)))
         return out
+
+    @property
+    def watermark(self) -> float:
+        """The newest event time seen on either stream."""
+        if self.logs is None:
+            return self.detect.watermark
+        return max(self.detect.watermark, self.logs.watermark)
 
     def _observe(self, anomaly: Anomaly) -> list[Delivery]:
         self.summary.anomalies += 1
@@ -97,10 +120,10 @@ class OfflinePipeline:
 
     def finish(self) -> list[Delivery]:
         """Let event time run past the last point until every open incident has closed."""
-        if self.detect.watermark == float("-inf"):
+        if self.watermark == float("-inf"):
             return []
         cfg = self.config.correlate
-        horizon = self.detect.watermark + cfg.resolve_after + cfg.hold_for
+        horizon = self.watermark + cfg.resolve_after + cfg.hold_for
         return self._handle(self.correlator.advance(horizon))
 
     def _handle(self, decisions: Iterable[Decision]) -> list[Delivery]:
@@ -112,3 +135,7 @@ class OfflinePipeline:
                 out.extend(render_deliveries(self.config, decision.page, self.routing_keys))
         self.summary.deliveries += len(out)
         return out
+
+
+def _event_time(event: MetricPoint | LogRecord) -> float:
+    return event.ts

@@ -43,7 +43,7 @@ SCENARIOS: Final = (
 )
 
 # Friday 2026-11-27T00:00:00Z, so two days cross into the weekend.
-START: Final = 1_796_169_600.0
+START: Final = 1_795_737_600.0
 WARMUP_S: Final = 2 * 3600.0
 
 EDGE: Final = ("web", "mobile-api", "partner-api", "admin", "search-gw", "checkout-gw")
@@ -202,6 +202,23 @@ class _Builder:
         self.entry = {s for s, c in self.callers.items() if not c}
         self._count = 0
 
+    def roots(self, count: int) -> list[str]:
+        """`count` distinct data stores that have callers, so their faults cascade."""
+        candidates = [s for s in DATA if len(self.callers[s]) >= 2]
+        return self.rng.sample(candidates, count)
+
+    def unrelated_roots(self) -> tuple[str, str]:
+        """Two data stores with no caller in common: incidents that must not merge."""
+        candidates = [s for s in DATA if self.callers[s]]
+        pairs = [
+            (a, b)
+            for a in candidates
+            for b in candidates
+            if a < b and not self.callers[a] & self.callers[b]
+        ]
+        first, second = self.rng.choice(pairs)
+        return first, second
+
     def _id(self, kind: str) -> str:
         self._count += 1
         return f"{kind}-{self._count}"
@@ -212,6 +229,7 @@ class _Builder:
         # Each hop's delay is drawn once per incident: 30-90 s of retries and timeouts.
         delays = [self.rng.uniform(30.0, 90.0) for _ in range(max(hops.values()) + 1)]
         end = onset + duration
+        starved: set[str] = set()
         for service, hop in hops.items():
             if hop == 0:
                 self.sim.add(service, _Effect(onset, end, saturation=0.97))
@@ -230,7 +248,8 @@ class _Builder:
                 self.sim.add(service, _Effect(begin, end, traffic=traffic))
                 for callee in self.sim.topology[service]:
                     self.sim.add(callee, _Effect(begin + 15.0, end, traffic=0.85))
-        affected = tuple(sorted(hops))
+                    starved.add(callee)
+        affected = tuple(sorted(set(hops) | starved))
         self.sim.truth.append(TrueIncident(self._id(kind), kind, onset, end, root, affected))
 
     def stopped(self, service: str, onset: float, duration: float) -> None:
@@ -285,12 +304,11 @@ class _Builder:
         )
 
 
-def _place(builder: _Builder, name: str, at: float) -> float:
-    """Put scenario `name`'s incidents from `at`; returns when they are over (plus a margin)."""
+def _place(builder: _Builder, name: str, at: float, gap: float = 3600.0) -> float:
+    """Put scenario `name`'s incidents from `at`; returns when they are over (plus `gap`)."""
     rng = builder.rng
-    gap = 3600.0
     if name == "cascade":
-        for root in ("payments-db", "inventory-db", "orders-db"):
+        for root in builder.roots(3):
             duration = rng.uniform(900.0, 2400.0)
             builder.fault(root, at, duration)
             at += duration + gap
@@ -312,8 +330,9 @@ def _place(builder: _Builder, name: str, at: float) -> float:
         builder.maintenance("ledger-db", at, 2400.0)
         return at + 2400.0 + gap
     if name == "overlap":
-        builder.fault("catalog-db", at, 1800.0)
-        builder.fault("billing-db", at + 600.0, 1800.0)
+        first, second = builder.unrelated_roots()
+        builder.fault(first, at, 1800.0)
+        builder.fault(second, at + 600.0, 1800.0)
         return at + 2400.0 + gap
     raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
 
@@ -349,8 +368,8 @@ def build(name: str, seed: int = 1, step_s: float = 30.0) -> Simulation:
     if name == "all":
         # The single scenarios one after another, a blip or two sprinkled in between.
         for part in ("cascade", "storm", "stopped", "maintenance", "overlap", "flapping"):
-            at = _place(builder, part, at)
-            builder.blip(rng.choice(MID), at - 1800.0)
+            at = _place(builder, part, at, gap=3 * 3600.0)
+            builder.blip(rng.choice(MID), at - 5400.0)
         builder.blip(rng.choice(DATA), at)
         at = _place(builder, "blips", at + 1200.0)
         assert at < START + sim.duration_s, "the 'all' timeline overflows its two days"
@@ -488,8 +507,6 @@ def write(sim: Simulation, out_dir: Path) -> dict[str, Path]:
     with paths["telemetry"].open("wb") as out:
         for message in messages(sim):
             out.write(message + b"\n")
-    paths["config"].write_text(
-        yaml.safe_dump(config_data(sim), sort_keys=False), encoding="utf-8"
-    )
+    paths["config"].write_text(yaml.safe_dump(config_data(sim), sort_keys=False), encoding="utf-8")
     paths["truth"].write_bytes(orjson.dumps(truth_data(sim), option=orjson.OPT_INDENT_2))
     return paths

@@ -324,6 +324,18 @@ class DetectRunner(StageRunner):
             tick = min(point.ts, low_watermark)
             if tick >= self._last_tick + self.config.detect.tick_every:
                 self._last_tick = tick
+                for absent in self.core.absences(tick):
+                    self.metrics.anomalies.labels(absent.signal.value).inc()
+                    if self._on_anomaly is not None:
+                        self._on_anomaly(absent)
+                    sends.append(
+                        await self.producer.send(
+                            topics.anomalies,
+                            orjson.dumps(absent.to_dict()),
+                            key=absent.scope.encode(),
+                            headers=[(PRODUCED_HEADER, str(produced_ms).encode())],
+                        )
+                    )
                 value = orjson.dumps(Tick(tick).to_dict())
                 for partition in partitions:
                     sends.append(

@@ -8,18 +8,23 @@ Rules, in the order they apply to one anomaly:
 1. Silences. An anomaly whose labels (see `anomaly_labels`) match an active silence is
    suppressed. It never opens or extends an incident; it is only counted on the incident it
    would have joined, under `suppressed.silenced`.
-2. Grouping. An anomaly joins an open incident of its scope when its service is in the
-   incident or topology-related (caller or callee, transitively) to a service in it, and the
-   incident's last anomaly is within `group_window` of the anomaly's time. Among several, the
-   one with the most recent activity wins (then the one opened later). Otherwise it opens a
-   new incident, whose id (the dedup_key) is fixed for its whole life.
+2. Grouping. An anomaly joins an open incident of its scope when the incident's last anomaly
+   is within `group_window` of the anomaly's time and its service is in the incident or
+   topology-related (caller or callee, transitively) to the incident's suspected root, or,
+   for a traffic drop, when one of the service's direct callers is related to that root
+   (users who give up at a failing caller stop calling it). Relating to the root rather than
+   to any member keeps two faults under a shared caller apart. Among several, the one whose
+   root the service depends on wins (it is a symptom there), then the larger incident, then
+   the most recent activity, then the one opened later. Otherwise it opens a new incident,
+   whose id (the dedup_key) is fixed for its whole life.
 3. Hold. An incident pages once one of its series has stayed anomalous for `hold_for`, the
    way Alertmanager's `for` works: a series' streak runs while its anomalies come no more
    than `hold_max_gap` apart, and the incident triggers at the first anomaly that makes some
    streak at least `hold_for` long (so `hold_for: 0` pages at once). A blip shorter than
    `hold_for`, or unrelated one-off anomalies that happen to group, never page.
-4. Root cause. The suspected root is the incident's most downstream service
-   (`Topology.root_causes`), earliest first anomaly then name on a tie. Callers of the root
+4. Root cause. The suspected root is, among the incident's most downstream services
+   (`Topology.root_causes`), the one most of the incident's services depend on (it explains
+   the most), then the earliest first anomaly, then the name. Callers of the root
    are symptoms: they fold into the incident and never page on their own. A root that
    changes after the trigger does not page again (one trigger per incident); the resolve
    page carries the final root. The summary names the incident's most upstream service
@@ -45,6 +50,7 @@ fold       dedup_same_series    a series already in the incident fired again
 fold       symptom_of_root      a new series of a caller of the incident's suspected root
 fold       root_changed         a new series that changed the incident's suspected root
 suppress   silenced             the anomaly matched an active silence
+suppress   stale                the anomaly is older than now - resolve_after (a redelivery)
 suppress   blip_recovered       the incident went quiet before it ever paged
 suppress   evicted              an incident that never paged was dropped for max_incidents
 page       first_notification   trigger: the incident outlived its hold
@@ -69,7 +75,7 @@ from typing import Any, Final, Literal
 from pipeline.config import CorrelateConfig
 from pipeline.correlate.silence import Silencer, anomaly_labels
 from pipeline.correlate.topology import Topology
-from pipeline.model import Anomaly, Page, PageAction, SeriesKey
+from pipeline.model import Anomaly, Page, PageAction, SeriesKey, Signal
 from pipeline.timeutil import format_timestamp
 
 DecisionKind = Literal["page", "fold", "suppress"]
@@ -80,6 +86,7 @@ DEDUP_SAME_SERIES: Final = "dedup_same_series"
 SYMPTOM_OF_ROOT: Final = "symptom_of_root"
 ROOT_CHANGED: Final = "root_changed"
 SILENCED: Final = "silenced"
+STALE: Final = "stale"
 BLIP_RECOVERED: Final = "blip_recovered"
 EVICTED: Final = "evicted"
 FIRST_NOTIFICATION: Final = "first_notification"
@@ -92,6 +99,7 @@ DECISION_REASONS: Final[tuple[tuple[DecisionKind, str], ...]] = (
     ("fold", SYMPTOM_OF_ROOT),
     ("fold", ROOT_CHANGED),
     ("suppress", SILENCED),
+    ("suppress", STALE),
     ("suppress", BLIP_RECOVERED),
     ("suppress", EVICTED),
     ("page", FIRST_NOTIFICATION),
@@ -102,6 +110,8 @@ DECISION_REASONS: Final[tuple[tuple[DecisionKind, str], ...]] = (
 
 SNAPSHOT_VERSION: Final = 1
 TOP_SERIES: Final = 10
+#: At most this many log signals (template, example lines, counts) ride along in a page.
+TOP_LOG_SIGNALS: Final = 5
 
 CloseCause = Literal["quiet", "evicted"]
 
@@ -181,6 +191,8 @@ class _Incident:
     silenced: int = 0
     paged_at: float | None = None
     longest_streak: float = 0.0
+    # series id -> the log context of its strongest anomaly (template, examples, counts).
+    log_signals: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Derived from `services` and the topology (not snapshotted): `Topology.root_causes`
     # of the services, kept up to date as services join so a big incident stays cheap.
     root_candidates: set[str] = field(default_factory=set)
@@ -232,6 +244,13 @@ class Correlator:
         """Fold one anomaly in; returns closings due by its time, its own decision, then pages."""
         decisions = self._tick(anomaly.ts)
         now = self._clock()
+        if anomaly.ts <= now - self.config.resolve_after:
+            # Too old to keep any incident open: a redelivery after a crash (at-least-once)
+            # or a badly lagging source. Folding it would reopen what already resolved.
+            decisions.append(
+                Decision("suppress", STALE, "", None, now, self._anomaly_detail(anomaly))
+            )
+            return decisions
         rule = self.silencer.mutes(anomaly_labels(anomaly), anomaly.ts)
         target = self._match(anomaly)
         if rule is not None:
@@ -338,28 +357,45 @@ class Correlator:
 
     def _match(self, anomaly: Anomaly) -> _Incident | None:
         """The open incident this anomaly belongs to, or None to open a new one."""
-        related = self.topology.related_services(anomaly.service)
+        service = anomaly.service
+        related = self.topology.related_services(service)
         in_scope = self._by_scope.get(anomaly.scope, {})
-        # Walk whichever is smaller: the service's neighbourhood or the scope's open incidents.
-        if len(related) <= len(in_scope):
-            keys: Iterable[str] = (
+        drop = anomaly.signal is Signal.TRAFFIC and anomaly.value < anomaly.expected
+        # Walk whichever is smaller: the service's neighbourhood or the scope's open incidents
+        # (a traffic drop may belong to an incident it is not related to: walk them all).
+        if len(related) <= len(in_scope) and not drop:
+            keys: Iterable[str] = dict.fromkeys(
                 key
-                for service in related
-                for key in self._by_service.get((anomaly.scope, service), ())
+                for member in related
+                for key in self._by_service.get((anomaly.scope, member), ())
             )
         else:
             keys = in_scope
         best: _Incident | None = None
+        best_rank: tuple[bool, int, float, int] | None = None
         for key in keys:
             incident = self._incidents[key]
             if abs(anomaly.ts - incident.last_ts) > self.config.group_window:
                 continue
-            if best is not None and (incident.last_ts, incident.seq) <= (best.last_ts, best.seq):
+            if not self._belongs(incident, service, related, drop):
                 continue
-            if keys is in_scope and not _overlaps(related, incident.services):
-                continue
-            best = incident
+            root = incident.root
+            symptom = root == service or root in self.topology.transitive_dependencies(service)
+            rank = (symptom, len(incident.services), incident.last_ts, incident.seq)
+            if best_rank is None or rank > best_rank:
+                best, best_rank = incident, rank
         return best
+
+    def _belongs(
+        self, incident: _Incident, service: str, related: frozenset[str], drop: bool
+    ) -> bool:
+        """Whether `service` may join `incident`: a member, related to its root, or starved."""
+        if service in incident.services or incident.root in related:
+            return True
+        return drop and any(
+            incident.root in self.topology.related_services(caller)
+            for caller in self.topology.dependents(service)
+        )
 
     def _open(self, anomaly: Anomaly, decisions: list[Decision]) -> _Incident:
         """Start an incident for `anomaly`, evicting the least recently active one if full."""
@@ -445,6 +481,8 @@ class Correlator:
                 state.peak_score = anomaly.score
                 state.value = anomaly.value
                 state.expected = anomaly.expected
+        if anomaly.detail.get("source") == "logs":
+            _keep_log_signal(incident.log_signals, series_id, anomaly)
         first_seen = incident.services.get(anomaly.service)
         if first_seen is None:
             self._add_service(incident, anomaly.service, anomaly.ts)
@@ -472,10 +510,19 @@ class Correlator:
             incident.root_candidates.add(service)
         incident.services[service] = ts
 
-    @staticmethod
-    def _suspected_root(incident: _Incident) -> str:
-        """The most downstream service; earliest first anomaly, then name, on a tie."""
-        return min(incident.root_candidates, key=lambda s: (incident.services[s], s))
+    def _suspected_root(self, incident: _Incident) -> str:
+        """The most downstream service that explains the most; earliest, then name, on a tie."""
+        candidates = incident.root_candidates
+        if len(candidates) == 1:
+            return next(iter(candidates))
+        return min(
+            candidates,
+            key=lambda s: (-self._explained(incident, s), incident.services[s], s),
+        )
+
+    def _explained(self, incident: _Incident, root: str) -> int:
+        """How many of the incident's services depend on `root`, directly or transitively."""
+        return _overlap_count(self.topology.transitive_dependents(root), incident.services)
 
     def _symptoms(self, incident: _Incident) -> list[str]:
         """The incident's services that call its suspected root, sorted."""
@@ -553,6 +600,8 @@ class Correlator:
             "suppressed": {SILENCED: incident.silenced},
             "hold_for_s": self.config.hold_for,
         }
+        if incident.log_signals:
+            details["log_signals"] = _top_log_signals(incident.log_signals)
         if action == "resolve":
             summary = f"resolved: {summary}"
             details |= {
@@ -631,6 +680,7 @@ class Correlator:
                     "silenced": inc.silenced,
                     "paged_at": inc.paged_at,
                     "longest_streak": inc.longest_streak,
+                    "log_signals": inc.log_signals,
                 }
                 for inc in self._incidents.values()
             ],
@@ -690,14 +740,42 @@ def _incident_from(data: Mapping[str, Any]) -> _Incident:
         silenced=int(data["silenced"]),
         paged_at=None if paged_at is None else float(paged_at),
         longest_streak=float(data["longest_streak"]),
+        log_signals={str(k): dict(v) for k, v in (data.get("log_signals") or {}).items()},
     )
 
 
-def _overlaps(related: frozenset[str], services: Mapping[str, float]) -> bool:
-    """Whether any of `services` is in `related`, walking the smaller side."""
-    if len(related) < len(services):
-        return any(service in services for service in related)
-    return any(service in related for service in services)
+def _keep_log_signal(signals: dict[str, dict[str, Any]], series_id: str, anomaly: Anomaly) -> None:
+    """Remember a log anomaly's context for the page: its kind first seen, the latest counts."""
+    held = signals.get(series_id)
+    if held is None:
+        signals[series_id] = {
+            "series": series_id,
+            "service": anomaly.service,
+            "first_ts": anomaly.ts,
+            "peak_score": anomaly.score,
+            **anomaly.detail,
+        }
+        return
+    held["peak_score"] = max(float(held["peak_score"]), anomaly.score)
+    # Counts and examples as of the latest report: the template text may have generalized.
+    for key in ("template", "examples", "count_during", "baseline_per_bucket"):
+        if key in anomaly.detail:
+            held[key] = anomaly.detail[key]
+
+
+def _top_log_signals(signals: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The log signals a page shows: strongest first, then earliest, then by series."""
+    ranked = sorted(
+        signals.values(), key=lambda s: (-float(s["peak_score"]), float(s["first_ts"]), s["series"])
+    )
+    return [dict(s) for s in ranked[:TOP_LOG_SIGNALS]]
+
+
+def _overlap_count(group: frozenset[str], services: Mapping[str, float]) -> int:
+    """How many of `services` are in `group`, walking the smaller side."""
+    if len(group) < len(services):
+        return sum(1 for service in group if service in services)
+    return sum(1 for service in services if service in group)
 
 
 def feed(correlator: Correlator, events: Iterable[Anomaly | float]) -> list[Decision]:

@@ -438,6 +438,12 @@ def _table_config(**overrides: Any) -> dict[str, Any]:
                 ("fold", "new_incident_held"),
             ],
         ),
+        # an anomaly older than now - resolve_after is stale: it opens nothing
+        (
+            _table_config(),
+            [at(1000.0), alert(700, "payments"), alert(701, "payments")],
+            [("suppress", "stale"), ("fold", "new_incident_held")],
+        ),
         # the clock never goes backwards: an earlier advance changes nothing
         (
             _table_config(),
@@ -671,7 +677,7 @@ def test_invariants_hold_for_any_stream(
     events = _events(steps)
     c = correlator(silences=(SILENCE,), max_incidents=capacity)
     decisions = feed(c, events)
-    anomaly_reasons = {"silenced", *(r for k, r in DECISION_REASONS if k == "fold")}
+    anomaly_reasons = {"silenced", "stale", *(r for k, r in DECISION_REASONS if k == "fold")}
     # one fold-or-suppress decision per anomaly
     assert sum(d.reason in anomaly_reasons for d in decisions) == sum(
         isinstance(e, Anomaly) for e in events

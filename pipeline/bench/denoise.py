@@ -1,0 +1,285 @@
+"""`quietpager bench denoise`: pages against ground truth, beside an Alertmanager baseline.
+
+Each simulated scenario (`pipeline.simulate`) is replayed through the same offline pipeline
+`replay` uses. Its anomalies are captured as they leave the detect stage and fed, unchanged,
+to `AlertmanagerBaseline`, so both systems page from the identical alert stream. A trigger
+matches a true incident when it comes between the incident's onset and `MATCH_GRACE_S`
+after its end and names one of the services the incident affected.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+
+from pipeline import simulate
+from pipeline.bench.alertmanager import AlertmanagerBaseline
+from pipeline.config import Config, parse_config
+from pipeline.correlate.silence import Silencer
+from pipeline.ingest import decode_message
+from pipeline.model import Anomaly
+from pipeline.offline import Delivery, OfflinePipeline
+from pipeline.simulate import PAGEABLE, Simulation, TrueIncident
+
+MATCH_GRACE_S: Final = 600.0
+DEFAULT_SCENARIOS: Final = simulate.SCENARIOS
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A new page (a new dedup key), whichever system sent it."""
+
+    at: float
+    key: str
+    root: str
+    services: frozenset[str]
+
+
+@dataclass(slots=True)
+class Score:
+    """The benchmark's counts for one system over one or more scenarios."""
+
+    raw_alerts: int = 0
+    pages: int = 0
+    pageable: int = 0
+    detected: int = 0
+    pages_on_detected: int = 0
+    false_pages: int = 0
+    transient: int = 0
+    transient_paged: int = 0
+    maintenance_pages: int = 0
+    root_correct: int = 0
+    time_to_page: list[float] = field(default_factory=list)  # faults and storms
+    time_to_page_stopped: list[float] = field(default_factory=list)
+
+    def add(self, other: Score) -> None:
+        """Pool another scenario's counts into this one."""
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            mine = getattr(self, name)
+            theirs = getattr(other, name)
+            if isinstance(mine, list):
+                mine.extend(theirs)
+            else:
+                setattr(self, name, mine + theirs)
+
+    def figures(self) -> dict[str, str]:
+        """The table's rows, formatted."""
+        return {
+            "raw alerts (anomalies)": str(self.raw_alerts),
+            "pages sent (new dedup keys)": str(self.pages),
+            "compression": _pct(1 - self.pages / self.raw_alerts if self.raw_alerts else 0.0),
+            "incident recall": f"{_ratio(self.detected, self.pageable)} "
+            f"({self.detected}/{self.pageable})",
+            "pages per detected incident": (
+                f"{self.pages_on_detected / self.detected:.2f}" if self.detected else "-"
+            ),
+            "false pages": str(self.false_pages),
+            "blips + flap episodes paged": f"{_ratio(self.transient_paged, self.transient)} "
+            f"({self.transient_paged}/{self.transient})",
+            "time to page p50 / p95 (faults)": _seconds(self.time_to_page),
+            "time to page p50 / p95 (stopped)": _seconds(self.time_to_page_stopped),
+            "root cause correct": f"{_ratio(self.root_correct, self.detected)} "
+            f"({self.root_correct}/{self.detected})",
+            "pages in maintenance windows": str(self.maintenance_pages),
+        }
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _ratio(num: int, den: int) -> str:
+    return _pct(num / den) if den else "-"
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _seconds(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.0f} s / {_quantile(values, 0.95):.0f} s"
+
+
+class _CapturingPipeline(OfflinePipeline):
+    """The offline pipeline, also keeping every anomaly its detect stage emits."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.anomalies: list[Anomaly] = []
+
+    def _observe(self, anomaly: Anomaly) -> list[Delivery]:
+        self.anomalies.append(anomaly)
+        return OfflinePipeline._observe(self, anomaly)
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    """Both systems' scores on one scenario, plus quietpager's decision counts."""
+
+    name: str
+    quietpager: Score
+    baseline: Score
+    decisions: Counter[tuple[str, str]]
+    points: int
+
+
+def _match(trigger: Trigger, truth: Iterable[TrueIncident]) -> TrueIncident | None:
+    """The true incident a trigger is about: root named first, then overlap, then latest."""
+    best: tuple[tuple[int, int, float], TrueIncident] | None = None
+    for incident in truth:
+        if not incident.onset <= trigger.at <= incident.end + MATCH_GRACE_S:
+            continue
+        overlap = len(trigger.services & set(incident.affected))
+        if not overlap:
+            continue
+        rank = (int(incident.root == trigger.root), overlap, incident.onset)
+        if best is None or rank > best[0]:
+            best = (rank, incident)
+    return None if best is None else best[1]
+
+
+def score(truth: Sequence[TrueIncident], triggers: Sequence[Trigger], raw_alerts: int) -> Score:
+    """Score one system's triggers against the truth."""
+    result = Score(raw_alerts=raw_alerts, pages=len(triggers))
+    matched: dict[str, list[Trigger]] = {}
+    for trigger in sorted(triggers, key=lambda t: (t.at, t.key)):
+        incident = _match(trigger, truth)
+        if incident is None:
+            result.false_pages += 1
+            continue
+        matched.setdefault(incident.id, []).append(trigger)
+    for incident in truth:
+        hits = matched.get(incident.id, [])
+        if incident.kind in PAGEABLE:
+            result.pageable += 1
+            if not hits:
+                continue
+            result.detected += 1
+            result.pages_on_detected += len(hits)
+            first = hits[0]
+            delay = first.at - incident.onset
+            if incident.kind == "stopped":
+                result.time_to_page_stopped.append(delay)
+            else:
+                result.time_to_page.append(delay)
+            result.root_correct += int(first.root == incident.root)
+        elif incident.kind == "blip":
+            result.transient += 1
+            result.transient_paged += int(bool(hits))
+        elif incident.kind == "flap":
+            result.transient += len(incident.episodes)
+            paged = {_episode(incident, t.at) for t in hits}
+            result.transient_paged += len(paged)
+        elif incident.kind == "maintenance":
+            result.maintenance_pages += len(hits)
+    return result
+
+
+def _episode(incident: TrueIncident, at: float) -> int:
+    """The index of the flapping stretch that began last at or before `at`."""
+    index = 0
+    for number, (start, _) in enumerate(incident.episodes):
+        if start <= at:
+            index = number
+    return index
+
+
+def run_scenario(name: str, seed: int = 1) -> ScenarioResult:
+    """Replay one scenario through quietpager and the baseline; score both."""
+    sim: Simulation = simulate.build(name, seed)
+    config = parse_config(simulate.config_data(sim), f"<scenario {name}>")
+    pipeline = _CapturingPipeline(config)
+    limit = config.kafka.max_message_bytes
+    for message in simulate.messages(sim):
+        pipeline.feed(decode_message(message, "auto", limit))
+    pipeline.finish()
+    ours = [
+        Trigger(
+            page.at,
+            page.dedup_key,
+            page.root_service,
+            frozenset(page.custom_details.get("services", ())) | {page.root_service},
+        )
+        for page in pipeline.summary.pages
+        if page.action == "trigger"
+    ]
+    baseline = AlertmanagerBaseline(Silencer.from_config(config.silences))
+    notifications = []
+    for anomaly in pipeline.anomalies:
+        notifications.extend(baseline.observe(anomaly))
+    notifications.extend(baseline.advance(float("inf")))
+    theirs = [
+        Trigger(n.at, n.group, n.service, frozenset({n.service}))
+        for n in notifications
+        if n.kind == "first"
+    ]
+    raw = len(pipeline.anomalies)
+    return ScenarioResult(
+        name=name,
+        quietpager=score(sim.truth, ours, raw),
+        baseline=score(sim.truth, theirs, raw),
+        decisions=pipeline.summary.decisions,
+        points=pipeline.summary.points,
+    )
+
+
+def render(results: Sequence[ScenarioResult]) -> str:
+    """Markdown tables: one per scenario, then the pooled figures."""
+    blocks: list[str] = []
+    overall_ours, overall_theirs = Score(), Score()
+    for result in results:
+        overall_ours.add(result.quietpager)
+        overall_theirs.add(result.baseline)
+        blocks.append(_table(f"{result.name} ({result.points:,} points)", result))
+    if len(results) > 1:
+        pooled = ScenarioResult("overall", overall_ours, overall_theirs, Counter(), 0)
+        blocks.append(_table("overall", pooled))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _table(title: str, result: ScenarioResult) -> str:
+    ours = result.quietpager.figures()
+    theirs = result.baseline.figures()
+    lines = [
+        f"### {title}",
+        "",
+        "| measure | quietpager | Alertmanager-style baseline |",
+        "| --- | --- | --- |",
+    ]
+    lines.extend(f"| {row} | {ours[row]} | {theirs[row]} |" for row in ours)
+    return "\n".join(lines)
+
+
+def run_denoise(
+    scenarios: Sequence[str] = DEFAULT_SCENARIOS,
+    seed: int = 1,
+    out_dir: Path | None = None,
+    stream: IO[str] | None = None,
+) -> list[ScenarioResult]:
+    """Run the benchmark, print the tables; with `out_dir`, also write results.json there."""
+    out = stream or sys.stdout
+    results = [run_scenario(name, seed) for name in scenarios]
+    out.write(render(results))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        data: dict[str, Any] = {
+            r.name: {
+                "quietpager": r.quietpager.figures(),
+                "baseline": r.baseline.figures(),
+                "decisions": {f"{k}.{v}": n for (k, v), n in sorted(r.decisions.items())},
+            }
+            for r in results
+        }
+        (out_dir / "results.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    return results

@@ -1,0 +1,615 @@
+"""Log signals: templates mined per service, counted in event-time buckets, scored into anomalies.
+
+Pure and synchronous: event time comes with each record or with `advance(now)`. Each service
+has its own Drain3 template miner (bounded by `max_templates_per_service`); each template's
+line count per `bucket` is scored with the same River-based detector the metric series use.
+What becomes an anomaly (the `kind` in its detail):
+
+- `new_template`: a template first seen after the service's warm-up, at
+  `new_template_min_level` or above. Score 1.0 at once, and again every `repeat_every` while
+  it keeps appearing during its own warm-up, so a new failure that persists can page alone.
+- `template_burst`: a known template's count in the open bucket crosses its threshold
+  (checked as lines arrive, so a burst is reported before its bucket ends).
+- `error_rate`: the same for a service's error-level lines (error and above) as a whole.
+- `template_silent`: a template present in most of the last `silence_window` buckets has been
+  absent for the last `silence_after` (a heartbeat stopped).
+
+Bursts and new templates of warning-or-above templates, and error rates, are the `errors`
+signal; bursts of lower-level templates are `traffic`, and so are silences. Every anomaly's
+`detail` carries the template, up to `examples` recent lines (secret-like values masked) and
+the counts (during, and the baseline per bucket before).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from drain3 import TemplateMiner  # type: ignore[import-untyped]
+from drain3.masking import (  # type: ignore[import-untyped]
+    AbstractMaskingInstruction,
+    MaskingInstruction,
+)
+from drain3.template_miner_config import TemplateMinerConfig  # type: ignore[import-untyped]
+
+from detectors.golden import GoldenSignalDetector, detector_for_signal
+from pipeline.config import DetectConfig, LogMaskRule, LogsConfig
+from pipeline.model import Anomaly, LogRecord, SeriesKey, Signal
+
+TEMPLATE_SERIES: Final = "log_template_rate"
+ERROR_SERIES: Final = "log_error_rate"
+SNAPSHOT_VERSION: Final = 1
+#: Distinct raw lines per service remembered with their template, so repeats skip Drain.
+LINE_CACHE_SIZE: Final = 4096
+EXAMPLE_CHARS: Final = 300
+# A template counts as steady when present in at least this share of its history buckets.
+STEADY_SHARE: Final = 0.8
+
+#: Severity order of the levels ingest accepts; unknown levels rank as info.
+LEVEL_RANK: Final[dict[str, int]] = {
+    "trace": 0,
+    "debug": 1,
+    "info": 2,
+    "notice": 3,
+    "warn": 4,
+    "warning": 4,
+    "error": 5,
+    "err": 5,
+    "critical": 6,
+    "crit": 6,
+    "fatal": 6,
+    "alert": 7,
+    "emerg": 8,
+    "emergency": 8,
+}
+ERROR_RANK: Final = LEVEL_RANK["error"]
+WARNING_RANK: Final = LEVEL_RANK["warning"]
+
+#: Variables masked in every line before mining, in priority order: (mask name, pattern).
+DEFAULT_MASKS: Final[tuple[tuple[str, str], ...]] = (
+    ("UUID", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+    ("BLK", r"\bblk_-?\d+"),
+    (
+        "IP",
+        r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?"
+        r"(?:,(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?)*(?![\w.])",
+    ),
+    ("HEX", r"(?<![\w.])0[xX][0-9a-fA-F]+(?![\w.])"),
+    ("HEX", r"(?<![\w.-])(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,}(?![\w-])"),
+    ("NUM", r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|[KMGT]?B)?(?![\w.])"),
+)
+
+# Values that look like credentials are masked in example lines before they leave the stage.
+_SECRET_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 <REDACTED>"),
+    (
+        re.compile(
+            r"(?i)\b((?:[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|"
+            r"access[_-]?key|private[_-]?key|credential|auth)[\w-]*)\s*[=:]\s*)"
+            r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+        ),
+        r"\1<REDACTED>",
+    ),
+    (re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1<REDACTED>@"),
+    (re.compile(r"\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]+"), "<REDACTED>"),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "<REDACTED>"),
+    (
+        re.compile(r"\b(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Za-z])[A-Za-z0-9+/_-]{32,}=*"),
+        "<REDACTED>",
+    ),
+)
+
+
+def redact_secrets(line: str) -> str:
+    """A log line fit to show in a page: credential-like values masked, length capped.
+
+    >>> redact_secrets("login ok user=bob password=hunter2 token: abc.def")
+    'login ok user=bob password=<REDACTED> token: <REDACTED>'
+    >>> redact_secrets("GET https://admin:s3cret@db.internal/x Authorization: Bearer eyJabc.def")
+    'GET https://<REDACTED>@db.internal/x Authorization: <REDACTED>'
+    """
+    for pattern, replacement in _SECRET_PATTERNS:
+        line = pattern.sub(replacement, line)
+    if len(line) > EXAMPLE_CHARS:
+        line = line[: EXAMPLE_CHARS - 1] + "…"
+    return line
+
+
+class CombinedMask(AbstractMaskingInstruction):  # type: ignore[misc]
+    """Several masks applied in one regex pass (leftmost match, then the earlier mask wins)."""
+
+    def __init__(self, masks: Iterable[tuple[str, str]]) -> None:
+        masks = list(masks)
+        super().__init__(masks[0][0] if masks else "")
+        self.masks = masks
+        self._names = {f"m{i}": name for i, (name, _) in enumerate(masks)}
+        alternation = "|".join(f"(?P<m{i}>{pattern})" for i, (_, pattern) in enumerate(masks))
+        self.regex = re.compile(alternation) if masks else None
+        # Every default mask needs a digit: lines without one skip the regex entirely.
+        self._needs_digit = re.compile(r"\d")
+
+    def mask(self, content: str, mask_prefix: str, mask_suffix: str) -> str:
+        if self.regex is None or self._needs_digit.search(content) is None:
+            return content
+        names = self._names
+
+        def replace(match: re.Match[str]) -> str:
+            return f"{mask_prefix}{names[match.lastgroup or '']}{mask_suffix}"
+
+        return self.regex.sub(replace, content)
+
+
+def miner_config(
+    similarity: float = 0.7,
+    depth: int = 5,
+    max_clusters: int | None = 1000,
+    extra_masks: Iterable[LogMaskRule] = (),
+) -> TemplateMinerConfig:
+    """A Drain3 configuration built in code (no ini file): site masks first, then the defaults."""
+    config = TemplateMinerConfig()
+    config.drain_sim_th = similarity
+    config.drain_depth = depth
+    config.drain_max_clusters = max_clusters
+    config.drain_max_children = 100
+    config.parametrize_numeric_tokens = True
+    config.profiling_enabled = False
+    config.masking_instructions = [
+        *(MaskingInstruction(rule.pattern, rule.mask_with) for rule in extra_masks),
+        CombinedMask(DEFAULT_MASKS),
+    ]
+    return config
+
+
+class TemplateSet:
+    """One service's template miner: raw line in, template id out; state snapshots as bytes."""
+
+    def __init__(self, config: TemplateMinerConfig) -> None:
+        self.config = config
+        self.miner = TemplateMiner(config=config)
+        self._lines: OrderedDict[str, int] = OrderedDict()
+
+    def mine(self, message: str) -> tuple[int, bool]:
+        """The template id of `message`, and whether this line created the template."""
+        cached = self._lines.get(message)
+        drain = self.miner.drain
+        if cached is not None and cached in drain.id_to_cluster:
+            self._lines.move_to_end(message)
+            return cached, False
+        cluster, change = drain.add_log_message(self.miner.masker.mask(message))
+        cluster_id = int(cluster.cluster_id)
+        self._lines[message] = cluster_id
+        if len(self._lines) > LINE_CACHE_SIZE:
+            self._lines.popitem(last=False)
+        return cluster_id, change == "cluster_created"
+
+    def template(self, template_id: int) -> str:
+        """The current text of a template ('' when it was evicted)."""
+        cluster = self.miner.drain.id_to_cluster.get(template_id)
+        return "" if cluster is None else str(cluster.get_template())
+
+    def __len__(self) -> int:
+        return len(self.miner.drain.id_to_cluster)
+
+    def snapshot(self) -> bytes:
+        """The mined templates (Drain's tree and clusters) as bytes, for a state changelog."""
+        return pickle.dumps(self.miner.drain, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, state: bytes) -> None:
+        """Replace the mined templates with a `snapshot()` (trusted input: our own changelog)."""
+        self.miner.drain = pickle.loads(state)  # trusted: our own checkpoints
+        self._lines.clear()
+
+
+DetectorFactory = Callable[[Signal], GoldenSignalDetector]
+
+
+@dataclass(slots=True)
+class _Rate:
+    """One counted series (a template, or a service's error lines): its model and open bucket."""
+
+    detector: GoldenSignalDetector
+    count: int = 0
+    alarm_at: float | None = None
+    last_report: float = -math.inf
+    examples: deque[str] = field(default_factory=deque)
+
+
+@dataclass(slots=True)
+class _Template:
+    """What a service keeps per template."""
+
+    id: int
+    rate: _Rate
+    level_rank: int
+    novel: bool
+    buckets_seen: int = 0
+    presence: int = 0  # bit i set: present in the i-th most recently closed bucket
+    silent_reported: bool = False
+
+
+@dataclass(slots=True)
+class _Service:
+    """What the stage keeps per service: its templates and its error-line rate."""
+
+    name: str
+    scope: str
+    templates: TemplateSet
+    errors: _Rate
+    bucket: int
+    by_id: OrderedDict[int, _Template] = field(default_factory=OrderedDict)
+    buckets_closed: int = 0
+    last_ts: float = -math.inf
+
+
+@dataclass(slots=True)
+class LogStats:
+    """Counters the shell exports on /metrics."""
+
+    records: int = 0
+    anomalies: int = 0
+    late: int = 0
+    evicted: dict[str, int] = field(default_factory=lambda: {"ttl": 0, "lru": 0, "templates": 0})
+
+
+class LogStage:
+    """Mines templates from log records and scores their per-bucket counts into anomalies."""
+
+    def __init__(
+        self,
+        config: LogsConfig,
+        detect: DetectConfig,
+        factory: DetectorFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.detect = detect
+        self._factory = factory or self._default_factory
+        self._miner_config = miner_config(
+            config.similarity, config.depth, config.max_templates_per_service, config.masking
+        )
+        self._services: OrderedDict[str, _Service] = OrderedDict()
+        self._min_rank = LEVEL_RANK[config.new_template_min_level]
+        self._history_mask = (1 << config.silence_window) - 1
+        self.stats = LogStats()
+        self.watermark = -math.inf
+        self._next_ttl_sweep = -math.inf
+        #: The template id of the last observed record ("" before any), for benchmarks.
+        self.last_template = ""
+
+    def _default_factory(self, signal: Signal) -> GoldenSignalDetector:
+        return detector_for_signal(signal.value, warmup=self.config.warmup_buckets)
+
+    @property
+    def services_tracked(self) -> int:
+        """How many services hold template state now."""
+        return len(self._services)
+
+    @property
+    def templates_tracked(self) -> int:
+        """How many templates are counted now, over all services."""
+        return sum(len(s.by_id) for s in self._services.values())
+
+    # ----------------------------------------------------------------- inputs
+
+    def observe(self, record: LogRecord) -> list[Anomaly]:
+        """Count one record; returns anomalies of buckets it closed, then any it raised itself."""
+        self.stats.records += 1
+        ts = record.ts
+        out: list[Anomaly] = []
+        if ts > self.watermark:
+            self.watermark = ts
+            self._sweep_ttl(ts)
+        index = math.floor(ts / self.config.bucket)
+        service = self._service(dict(record.labels), index)
+        if index > service.bucket:
+            out.extend(self._close_until(service, index))
+        elif index < service.bucket:
+            # A late line counts toward the open bucket: closed buckets are already learned.
+            self.stats.late += 1
+        service.last_ts = max(service.last_ts, ts)
+        template_id, created = service.templates.mine(record.message)
+        self.last_template = str(template_id)
+        rank = LEVEL_RANK.get(record.level, 2)
+        template = service.by_id.get(template_id)
+        if template is None:
+            novel = created and service.buckets_closed >= self.config.warmup_buckets
+            template = self._admit_template(service, template_id, rank, novel)
+        else:
+            service.by_id.move_to_end(template_id)
+            template.level_rank = max(template.level_rank, rank)
+        rate = template.rate
+        rate.count += 1
+        if self.config.examples:
+            _remember(rate.examples, record.message, self.config.examples)
+        if template.novel and template.level_rank >= self._min_rank:
+            if ts - rate.last_report >= self.config.repeat_every:
+                rate.last_report = ts
+                out.append(self._anomaly(service, template, "new_template", ts, Signal.ERRORS, 1.0))
+        elif rate.count >= self.config.burst_min_count:
+            signal = Signal.ERRORS if template.level_rank >= WARNING_RANK else Signal.TRAFFIC
+            score = self._crossed(rate, signal, ts)
+            if score is not None:
+                out.append(self._anomaly(service, template, "template_burst", ts, signal, score))
+        if rank >= ERROR_RANK:
+            errors = service.errors
+            errors.count += 1
+            if self.config.examples:
+                _remember(errors.examples, record.message, self.config.examples)
+            if errors.count >= self.config.burst_min_count:
+                score = self._crossed(errors, Signal.ERRORS, ts)
+                if score is not None:
+                    out.append(self._error_anomaly(service, template, ts, score))
+        self.stats.anomalies += len(out)
+        return out
+
+    def advance(self, now: float) -> list[Anomaly]:
+        """Move event time to `now`: close every service's buckets that ended by then."""
+        if now > self.watermark:
+            self.watermark = now
+            self._sweep_ttl(now)
+        index = math.floor(now / self.config.bucket)
+        out: list[Anomaly] = []
+        for service in list(self._services.values()):
+            # A bucket closes once time has passed its end, so `now` itself opens bucket `index`.
+            if index > service.bucket:
+                out.extend(self._close_until(service, index))
+        self.stats.anomalies += len(out)
+        return out
+
+    # ----------------------------------------------------------------- state per key
+
+    def _service(self, labels: dict[str, str], index: int) -> _Service:
+        name = labels.get(self.detect.service_label, "unknown")
+        service = self._services.get(name)
+        if service is not None:
+            self._services.move_to_end(name)
+            return service
+        scope_label = self.detect.scope_label
+        scope = labels.get(scope_label, "default") if scope_label else "default"
+        service = _Service(
+            name=name,
+            scope=scope,
+            templates=TemplateSet(self._miner_config),
+            errors=_Rate(self._factory(Signal.ERRORS)),
+            bucket=index,
+        )
+        self._services[name] = service
+        while len(self._services) > self.config.max_services:
+            self._services.popitem(last=False)
+            self.stats.evicted["lru"] += 1
+        return service
+
+    def _admit_template(
+        self, service: _Service, template_id: int, rank: int, novel: bool
+    ) -> _Template:
+        # Upward only whatever the level: an open bucket's partial count is no evidence of a drop.
+        template = _Template(template_id, _Rate(self._factory(Signal.ERRORS)), rank, novel)
+        service.by_id[template_id] = template
+        while len(service.by_id) > self.config.max_templates_per_service:
+            service.by_id.popitem(last=False)
+            self.stats.evicted["templates"] += 1
+        return template
+
+    def _sweep_ttl(self, now: float) -> None:
+        if now < self._next_ttl_sweep:
+            return
+        self._next_ttl_sweep = now + min(self.config.service_ttl, 60.0)
+        horizon = now - self.config.service_ttl
+        while self._services:
+            name, service = next(iter(self._services.items()))
+            if service.last_ts >= horizon:
+                break
+            del self._services[name]
+            self.stats.evicted["ttl"] += 1
+
+    # ----------------------------------------------------------------- scoring
+
+    def _crossed(self, rate: _Rate, signal: Signal, ts: float) -> float | None:
+        """The score when the open bucket's count just crossed its threshold and may report."""
+        threshold = self.detect.thresholds[signal]
+        if rate.alarm_at is None:
+            rate.alarm_at = _alarm_count(rate.detector, threshold, self.config.burst_min_count)
+        if rate.count < rate.alarm_at or ts - rate.last_report < self.config.repeat_every:
+            return None
+        rate.last_report = ts
+        return rate.detector.score_one(float(rate.count))
+
+    def _close_until(self, service: _Service, index: int) -> list[Anomaly]:
+        """Close the service's buckets before `index`: learn their counts, look for silences."""
+        out: list[Anomaly] = []
+        gap = index - service.bucket
+        # After a long gap, only the last buckets matter for silence and learning; the rest
+        # are all zero and would cost time per template for nothing.
+        steps = min(gap, self.config.silence_window + 1)
+        skipped = gap - steps
+        for template in service.by_id.values():
+            template.presence = (template.presence << skipped) & self._history_mask
+        service.bucket = index - steps
+        for _ in range(steps):
+            end = (service.bucket + 1) * self.config.bucket
+            for template in service.by_id.values():
+                silent = self._close_template(service, template, end)
+                if silent is not None:
+                    out.append(silent)
+            _learn(service.errors)
+            service.bucket += 1
+            service.buckets_closed += 1
+        return out
+
+    def _close_template(self, service: _Service, template: _Template, end: float) -> Anomaly | None:
+        rate = template.rate
+        present = rate.count > 0
+        _learn(rate)
+        template.presence = ((template.presence << 1) | present) & self._history_mask
+        template.buckets_seen += 1
+        if template.novel and template.buckets_seen >= self.config.warmup_buckets:
+            template.novel = False
+        if present:
+            template.silent_reported = False
+            return None
+        after = self.config.silence_after
+        window = self.config.silence_window
+        if template.silent_reported or template.buckets_seen < window:
+            return None
+        if template.presence & ((1 << after) - 1):
+            return None
+        history = (template.presence >> after).bit_count()
+        if history < STEADY_SHARE * (window - after):
+            return None
+        template.silent_reported = True
+        anomaly = self._anomaly(service, template, "template_silent", end, Signal.TRAFFIC, 1.0)
+        anomaly.detail["present_buckets_before"] = history
+        return anomaly
+
+    # ----------------------------------------------------------------- anomalies
+
+    def _series(self, service: _Service, name: str, template: _Template | None) -> SeriesKey:
+        labels = {self.detect.service_label: service.name}
+        if template is not None:
+            labels["template"] = str(template.id)
+        if self.detect.scope_label and service.scope != "default":
+            labels[self.detect.scope_label] = service.scope
+        return SeriesKey.of(name, labels)
+
+    def _anomaly(
+        self,
+        service: _Service,
+        template: _Template,
+        kind: str,
+        ts: float,
+        signal: Signal,
+        score: float,
+    ) -> Anomaly:
+        rate = template.rate
+        return Anomaly(
+            ts=ts,
+            series=self._series(service, TEMPLATE_SERIES, template),
+            service=service.name,
+            signal=signal,
+            value=float(rate.count),
+            expected=rate.detector.expected,
+            score=score,
+            threshold=self.detect.thresholds[signal],
+            scope=service.scope,
+            detail=self._detail(service, template, kind, rate),
+        )
+
+    def _error_anomaly(
+        self, service: _Service, template: _Template, ts: float, score: float
+    ) -> Anomaly:
+        errors = service.errors
+        detail = self._detail(service, template, "error_rate", errors)
+        return Anomaly(
+            ts=ts,
+            series=self._series(service, ERROR_SERIES, None),
+            service=service.name,
+            signal=Signal.ERRORS,
+            value=float(errors.count),
+            expected=errors.detector.expected,
+            score=score,
+            threshold=self.detect.thresholds[Signal.ERRORS],
+            scope=service.scope,
+            detail=detail,
+        )
+
+    def _detail(
+        self, service: _Service, template: _Template, kind: str, rate: _Rate
+    ) -> dict[str, Any]:
+        level = next(
+            (name for name, rank in LEVEL_RANK.items() if rank == template.level_rank), "info"
+        )
+        return {
+            "source": "logs",
+            "kind": kind,
+            "template_id": str(template.id),
+            "template": redact_secrets(service.templates.template(template.id)),
+            "level": level,
+            "examples": [redact_secrets(line) for line in rate.examples],
+            "count_during": rate.count,
+            "baseline_per_bucket": round(rate.detector.expected, 3),
+            "bucket_s": self.config.bucket,
+        }
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def snapshot(self) -> bytes:
+        """The whole state (miners, templates, models) as bytes, for a state changelog."""
+        services = [
+            (
+                s.name,
+                s.scope,
+                s.templates.snapshot(),
+                s.errors,
+                s.bucket,
+                list(s.by_id.values()),
+                s.buckets_closed,
+                s.last_ts,
+            )
+            for s in self._services.values()
+        ]
+        state = (SNAPSHOT_VERSION, self.watermark, services)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        """Replace the whole state with a `snapshot()`; raises ValueError on a bad one."""
+        try:
+            version, watermark, services = pickle.loads(blob)  # trusted: our own checkpoints
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError) as exc:
+            raise ValueError(f"bad log stage snapshot: {exc!r}") from None
+        if version != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported log stage snapshot version {version!r}")
+        self._services.clear()
+        self.watermark = float(watermark)
+        for name, scope, drain, errors, bucket, templates, closed, last_ts in services:
+            template_set = TemplateSet(self._miner_config)
+            template_set.restore(drain)
+            service = _Service(name, scope, template_set, errors, bucket)
+            service.by_id = OrderedDict((t.id, t) for t in templates)
+            service.buckets_closed = closed
+            service.last_ts = last_ts
+            self._services[name] = service
+
+
+def _remember(examples: deque[str], line: str, keep: int) -> None:
+    """Keep the `keep` most recent distinct lines (raw; redacted when shown)."""
+    if examples and examples[-1] == line:
+        return
+    examples.append(line)
+    while len(examples) > keep:
+        examples.popleft()
+
+
+def _learn(rate: _Rate) -> None:
+    rate.detector.learn_one(float(rate.count))
+    rate.count = 0
+    rate.alarm_at = None
+
+
+def _alarm_count(detector: GoldenSignalDetector, threshold: float, floor: int) -> float:
+    """The smallest count of at least `floor` that scores at or over `threshold` (inf: none).
+
+    Scores only grow with the count above the baseline, so a doubling then a bisection finds it
+    in a few dozen scorings, once per bucket, instead of one scoring per line.
+    """
+    if detector.n_seen < detector.warmup:
+        return math.inf
+    low = floor
+    if detector.score_one(float(low)) >= threshold:
+        return float(low)
+    high = low * 2
+    while detector.score_one(float(high)) < threshold:
+        low = high
+        high *= 2
+        if high > 1 << 40:
+            return math.inf
+    while high - low > 1:
+        middle = (low + high) // 2
+        if detector.score_one(float(middle)) >= threshold:
+            high = middle
+        else:
+            low = middle
+    return float(high)
