@@ -278,3 +278,92 @@ async def _produce_paced(config: Config, messages: list[tuple[bytes, bytes]]) ->
         await producer.flush()
     finally:
         await producer.stop()
+
+
+async def test_webhook_outage_and_restart_lose_nothing(kafka_bootstrap: str) -> None:
+    first_sink = WebhookSink()
+    await first_sink.start()
+    port = int(first_sink.url.rsplit(":", 1)[1])
+    first_sink.fail_next(10_000, status=503)  # the receiver is down: 503 for everything
+    config = _config(TopicNames.fresh(), kafka_bootstrap, first_sink.pagerduty_url, 1)
+    await _produce(config, _messages())
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    def retries() -> float:
+        return (
+            metrics.registry.get_sample_value(
+                "quietpager_webhook_attempts_total",
+                {"receiver": "oncall", "outcome": "retry_status"},
+            )
+            or 0.0
+        )
+
+    await _wait(lambda: retries() >= 3, 60, "retries against the 503s")
+    # Then it refuses connections altogether, and the worker is restarted meanwhile.
+    await first_sink.stop()
+    await asyncio.sleep(0.5)
+    stop.set()
+    await task
+    assert first_sink.received == []
+
+    second_sink = WebhookSink(port=port)
+    await second_sink.start()
+    try:
+        restarted = Worker(config, Metrics.create(), routing_keys={"oncall": ROUTING_KEY})
+        stop = asyncio.Event()
+        task = asyncio.create_task(restarted.run(stop))
+        await _wait(lambda: len(second_sink.received) >= 2, 60, "the pages after recovery")
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+    finally:
+        await second_sink.stop()
+    actions = [(b["event_action"], b["dedup_key"]) for _, b in second_sink.received]
+    # The trigger waited in the outbox topic, not in memory, and kept its order.
+    assert [a for a, _ in actions] == ["trigger", "resolve"]
+    assert actions[0][1] == actions[1][1]
+
+
+async def test_second_sigterm_exits_at_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    sink = WebhookSink()
+    await sink.start()
+    sink.fail_next(10_000, status=503)  # keeps the notify stage busy retrying
+    try:
+        config = _config(
+            TopicNames.fresh(), kafka_bootstrap, sink.pagerduty_url, 1, shutdown_timeout="60s"
+        )
+        await _produce(config, _messages())
+        data = config.model_dump(mode="json")
+        data["http"] = {"enabled": False, "listen": "127.0.0.1:0"}
+        path = tmp_path / "worker.yaml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--config",
+            str(path),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "QP_FAULT_ROUTING_KEY": ROUTING_KEY},
+        )
+        try:
+            await _wait(lambda: sink.requests_seen >= 2, 60, "delivery attempts")
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            assert proc.returncode is None  # the first signal waits for in-flight work
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 10)
+            assert code == 1
+            assert time.monotonic() - started < 5
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    finally:
+        await sink.stop()
