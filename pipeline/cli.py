@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     tput.add_argument("--series", type=int, default=2_000)
     tput.add_argument("--batch", type=int, default=20, help="points per Kafka message")
     tput.add_argument("--bootstrap", default=None, help="use this Kafka instead of an embedded one")
+    faults = bench_sub.add_parser("faults", help="kill, stop, rebalance, outage, fuzz, flood")
+    faults.add_argument("--bootstrap", default=None, help="use this Kafka, not an embedded one")
+    faults.add_argument("--fuzz", type=int, default=100_000, help="fuzzed messages")
+    faults.add_argument("--flood", type=int, default=1_000_000, help="new series in the flood")
     nab = bench_sub.add_parser("nab", help="Numenta Anomaly Benchmark scores of the detectors")
     nab.add_argument(
         "--data", type=Path, default=Path("../shared/data/nab"), help="a NAB checkout's root"
@@ -126,7 +130,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run_nab(args.data, args.detector or ["shipped"], args.results_dir, args.files_half)
         return 0
-    if args.command == "bench":
+    if args.command == "bench" and args.bench == "faults":
+        from pipeline.bench.faults import run_faults
+        from pipeline.logs import configure_logging
+
+        configure_logging("warning", json=False, stream=sys.stderr)
+        results = asyncio.run(run_faults(args.bootstrap, fuzz=args.fuzz, flood=args.flood))
+        return 0 if all(r.lost == 0 for r in results) else 1
+    if args.command == "bench" and args.bench == "throughput":
         from pipeline.bench.throughput import run_throughput
         from pipeline.logs import configure_logging
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 #: A small shop: who calls whom. Faults in a dependency show up in its callers.
 SHOP_TOPOLOGY: dict[str, list[str]] = {
     "frontend": ["checkout", "catalog", "auth"],
@@ -158,3 +160,12 @@ def generate(scenario: Scenario) -> Iterator[tuple[float, list[dict[str, Any]]]]
                 ]
             )
         yield ts, points
+
+
+def agent_messages(scenario: Scenario) -> Iterator[tuple[float, list[tuple[bytes, bytes]]]]:
+    """Per step, the Kafka messages an agent sends: one JSON array per service, keyed by it."""
+    for ts, points in generate(scenario):
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for point in points:
+            by_service.setdefault(point["labels"]["service"], []).append(point)
+        yield ts, [(s.encode(), orjson.dumps(batch)) for s, batch in by_service.items()]

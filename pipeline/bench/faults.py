@@ -1,0 +1,634 @@
+"""`quietpager bench faults`: break things for real and count what was lost or doubled.
+
+Each fault runs the shipped worker against a real broker (the embedded one unless a
+bootstrap is given) and a real webhook receiver on loopback, and compares the pages
+delivered with what `replay` (the same cores, offline) says an uninterrupted run sends.
+The test suite runs the same functions on shorter streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import resource
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from aiokafka import ConsumerRecord
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.broker import EmbeddedBroker
+from pipeline.config import Config, DetectConfig, parse_config
+from pipeline.detect import DetectStage
+from pipeline.ingest import REJECT_REASONS, decode_message
+from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
+from pipeline.metrics import Metrics
+from pipeline.model import MetricPoint, SeriesKey
+from pipeline.notify.sink import WebhookSink
+from pipeline.offline import OfflinePipeline
+from pipeline.synthetic import Fault, Scenario, agent_messages
+from pipeline.worker import DetectRunner, Worker
+
+ROUTING_KEY_ENV = "QP_FAULTS_ROUTING_KEY"
+ROUTING_KEY = "faults-bench-routing-key"
+
+#: The stream the broker faults use: one injected incident in 25 minutes of 8 services.
+FAULT_SCENARIO = Scenario(
+    duration_s=1500.0,
+    faults=(Fault(root="payments-db", onset_s=700.0, duration_s=300.0),),
+    blips=(),
+)
+
+Message = tuple[bytes, bytes]
+PageId = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultResult:
+    """One row of the fault table."""
+
+    fault: str
+    events_in: int
+    pages_expected: int
+    pages_delivered: int
+    duplicates: int
+    lost: int
+    recovery_s: float | None
+    note: str = ""
+
+
+def messages(scenario: Scenario = FAULT_SCENARIO) -> list[Message]:
+    """The agent's messages for a scenario, in order."""
+    return [m for _, step in agent_messages(scenario) for m in step]
+
+
+def fault_config(
+    bootstrap: str,
+    receiver_url: str,
+    *,
+    partitions: int = 1,
+    scenario: Scenario = FAULT_SCENARIO,
+    tansu: bool = True,
+    **worker: Any,
+) -> Config:
+    """A worker config on fresh topics and groups, paging `receiver_url`."""
+    prefix = f"f{uuid.uuid4().hex[:10]}"
+    kafka: dict[str, Any] = {"bootstrap_servers": bootstrap, "group_prefix": prefix}
+    if tansu:
+        # The embedded broker holds a join for half the session: keep sessions short.
+        kafka |= {"session_timeout": "1s", "heartbeat_interval": "200ms"}
+    names = ("metrics", "logs", "anomalies", "pages", "dlq", "state_detect", "state_correlate")
+    return parse_config(
+        {
+            "kafka": kafka,
+            "topics": {name: f"{prefix}.{name}" for name in names} | {"partitions": partitions},
+            "receivers": [
+                {
+                    "name": "oncall",
+                    "type": "pagerduty",
+                    "url": receiver_url,
+                    "routing_key": {"env": ROUTING_KEY_ENV},
+                    "retry": {"initial_backoff": "50ms", "max_backoff": "500ms"},
+                }
+            ],
+            "route": {"receivers": ["oncall"]},
+            "topology": scenario.topology,
+            "correlate": {"hold_for": "60s", "resolve_after": "2m"},
+            "http": {"enabled": False, "listen": "127.0.0.1:0"},
+            "worker": {
+                "shutdown_timeout": "5s",
+                "idle_advance": "1s",
+                "checkpoint_every": "200ms",
+                **worker,
+            },
+        },
+        f"<faults {prefix}>",
+    )
+
+
+def expected_pages(config: Config, stream: list[Message]) -> list[PageId]:
+    """(action, dedup_key) of every page an uninterrupted run sends, from the offline cores."""
+    offline = OfflinePipeline(config, {"oncall": ROUTING_KEY})
+    deliveries = []
+    for _, value in stream:
+        deliveries += offline.feed(decode_message(value, "metrics"))
+    deliveries += offline.finish()
+    return [(d.body["event_action"], d.body["dedup_key"]) for d in deliveries]
+
+
+async def create_topics(config: Config) -> None:
+    """Every topic of the config, the changelogs compacted."""
+    t = config.topics
+    changelogs = {t.state_detect, t.state_correlate}
+    names = [t.metrics, t.logs, t.anomalies, t.pages, t.dlq, *sorted(changelogs)]
+    await ensure_topics(
+        client_options(config.kafka), dict.fromkeys(names, t.partitions), compacted=changelogs
+    )
+
+
+async def produce(config: Config, stream: list[Message], pause_every: int = 0) -> None:
+    """Send the agent's messages; with `pause_every`, yield 50 ms after that many."""
+    producer = make_producer(client_options(config.kafka))
+    await producer.start()
+    try:
+        for i, (key, value) in enumerate(stream):
+            await producer.send(config.topics.metrics, value, key=key)
+            if pause_every and i % pause_every == 0:
+                await asyncio.sleep(0.05)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_topic(config: Config, topic: str, settle_s: float = 1.0) -> list[ConsumerRecord]:
+    """Every record of a topic, read until it has been quiet for `settle_s`."""
+    consumer = make_consumer(client_options(config.kafka), [topic], None)
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle_s:
+            for part in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(part)
+                quiet_since = time.monotonic()
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def wait_for(condition: Callable[[], bool], limit_s: float, what: str) -> None:
+    """Poll until `condition` holds; TimeoutError naming `what` after `limit_s`."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _compare(
+    fault: str,
+    events: int,
+    want: list[PageId],
+    sink: WebhookSink,
+    recovery_s: float | None,
+    note: str = "",
+) -> FaultResult:
+    got = [(b["event_action"], b["dedup_key"]) for _, b in sink.received]
+    return FaultResult(
+        fault=fault,
+        events_in=events,
+        pages_expected=len(want),
+        pages_delivered=len(set(got)),
+        duplicates=len(got) - len(set(got)),
+        lost=len(set(want) - set(got)),
+        recovery_s=recovery_s,
+        note=note
+        + (f"; unexpected {sorted(set(got) - set(want))}" if set(got) - set(want) else ""),
+    )
+
+
+def _worker_command(config: Config, workdir: Path) -> list[str]:
+    path = workdir / f"{config.kafka.group_prefix}.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
+    return [sys.executable, "-m", "pipeline.cli", "run", "--config", str(path)]
+
+
+async def _spawn(command: list[str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *command,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, ROUTING_KEY_ENV: ROUTING_KEY},
+    )
+
+
+async def process_restart(
+    bootstrap: str,
+    workdir: Path,
+    how: signal.Signals,
+    stream: list[Message] | None = None,
+    tansu: bool = True,
+) -> FaultResult:
+    """A worker process dies (SIGKILL) or is stopped (SIGTERM) mid-stream; another replaces it."""
+    stream = stream if stream is not None else messages()
+    sink = WebhookSink()
+    await sink.start()
+    try:
+        config = fault_config(bootstrap, sink.pagerduty_url, tansu=tansu)
+        want = expected_pages(config, stream)
+        await create_topics(config)
+        command = _worker_command(config, workdir)
+        first = await _spawn(command)
+        feeding = asyncio.create_task(produce(config, stream, pause_every=40))
+        try:
+            await wait_for(lambda: len(sink.received) >= 1, 90, "the first page")
+            stopped_at = time.monotonic()
+            first.send_signal(how)
+            await asyncio.wait_for(first.wait(), 30)
+            exit_s = time.monotonic() - stopped_at
+            await feeding
+        finally:
+            if first.returncode is None:
+                first.kill()
+                await first.wait()
+        restarted = time.monotonic()
+        second = await _spawn(command)
+        try:
+            wanted = set(want)
+            await wait_for(
+                lambda: {(b["event_action"], b["dedup_key"]) for _, b in sink.received} >= wanted,
+                120,
+                "every page",
+            )
+            recovery = time.monotonic() - restarted
+            await asyncio.sleep(1.0)  # anything extra would arrive now
+        finally:
+            second.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(second.wait(), 30)
+        name = "worker killed (SIGKILL)" if how == signal.SIGKILL else "worker stopped (SIGTERM)"
+        return _compare(
+            name,
+            _points(stream),
+            want,
+            sink,
+            recovery,
+            f"first worker exited {exit_s:.1f}s after the signal, code {first.returncode}",
+        )
+    finally:
+        await sink.stop()
+
+
+def _points(stream: list[Message]) -> int:
+    return sum(len(orjson.loads(value)) for _, value in stream)
+
+
+def _detect(worker: Worker) -> DetectRunner:
+    return next(r for r in worker.runners if isinstance(r, DetectRunner))
+
+
+def anomaly_scores(records: list[ConsumerRecord]) -> list[tuple[str, float, float]]:
+    """(series, event time, score) of every anomaly record, sorted."""
+    out = []
+    for record in records:
+        data = orjson.loads(record.value)
+        if data["kind"] == "anomaly":
+            series = SeriesKey.of(data["name"], data["labels"]).id
+            out.append((series, float(data["ts"]), float(data["score"])))
+    return sorted(out)
+
+
+async def _run_detect_until(worker: Worker, points: int) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await wait_for(
+            lambda: bool(worker.runners) and _detect(worker).core.stats.points >= points,
+            120,
+            "the detect stage",
+        )
+    finally:
+        stop.set()
+        await task
+
+
+async def rebalance(
+    bootstrap: str,
+    stream: list[Message] | None = None,
+    tansu: bool = True,
+    checkpoints: bool = True,
+) -> FaultResult:
+    """Two detect workers share a stream; one leaves halfway. Scores must match one worker's."""
+    stream = stream if stream is not None else messages()
+    total = _points(stream)
+    url = "http://127.0.0.1:9/unused"
+    solo_config = fault_config(bootstrap, url, partitions=2, tansu=tansu)
+    await create_topics(solo_config)
+    await produce(solo_config, stream)
+    await _run_detect_until(Worker(solo_config, Metrics.create(), stages=("detect",)), total)
+    expected = anomaly_scores(await read_topic(solo_config, solo_config.topics.anomalies))
+
+    config = fault_config(bootstrap, url, partitions=2, tansu=tansu, checkpoints=checkpoints)
+    await create_topics(config)
+    workers = [Worker(config, Metrics.create(), stages=("detect",)) for _ in range(2)]
+    stops = [asyncio.Event(), asyncio.Event()]
+    tasks = [asyncio.create_task(w.run(s)) for w, s in zip(workers, stops, strict=True)]
+
+    def owns(worker: Worker, count: int) -> bool:
+        consumer = _detect(worker).consumer if worker.runners else None
+        return consumer is not None and count == sum(
+            tp.topic == config.topics.metrics for tp in consumer.assignment()
+        )
+
+    def done(points: int) -> bool:
+        return sum(_detect(w).core.stats.points for w in workers) >= points
+
+    try:
+        await wait_for(lambda: owns(workers[0], 1) and owns(workers[1], 1), 30, "both to join")
+        half = len(stream) // 2
+        await produce(config, stream[:half])
+        await wait_for(lambda: done(_points(stream[:half])), 60, "the first half")
+        left = time.monotonic()
+        stops[0].set()  # it checkpoints and commits as its partitions are revoked
+        await tasks[0]
+        await wait_for(lambda: owns(workers[1], 2), 30, "the survivor to take over")
+        recovery = time.monotonic() - left
+        await produce(config, stream[half:])
+        await wait_for(lambda: done(total), 60, "the second half")
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*tasks)
+    got = anomaly_scores(await read_topic(config, config.topics.anomalies))
+    restored = (
+        workers[1].metrics.registry.get_sample_value(
+            "quietpager_state_restored_total", {"stage": "detect"}
+        )
+        or 0
+    )
+    missing = len(set(expected) - set(got))
+    return FaultResult(
+        fault="rebalance: one of two workers leaves",
+        events_in=total,
+        pages_expected=len(expected),
+        pages_delivered=len(set(got)),
+        duplicates=len(got) - len(set(got)),
+        lost=missing,
+        recovery_s=recovery,
+        note=f"anomalies compared, not pages; {restored:.0f} series models restored; scores "
+        + ("identical" if got == expected else "differ"),
+    )
+
+
+async def webhook_outage(
+    bootstrap: str, stream: list[Message] | None = None, tansu: bool = True
+) -> FaultResult:
+    """The receiver answers 503, then refuses connections while the worker restarts."""
+    stream = stream if stream is not None else messages()
+    down = WebhookSink()
+    await down.start()
+    port = int(down.url.rsplit(":", 1)[1])
+    down.fail_next(1_000_000, status=503)
+    config = fault_config(bootstrap, down.pagerduty_url, tansu=tansu)
+    want = expected_pages(config, stream)
+    await create_topics(config)
+    await produce(config, stream)
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    def retried() -> float:
+        return (
+            metrics.registry.get_sample_value(
+                "quietpager_webhook_attempts_total",
+                {"receiver": "oncall", "outcome": "retry_status"},
+            )
+            or 0.0
+        )
+
+    try:
+        await wait_for(lambda: retried() >= 3, 60, "retries against the 503s")
+    finally:
+        await down.stop()  # now connections are refused
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task  # the page in flight stays in the outbox topic, uncommitted
+    back = WebhookSink(port=port)
+    await back.start()
+    try:
+        recovered = time.monotonic()
+        worker = Worker(config, Metrics.create(), routing_keys={"oncall": ROUTING_KEY})
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await wait_for(lambda: len(back.received) >= len(want), 60, "the pages")
+            recovery = time.monotonic() - recovered
+            await asyncio.sleep(0.5)
+        finally:
+            stop.set()
+            await task
+        order = [b["event_action"] for _, b in back.received]
+        return _compare(
+            "webhook 503 then refused, worker restarted",
+            _points(stream),
+            want,
+            back,
+            recovery,
+            f"{retried():.0f} retries; order {order}",
+        )
+    finally:
+        await back.stop()
+
+
+def _mutations(rng: random.Random) -> list[Callable[[bytes], bytes]]:
+    def truncate(raw: bytes) -> bytes:
+        return raw[: rng.randrange(len(raw))]
+
+    def flip(raw: bytes) -> bytes:
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return bytes(data)
+
+    def retype(raw: bytes) -> bytes:
+        item = orjson.loads(raw)
+        field = rng.choice(["name", "value", "ts", "labels", "signal"])
+        item[field] = rng.choice([None, True, [], {}, "x", -1, 1e308, "NaN", ""])
+        return orjson.dumps(item)
+
+    def drop(raw: bytes) -> bytes:
+        item = orjson.loads(raw)
+        item.pop(rng.choice(["name", "value", "ts"]), None)
+        return orjson.dumps(item)
+
+    def literal(raw: bytes) -> bytes:
+        return raw.replace(
+            b'"value":', b'"value":' + rng.choice([b"NaN,", b"Infinity,", b"-1e999,"])
+        )
+
+    def timestamp(raw: bytes) -> bytes:
+        item = orjson.loads(raw)
+        item["ts"] = rng.choice(["2026-02-30T00:00:00Z", "yesterday", 1e30, -1e30, "0", 0])
+        return orjson.dumps(item)
+
+    def oversize(raw: bytes) -> bytes:
+        return b"[" + b",".join([raw] * 5000) + b"]"
+
+    def noise(raw: bytes) -> bytes:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
+
+    return [truncate, flip, retype, drop, literal, timestamp, oversize, noise]
+
+
+def fuzz_decoder(count: int = 100_000, seed: int = 11) -> FaultResult:
+    """`count` malformed messages through the decoder: none may raise, each gets a reason."""
+    rng = random.Random(seed)
+    mutations = _mutations(rng)
+    base = orjson.dumps(
+        {
+            "name": "http_request_duration_seconds",
+            "value": 0.2,
+            "ts": 1_795_683_600.0,
+            "labels": {"service": "checkout"},
+        }
+    )
+    crashes = 0
+    reasons: dict[str, int] = {}
+    unknown = 0
+    accepted = 0
+    for _ in range(count):
+        raw = rng.choice(mutations)(base)
+        try:
+            decoded = decode_message(raw, "auto", max_bytes=262_144)
+        except Exception:  # counting crashes is the point of the fuzz run
+            crashes += 1
+            continue
+        accepted += len(decoded.points) + len(decoded.logs)
+        for reject in decoded.rejects:
+            reasons[reject.reason] = reasons.get(reject.reason, 0) + 1
+            unknown += reject.reason not in REJECT_REASONS
+    top = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:5])
+    return FaultResult(
+        fault=f"fuzzed messages through the decoder (seed {seed})",
+        events_in=count,
+        pages_expected=0,
+        pages_delivered=0,
+        duplicates=0,
+        lost=crashes + unknown,
+        recovery_s=None,
+        note=f"{crashes} crashes; {accepted} items still valid; top reasons: {top}",
+    )
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cardinality_flood(
+    new_series: int = 1_000_000, max_series: int = 50_000, established: int = 100, seed: int = 5
+) -> FaultResult:
+    """A flood of never-seen series beside established ones, through the detect core."""
+    rng = random.Random(seed)
+    keys = [
+        SeriesKey.of("http_request_duration_seconds", {"service": f"steady-{i}"})
+        for i in range(established)
+    ]
+    spike_every = 97
+
+    def steady_run(flood: bool) -> tuple[list[tuple[str, float]], DetectStage, float]:
+        stage = DetectStage(DetectConfig(max_series=max_series))
+        before = _rss_mib()
+        peak = before
+        found: list[tuple[str, float]] = []
+        flood_per_step = new_series // 400 if flood else 0
+        serial = 0
+        for step in range(400):
+            ts = 1_795_683_600.0 + step * 10
+            for i, key in enumerate(keys):
+                value = 0.2 * (1 + rng.gauss(0, 0.05)) * (8 if step % spike_every == 50 else 1)
+                anomaly = stage.observe(MetricPoint(key, value, ts + i * 1e-3))
+                if anomaly is not None:
+                    found.append((key.id, anomaly.ts))
+            for _ in range(flood_per_step):
+                serial += 1
+                stage.observe(
+                    MetricPoint(SeriesKey.of("flood_metric", {"id": str(serial)}), 1.0, ts + 5)
+                )
+            if step % 50 == 0:
+                peak = max(peak, _rss_mib())
+        return found, stage, max(peak, _rss_mib()) - before
+
+    state = rng.getstate()
+    quiet, _, _ = steady_run(flood=False)
+    rng.setstate(state)
+    flooded, stage, grew = steady_run(flood=True)
+    evicted = stage.stats.evicted["lru"] + stage.stats.evicted["ttl"]
+    return FaultResult(
+        fault=f"cardinality flood: {new_series:,} new series, max_series {max_series:,}",
+        events_in=stage.stats.points,
+        pages_expected=len(quiet),
+        pages_delivered=len(set(flooded) & set(quiet)),
+        duplicates=0,
+        lost=len(set(quiet) ^ set(flooded)),
+        recovery_s=None,
+        note=f"established-series anomalies compared; {evicted:,} evicted; "
+        f"{stage.series_tracked:,} tracked; RSS grew {grew:.0f} MiB",
+    )
+
+
+async def run_faults(
+    bootstrap: str | None = None,
+    workdir: Path | None = None,
+    console: Console | None = None,
+    fuzz: int = 100_000,
+    flood: int = 1_000_000,
+) -> list[FaultResult]:
+    """Every fault in one go; prints the table."""
+    import tempfile
+
+    console = console or Console()
+    results: list[FaultResult] = []
+    broker = None
+    if bootstrap is None:
+        broker = EmbeddedBroker()
+        await broker.astart()
+        bootstrap = broker.bootstrap
+    tansu = broker is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        where = workdir or Path(tmp)
+        try:
+            faults: list[tuple[str, Callable[[], Coroutine[Any, Any, FaultResult]]]] = [
+                ("kill", lambda: process_restart(bootstrap, where, signal.SIGKILL, tansu=tansu)),
+                ("term", lambda: process_restart(bootstrap, where, signal.SIGTERM, tansu=tansu)),
+                ("rebalance", lambda: rebalance(bootstrap, tansu=tansu)),
+                ("outage", lambda: webhook_outage(bootstrap, tansu=tansu)),
+            ]
+            for name, run in faults:
+                console.print(f"fault: {name} …")
+                results.append(await run())
+        finally:
+            if broker is not None:
+                await broker.astop()
+    console.print("fault: fuzz …")
+    results.append(fuzz_decoder(fuzz))
+    console.print("fault: flood …")
+    results.append(cardinality_flood(flood))
+    table = Table(title="bench faults")
+    for column in (
+        "fault",
+        "events in",
+        "expected",
+        "delivered",
+        "duplicates",
+        "lost",
+        "recovery",
+        "note",
+    ):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(
+            r.fault,
+            f"{r.events_in:,}",
+            str(r.pages_expected),
+            str(r.pages_delivered),
+            str(r.duplicates),
+            str(r.lost),
+            "-" if r.recovery_s is None else f"{r.recovery_s:.1f}s",
+            r.note,
+        )
+    console.print(table)
+    return results
