@@ -122,9 +122,12 @@ class EmbeddedBroker:
         start_attempts: int = 3,
         log_path: Path | None = None,
         pick_port: Callable[[], int] = free_port,
+        advertised_port: int | None = None,
     ) -> None:
         self.binary = binary
         self.port = port
+        # Clients are told to connect here (e.g. a proxy in front of the broker in tests).
+        self.advertised_port = advertised_port
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.start_attempts = start_attempts if port is None else 1
@@ -246,13 +249,14 @@ class EmbeddedBroker:
         self._open_log()
         assert self._log is not None
         url = f"tcp://{HOST}:{port}"
+        advertised = f"tcp://{HOST}:{self.advertised_port or port}"
         command = [
             binary,
             "broker",
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
             "--cluster-id",
@@ -289,7 +293,7 @@ class EmbeddedBroker:
             else:
                 if cluster_id != self.cluster_id:
                     raise BrokerError(f"port {port} is held by another broker ({cluster_id})")
-                if (HOST, port) in brokers:
+                if (HOST, self.advertised_port or port) in brokers:
                     return
                 last_error = f"metadata advertises {brokers}"
             time.sleep(0.02)

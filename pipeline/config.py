@@ -339,6 +339,7 @@ class WorkerConfig(_Strict):
     idle_advance: Duration = 5.0
     checkpoint_every: Duration = 5.0
     checkpoints: bool = True
+    probe_every: Duration = 2.0
     stages: list[StageName] = Field(default_factory=_all_stages, min_length=1)
 
 

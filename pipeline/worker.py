@@ -9,6 +9,7 @@ quiet advances it from the wall clock, so incidents still resolve.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -32,8 +33,9 @@ from pipeline.correlate.incidents import Correlator, Decision
 from pipeline.detect import DetectStage
 from pipeline.ingest import Reject, StreamKind, decode_message, dlq_headers
 from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
+from pipeline.logsignals import LogStage
 from pipeline.metrics import Metrics
-from pipeline.model import Anomaly, MetricPoint, Page, SeriesKey, Tick
+from pipeline.model import Anomaly, LogRecord, MetricPoint, Page, SeriesKey, Tick
 from pipeline.notify.bodies import render_body
 from pipeline.notify.sender import WebhookSender
 from pipeline.offline import build_correlator
@@ -231,6 +233,10 @@ def _event_time(entry: tuple[MetricPoint, int, TopicPartition]) -> float:
     return entry[0].ts
 
 
+def _log_time(entry: tuple[LogRecord, int]) -> float:
+    return entry[0].ts
+
+
 async def _await_all(futures: Iterable[Awaitable[Any]]) -> None:
     pending = list(futures)
     if pending:
@@ -251,6 +257,7 @@ class DetectRunner(StageRunner):
     ) -> None:
         super().__init__(config, producer, metrics)
         self.core = DetectStage(config.detect)
+        self.logs = LogStage(config.logs, config.detect) if config.logs.enabled else None
         self._last_tick = float("-inf")
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
@@ -275,6 +282,7 @@ class DetectRunner(StageRunner):
         # Each point keeps its message's produce time, passed on with its anomaly so the
         # latency from produce to page decision can be measured downstream.
         points: list[tuple[MetricPoint, int, TopicPartition]] = []
+        logs: list[tuple[LogRecord, int]] = []
         wall = time.monotonic()
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
@@ -288,6 +296,9 @@ class DetectRunner(StageRunner):
                     sends.append(self._dead_letter(record, reject))
                 if decoded.logs:
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
+                    if self.logs is not None:
+                        logs.extend((log_record, record.timestamp) for log_record in decoded.logs)
+                        self._note_partition_time(tp, max(r.ts for r in decoded.logs), wall)
                 if decoded.points:
                     self.metrics.events_in.labels("metrics").inc(len(decoded.points))
                     points.extend((point, record.timestamp, tp) for point in decoded.points)
@@ -298,8 +309,14 @@ class DetectRunner(StageRunner):
         # Kafka orders only within a partition; a fetched batch can hold one partition's
         # future before another's past. Scoring in event-time order keeps series in order.
         points.sort(key=_event_time)
+        logs.sort(key=_log_time)
+        next_log = 0
         low_watermark = self._low_watermark(wall)
         for point, produced_ms, tp in points:
+            # Log records take their place in event time among the points (a simple merge).
+            while next_log < len(logs) and logs[next_log][0].ts <= point.ts:
+                sends.extend(await self._observe_log(*logs[next_log]))
+                next_log += 1
             anomaly = self.core.observe(point)
             if self._owner.get(point.series) != tp:
                 self._owner[point.series] = tp
@@ -324,6 +341,7 @@ class DetectRunner(StageRunner):
             tick = min(point.ts, low_watermark)
             if tick >= self._last_tick + self.config.detect.tick_every:
                 self._last_tick = tick
+                sends.extend(await self._advance_logs(tick, produced_ms))
                 for absent in self.core.absences(tick):
                     self.metrics.anomalies.labels(absent.signal.value).inc()
                     if self._on_anomaly is not None:
@@ -341,8 +359,49 @@ class DetectRunner(StageRunner):
                     sends.append(
                         await self.producer.send(topics.anomalies, value, partition=partition)
                     )
+        for log_record, produced_ms in logs[next_log:]:
+            sends.extend(await self._observe_log(log_record, produced_ms))
+        if next_log < len(logs):
+            # A batch of logs only still moves event time on, as points do.
+            tick = min(logs[-1][0].ts, low_watermark)
+            if tick >= self._last_tick + self.config.detect.tick_every:
+                self._last_tick = tick
+                sends.extend(await self._advance_logs(tick, logs[-1][1]))
+                value = orjson.dumps(Tick(tick).to_dict())
+                for partition in partitions:
+                    sends.append(
+                        await self.producer.send(topics.anomalies, value, partition=partition)
+                    )
         await _await_all(sends)
         self._export_state()
+
+    def _note_partition_time(self, tp: TopicPartition, newest: float, wall: float) -> None:
+        seen = self._partition_time.get(tp)
+        if seen is None or newest > seen[0]:
+            self._partition_time[tp] = (newest, wall)
+
+    async def _observe_log(self, record: LogRecord, produced_ms: int) -> list[Awaitable[Any]]:
+        """Count one log record; send the anomalies it raised (delivery futures returned)."""
+        assert self.logs is not None
+        return [await self._send_anomaly(a, produced_ms) for a in self.logs.observe(record)]
+
+    async def _advance_logs(self, tick: float, produced_ms: int) -> list[Awaitable[Any]]:
+        """Close the log buckets that ended by `tick`; send what they raised."""
+        if self.logs is None:
+            return []
+        return [await self._send_anomaly(a, produced_ms) for a in self.logs.advance(tick)]
+
+    async def _send_anomaly(self, anomaly: Anomaly, produced_ms: int) -> Awaitable[Any]:
+        self.metrics.anomalies.labels(anomaly.signal.value).inc()
+        if self._on_anomaly is not None:
+            self._on_anomaly(anomaly)
+        future: Awaitable[Any] = await self.producer.send(
+            self.config.topics.anomalies,
+            orjson.dumps(anomaly.to_dict()),
+            key=anomaly.scope.encode(),
+            headers=[(PRODUCED_HEADER, str(produced_ms).encode())],
+        )
+        return future
 
     def _low_watermark(self, wall: float) -> float:
         """Event time every partition with recent data has reached; ticks may not pass it.
@@ -681,13 +740,39 @@ class Worker:
     on_decision: Callable[[Decision], None] | None = None
     runners: list[StageRunner] = field(default_factory=list)
     producer: AIOKafkaProducer | None = None
+    broker_reachable: bool = False
 
     @property
     def ready(self) -> bool:
-        """All stages are consuming and connected."""
-        return bool(self.runners) and all(
-            r.status.started and r.status.connected for r in self.runners
+        """All stages are consuming and the broker answered the last probe."""
+        return (
+            self.broker_reachable
+            and bool(self.runners)
+            and all(r.status.started and r.status.connected for r in self.runners)
         )
+
+    async def _watch_broker(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
+        """Ask the broker for metadata every `worker.probe_every`; readiness follows the answer.
+
+        aiokafka reconnects on its own and a fetch just comes back empty while the broker
+        is away, so the probe is what tells /readyz (and the log) that it is gone.
+        """
+        every = self.config.worker.probe_every
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(producer.client.fetch_all_metadata(), every)
+                reachable = True
+            except (KafkaError, TimeoutError, OSError):
+                reachable = False
+            if reachable != self.broker_reachable:
+                log.log(
+                    20 if reachable else 30,
+                    "broker_reachable" if reachable else "broker_unreachable",
+                    bootstrap=self.config.kafka.bootstrap_servers,
+                )
+            self.broker_reachable = reachable
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Create topics if asked, run every stage until `stop`, then shut down within the bound."""
@@ -707,8 +792,11 @@ class Worker:
         )
         self.producer = producer
         await producer.start()
+        watcher: asyncio.Task[None] | None = None
         try:
             self.runners = self._build_runners(producer)
+            self.broker_reachable = True  # the producer has just connected
+            watcher = asyncio.create_task(self._watch_broker(producer, stop), name="broker-probe")
             tasks = [asyncio.create_task(r.run(stop), name=f"stage-{r.name}") for r in self.runners]
             stopping = asyncio.create_task(stop.wait(), name="stop")
             finished, _ = await asyncio.wait(
@@ -719,6 +807,7 @@ class Worker:
                 log.error("stage_ended_unexpectedly", stages=[t.get_name() for t in finished])
                 stop.set()
             await stopping
+            await watcher
             done, pending = await asyncio.wait(tasks, timeout=config.worker.shutdown_timeout)
             for task in pending:
                 task.cancel()
@@ -729,6 +818,8 @@ class Worker:
             if pending:
                 log.warning("shutdown_deadline_exceeded", cancelled=[t.get_name() for t in pending])
         finally:
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
             await producer.stop()
         log.info(
             "worker_stopped",

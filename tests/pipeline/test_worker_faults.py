@@ -19,6 +19,7 @@ import yaml
 from pipeline.bench.faults import (
     ROUTING_KEY,
     ROUTING_KEY_ENV,
+    broker_cut,
     cardinality_flood,
     create_topics,
     fault_config,
@@ -123,3 +124,12 @@ def test_cardinality_flood_keeps_state_bounded_and_detection_intact() -> None:
     assert result.pages_expected > 0  # the established series do alert
     assert result.lost == 0  # ... exactly as without the flood
     assert "2,000 tracked" in result.note
+
+
+@pytest.mark.broker
+@pytest.mark.skipif(not TANSU, reason="needs the embedded broker to advertise the proxy")
+async def test_broker_cut_reports_not_ready_and_resumes_without_loss() -> None:
+    result = await broker_cut(cut_s=2.0)
+    assert result.pages_expected == 2
+    assert result.lost == 0
+    assert "unexpected" not in result.note
