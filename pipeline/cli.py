@@ -57,8 +57,24 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("config", type=Path)
 
+    simulate = sub.add_parser("simulate", help="write a simulated scenario with ground truth")
+    simulate.add_argument("--scenario", required=True, choices=_scenarios())
+    simulate.add_argument("--out", required=True, type=Path, help="directory to write into")
+    simulate.add_argument("--seed", type=int, default=1)
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
+    denoise = bench_sub.add_parser(
+        "denoise", help="pages vs ground truth on simulated incidents, beside Alertmanager"
+    )
+    denoise.add_argument(
+        "--scenario",
+        action="append",
+        choices=_scenarios(),
+        help="scenario to run (repeatable); default: all of them",
+    )
+    denoise.add_argument("--seed", type=int, default=1)
+    denoise.add_argument("--out", type=Path, default=None, help="also write results.json here")
     tput = bench_sub.add_parser("throughput", help="broker drain ceiling vs worker rate, latency")
     tput.add_argument("--points", type=int, default=200_000)
     tput.add_argument("--series", type=int, default=2_000)
@@ -68,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--bootstrap", default=None, help="use this Kafka, not an embedded one")
     faults.add_argument("--fuzz", type=int, default=100_000, help="fuzzed messages")
     faults.add_argument("--flood", type=int, default=1_000_000, help="new series in the flood")
+    logs = bench_sub.add_parser(
+        "logs", help="Loghub: template grouping accuracy, BGL alert detection, lines/s"
+    )
+    logs.add_argument(
+        "--data", type=Path, default=Path("../shared/data/loghub"), help="a Loghub checkout's root"
+    )
+    logs.add_argument(
+        "--system", action="append", help="system to run (repeatable); default: all 16"
+    )
     nab = bench_sub.add_parser("nab", help="Numenta Anomaly Benchmark scores of the detectors")
     nab.add_argument(
         "--data", type=Path, default=Path("../shared/data/nab"), help="a NAB checkout's root"
@@ -87,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a: the tune half, b: the test half, all: the whole corpus",
     )
     return parser
+
+
+def _scenarios() -> tuple[str, ...]:
+    from pipeline.simulate import SCENARIOS
+
+    return SCENARIOS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,6 +155,28 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{args.config}: ok ({len(config.receivers)} receivers, "
             f"{len(config.topology)} services in topology, {len(config.silences)} silences)"
         )
+        return 0
+    if args.command == "simulate":
+        from pipeline.simulate import build, write
+
+        sim = build(args.scenario, args.seed)
+        paths = write(sim, args.out)
+        print(
+            f"simulate: {args.scenario} (seed {args.seed}): {len(sim.topology)} services, "
+            f"{sim.steps} steps of {sim.step_s:g} s, {len(sim.truth)} true incidents; "
+            f"wrote {', '.join(str(p) for p in paths.values())}",
+            file=sys.stderr,
+        )
+        return 0
+    if args.command == "bench" and args.bench == "denoise":
+        from pipeline.bench.denoise import DEFAULT_SCENARIOS, run_denoise
+
+        run_denoise(args.scenario or DEFAULT_SCENARIOS, args.seed, args.out)
+        return 0
+    if args.command == "bench" and args.bench == "logs":
+        from pipeline.bench.logs import SYSTEMS, run_logs
+
+        run_logs(args.data, args.system or SYSTEMS)
         return 0
     if args.command == "bench" and args.bench == "nab":
         from pipeline.bench.nab import run_nab
@@ -215,7 +268,9 @@ async def _serve(config: object, keys: dict[str, str], stages: tuple[str, ...]) 
     ops: OpsServer | None = None
     if config.http.enabled:
         host, _, port = config.http.listen.rpartition(":")
-        ops = OpsServer(metrics, lambda: worker.ready, host, int(port))
+        ops = OpsServer(
+            metrics, lambda: worker.ready, host, int(port), silences=lambda: worker.silences
+        )
         await ops.start()
         log.info("ops_listening", listen=f"{host}:{ops.port}")
     try:

@@ -81,6 +81,7 @@ class TopicsConfig(_Strict):
     dlq: str = "quietpager.dlq"
     state_detect: str = "quietpager.state.detect"
     state_correlate: str = "quietpager.state.correlate"
+    silences: str = "quietpager.silences"
     partitions: int = Field(default=3, ge=1, le=1024)
     create: bool = True
 
@@ -225,11 +226,20 @@ class CorrelateConfig(_Strict):
     resolve_after: Duration = 300.0
     severity: Literal["critical", "error", "warning", "info"] = "critical"
     max_incidents: int = Field(default=10_000, ge=1)
+    # Flap detection (pipeline/correlate/flap.py): percent of possible state changes.
+    flap_window: Duration = 3600.0
+    flap_high: float = Field(default=20.0, gt=0, le=100)
+    flap_low: float = Field(default=10.0, ge=0, lt=100)
+    # Storm protection (pipeline/correlate/storm.py): 0 pages per window turns it off.
+    storm_max_pages: int = Field(default=10, ge=0)
+    storm_window: Duration = 600.0
 
     @model_validator(mode="after")
     def _ordered(self) -> CorrelateConfig:
         if self.resolve_after <= 0:
             raise ValueError("resolve_after must be positive")
+        if self.flap_low >= self.flap_high:
+            raise ValueError("flap_low must be below flap_high")
         return self
 
 
@@ -308,6 +318,8 @@ class RouteConfig(_Strict):
     """Which receivers get the pages."""
 
     receivers: list[str] = Field(min_length=1)
+    # Incidents whose series are all saturation (or generic) page these instead, if given.
+    low_urgency: list[str] = Field(default_factory=list)
 
 
 class HttpConfig(_Strict):
@@ -364,12 +376,16 @@ class Config(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"receiver names must be unique; repeated: {', '.join(duplicates)}")
-        for name in self.route.receivers:
-            if name not in names:
-                raise ValueError(
-                    f"route.receivers names undefined receiver {name!r}; "
-                    f"defined: {', '.join(names)}"
-                )
+        for key, route in (
+            ("receivers", self.route.receivers),
+            ("low_urgency", self.route.low_urgency),
+        ):
+            for name in route:
+                if name not in names:
+                    raise ValueError(
+                        f"route.{key} names undefined receiver {name!r}; "
+                        f"defined: {', '.join(names)}"
+                    )
         for service, callees in self.topology.items():
             if service in callees:
                 raise ValueError(f"topology: service {service!r} lists itself as a dependency")

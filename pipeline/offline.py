@@ -42,13 +42,18 @@ class OfflineSummary:
     deliveries: int = 0
 
 
-def build_correlator(config: Config) -> Correlator:
-    """The correlator a config describes (shared by the worker and the offline drivers)."""
+def build_correlator(config: Config, silencer: Silencer | None = None) -> Correlator:
+    """The correlator a config describes (shared by the worker and the offline drivers).
+
+    The live worker passes one `silencer` shared by all its correlators, so silences
+    created or expired through the API apply everywhere at once.
+    """
     return Correlator(
         config.correlate,
         Topology(config.topology),
-        Silencer.from_config(config.silences),
+        silencer if silencer is not None else Silencer.from_config(config.silences),
         receivers=tuple(config.route.receivers),
+        low_urgency_receivers=tuple(config.route.low_urgency),
     )
 
 

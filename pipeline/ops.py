@@ -1,21 +1,37 @@
-"""The operations endpoint: /metrics (Prometheus text), /healthz and /readyz."""
+"""The operations endpoint: /metrics (Prometheus text), /healthz, /readyz and the silences API."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.metrics import Metrics
+from pipeline.silences import SilenceError, SilenceStore, rule_from_api, rule_to_api
 
 
 class OpsServer:
-    """A small aiohttp server; binds where the config says (loopback by default)."""
+    """A small aiohttp server; binds where the config says (loopback by default).
 
-    def __init__(self, metrics: Metrics, ready: Callable[[], bool], host: str, port: int) -> None:
+    The silences API follows Alertmanager's v2 paths and field names:
+    `GET/POST /api/v2/silences`, `GET/DELETE /api/v2/silence/{id}`.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        ready: Callable[[], bool],
+        host: str,
+        port: int,
+        silences: Callable[[], SilenceStore | None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.metrics = metrics
         self._ready = ready
+        self._silences = silences
+        self._clock = clock
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -26,14 +42,16 @@ class OpsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/api/v2/silences", self._list_silences)
+        app.router.add_post("/api/v2/silences", self._create_silence)
+        app.router.add_get("/api/v2/silence/{id}", self._get_silence)
+        app.router.add_delete("/api/v2/silence/{id}", self._expire_silence)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if server is not None and self.port == 0:
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1]
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -52,3 +70,44 @@ class OpsServer:
         if self._ready():
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "not ready"}, status=503)
+
+    def _store(self) -> SilenceStore:
+        store = self._silences()
+        if store is None:
+            raise web.HTTPServiceUnavailable(text="silences are not loaded yet")
+        return store
+
+    async def _list_silences(self, request: web.Request) -> web.Response:
+        store = self._store()
+        now = self._clock()
+        return web.json_response([rule_to_api(r, now) for r in store.silencer.rules])
+
+    async def _get_silence(self, request: web.Request) -> web.Response:
+        rule = self._store().silencer.get(request.match_info["id"])
+        if rule is None:
+            raise web.HTTPNotFound(text="no such silence")
+        return web.json_response(rule_to_api(rule, self._clock()))
+
+    async def _create_silence(self, request: web.Request) -> web.Response:
+        store = self._store()
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        try:
+            rule = rule_from_api(body, self._clock())
+        except SilenceError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        await store.create(rule)
+        return web.json_response({"silenceID": rule.id})
+
+    async def _expire_silence(self, request: web.Request) -> web.Response:
+        store = self._store()
+        silence_id = request.match_info["id"]
+        if store.is_config(silence_id):
+            return web.json_response(
+                {"error": "this silence comes from the config file; edit the file"}, status=409
+            )
+        if not await store.expire(silence_id, self._clock()):
+            raise web.HTTPNotFound(text="no such silence")
+        return web.json_response({"status": "expired"})

@@ -30,7 +30,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from pipeline.config import Config
 from pipeline.correlate.incidents import Correlator, Decision
+from pipeline.correlate.silence import Silencer
 from pipeline.detect import DetectStage
+from pipeline.errors import BrokerError
 from pipeline.ingest import Reject, StreamKind, decode_message, dlq_headers
 from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
 from pipeline.logsignals import LogStage
@@ -39,6 +41,7 @@ from pipeline.model import Anomaly, LogRecord, MetricPoint, Page, SeriesKey, Tic
 from pipeline.notify.bodies import render_body
 from pipeline.notify.sender import WebhookSender
 from pipeline.offline import build_correlator
+from pipeline.silences import SilenceStore
 from pipeline.state import owner, read_state, state_key, write_state
 
 log = structlog.get_logger("quietpager.worker")
@@ -500,9 +503,12 @@ class CorrelateRunner(StageRunner):
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         on_decision: Callable[[Decision], None] | None = None,
+        silencer: Silencer | None = None,
     ) -> None:
         super().__init__(config, producer, metrics)
         self.cores: dict[TopicPartition, Correlator] = {}
+        # Shared by every partition's correlator, so API silences apply to all of them.
+        self._silencer = silencer if silencer is not None else Silencer.from_config(config.silences)
         self._clock = clock
         self._event_time = float("-inf")
         self._wall_at_event = clock()
@@ -517,7 +523,7 @@ class CorrelateRunner(StageRunner):
         """The correlator of one anomalies partition (created on first use)."""
         core = self.cores.get(tp)
         if core is None:
-            core = self.cores[tp] = build_correlator(self.config)
+            core = self.cores[tp] = build_correlator(self.config, self._silencer)
         return core
 
     async def handle(self, batch: Batch) -> None:
@@ -594,7 +600,7 @@ class CorrelateRunner(StageRunner):
             blob = items.get("correlator")
             if blob is None:
                 continue
-            core = build_correlator(self.config)
+            core = build_correlator(self.config, self._silencer)
             try:
                 core.restore(orjson.loads(blob))
             except (ValueError, orjson.JSONDecodeError) as exc:
@@ -741,6 +747,7 @@ class Worker:
     runners: list[StageRunner] = field(default_factory=list)
     producer: AIOKafkaProducer | None = None
     broker_reachable: bool = False
+    silences: SilenceStore | None = None
 
     @property
     def ready(self) -> bool:
@@ -784,8 +791,8 @@ class Worker:
             changelogs = [topics.state_detect, topics.state_correlate]
             await ensure_topics(
                 options,
-                dict.fromkeys([*names, *changelogs], topics.partitions),
-                compacted=set(changelogs),
+                dict.fromkeys([*names, *changelogs], topics.partitions) | {topics.silences: 1},
+                compacted={*changelogs, topics.silences},
             )
         producer = make_producer(
             options, max_request_size=max(1_048_576, config.kafka.max_message_bytes * 2)
@@ -793,7 +800,21 @@ class Worker:
         self.producer = producer
         await producer.start()
         watcher: asyncio.Task[None] | None = None
+        follower: asyncio.Task[None] | None = None
         try:
+            self.silences = SilenceStore(config, producer)
+            loaded = asyncio.Event()
+            follower = asyncio.create_task(self.silences.follow(stop, loaded), name="silences")
+            # Silences made through the API must mute from the first anomaly after a restart.
+            await asyncio.wait(
+                [follower, asyncio.create_task(loaded.wait())],
+                timeout=30,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if follower.done():
+                follower.result()
+            if not loaded.is_set():
+                raise BrokerError(f"could not read the silences topic {topics.silences}")
             self.runners = self._build_runners(producer)
             self.broker_reachable = True  # the producer has just connected
             watcher = asyncio.create_task(self._watch_broker(producer, stop), name="broker-probe")
@@ -808,6 +829,7 @@ class Worker:
                 stop.set()
             await stopping
             await watcher
+            await follower
             done, pending = await asyncio.wait(tasks, timeout=config.worker.shutdown_timeout)
             for task in pending:
                 task.cancel()
@@ -818,8 +840,9 @@ class Worker:
             if pending:
                 log.warning("shutdown_deadline_exceeded", cancelled=[t.get_name() for t in pending])
         finally:
-            if watcher is not None and not watcher.done():
-                watcher.cancel()
+            for background in (watcher, follower):
+                if background is not None and not background.done():
+                    background.cancel()
             await producer.stop()
         log.info(
             "worker_stopped",
@@ -835,7 +858,13 @@ class Worker:
             runners.append(DetectRunner(self.config, producer, self.metrics, self.on_anomaly))
         if "correlate" in self.stages:
             runners.append(
-                CorrelateRunner(self.config, producer, self.metrics, on_decision=self.on_decision)
+                CorrelateRunner(
+                    self.config,
+                    producer,
+                    self.metrics,
+                    on_decision=self.on_decision,
+                    silencer=self.silences.silencer if self.silences is not None else None,
+                )
             )
         if "notify" in self.stages:
             runners.append(NotifyRunner(self.config, producer, self.metrics, self.routing_keys))

@@ -143,6 +143,21 @@ class Silencer:
     def __init__(self, rules: Iterable[SilenceRule] = ()) -> None:
         self.rules = tuple(rules)
 
+    def upsert(self, rule: SilenceRule) -> None:
+        """Add a silence, or replace the one with the same id (the API's create and expire)."""
+        self.rules = (*(r for r in self.rules if r.id != rule.id), rule)
+
+    def remove(self, silence_id: str) -> bool:
+        """Drop a silence by id; False when there was none."""
+        kept = tuple(r for r in self.rules if r.id != silence_id)
+        removed = len(kept) != len(self.rules)
+        self.rules = kept
+        return removed
+
+    def get(self, silence_id: str) -> SilenceRule | None:
+        """The silence with this id, or None."""
+        return next((r for r in self.rules if r.id == silence_id), None)
+
     def mutes(self, labels: Mapping[str, str], now: float) -> SilenceRule | None:
         """The first silence active at `now` that mutes `labels`, or None."""
         for rule in self.rules:

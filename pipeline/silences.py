@@ -1,0 +1,240 @@
+"""Silences that people create and expire at run time, kept in a compacted Kafka topic.
+
+The topic is the source of truth: the API writes a silence there, and every worker
+process follows the topic and applies what it reads to its shared `Silencer`, so a
+silence made through any worker mutes alerts in all of them and survives restarts.
+Silences from the config file are loaded first and cannot be changed through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from pipeline.config import Config
+from pipeline.correlate.silence import Matcher, MatchOp, Silencer, SilenceRule, parse_matcher
+from pipeline.kafka import client_options, make_consumer
+from pipeline.timeutil import format_timestamp, parse_timestamp
+
+log = structlog.get_logger("quietpager.silences")
+
+
+class SilenceError(ValueError):
+    """A silence in an API request is malformed; the message says what to fix."""
+
+
+def rule_to_record(rule: SilenceRule, created_by: str = "") -> dict[str, Any]:
+    """The JSON stored in the silences topic."""
+    return {
+        "id": rule.id,
+        "matchers": [str(m) for m in rule.matchers],
+        "starts_at": rule.starts_at,
+        "ends_at": rule.ends_at,
+        "comment": rule.comment,
+        "created_by": created_by,
+    }
+
+
+def rule_from_record(data: Mapping[str, Any]) -> SilenceRule:
+    """Inverse of `rule_to_record`; raises ValueError on a bad record."""
+    try:
+        return SilenceRule(
+            matchers=tuple(parse_matcher(str(m)) for m in data["matchers"]),
+            starts_at=float(data["starts_at"]),
+            ends_at=float(data["ends_at"]),
+            comment=str(data.get("comment", "")),
+            id=str(data["id"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"bad silence record: {exc!r}") from None
+
+
+def rule_from_api(body: Any, now: float) -> SilenceRule:
+    """A new silence from an Alertmanager-style (v2) request body.
+
+    Matchers are objects `{"name", "value", "isRegex", "isEqual"}` or plain strings such
+    as `"service=checkout"`; `startsAt` defaults to now; `endsAt` is required.
+
+    >>> r = rule_from_api({"matchers": [{"name": "service", "value": "db", "isRegex": False}],
+    ...                    "endsAt": "2026-11-26T10:00:00Z"}, now=1795683600.0)
+    >>> [str(m) for m in r.matchers], r.ends_at - r.starts_at
+    (['service="db"'], 3600.0)
+    """
+    if not isinstance(body, dict):
+        raise SilenceError("the body must be a JSON object")
+    raw = body.get("matchers")
+    if not isinstance(raw, list) or not raw:
+        raise SilenceError("matchers: give at least one matcher")
+    matchers: list[Matcher] = []
+    for index, item in enumerate(raw):
+        try:
+            matchers.append(_api_matcher(item))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SilenceError(f"matchers[{index}]: {exc}") from None
+    try:
+        starts = parse_timestamp(body["startsAt"]) if body.get("startsAt") else now
+    except ValueError as exc:
+        raise SilenceError(f"startsAt: {exc}") from None
+    if "endsAt" not in body:
+        raise SilenceError("endsAt: required")
+    try:
+        ends = parse_timestamp(body["endsAt"])
+    except ValueError as exc:
+        raise SilenceError(f"endsAt: {exc}") from None
+    if ends <= max(starts, now):
+        raise SilenceError("endsAt must be in the future and after startsAt")
+    return SilenceRule(
+        matchers=tuple(matchers),
+        starts_at=starts,
+        ends_at=ends,
+        comment=str(body.get("comment", "")),
+        id=f"api-{uuid.uuid4()}",
+    )
+
+
+def _api_matcher(item: Any) -> Matcher:
+    if isinstance(item, str):
+        return parse_matcher(item)
+    if not isinstance(item, dict):
+        raise TypeError("a matcher is an object or a string")
+    regex = bool(item.get("isRegex", False))
+    equal = bool(item.get("isEqual", True))
+    op: MatchOp = ("=~" if equal else "!~") if regex else ("=" if equal else "!=")
+    return Matcher(str(item["name"]), op, str(item["value"]))
+
+
+def rule_to_api(rule: SilenceRule, now: float) -> dict[str, Any]:
+    """A silence as the API shows it (Alertmanager v2 field names)."""
+    state = "pending" if now < rule.starts_at else "active" if now < rule.ends_at else "expired"
+    return {
+        "id": rule.id,
+        "matchers": [
+            {"name": m.name, "value": m.value, "isRegex": "~" in m.op, "isEqual": "!" not in m.op}
+            for m in rule.matchers
+        ],
+        "startsAt": format_timestamp(rule.starts_at),
+        "endsAt": format_timestamp(rule.ends_at),
+        "comment": rule.comment,
+        "status": {"state": state},
+    }
+
+
+async def _caught_up(consumer: Any, ends: Mapping[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+class SilenceStore:
+    """The worker's silences: config ones plus those in the silences topic, kept in step."""
+
+    def __init__(self, config: Config, producer: AIOKafkaProducer) -> None:
+        self.config = config
+        self.producer = producer
+        self.silencer = Silencer.from_config(config.silences)
+        self._config_ids = {r.id for r in self.silencer.rules}
+        self._applied: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+
+    @property
+    def topic(self) -> str:
+        """The compacted topic that holds the silences."""
+        return self.config.topics.silences
+
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        if key is None:
+            return
+        silence_id = key.decode()
+        if silence_id in self._config_ids:
+            return  # the config file owns these
+        if value is None:
+            self.silencer.remove(silence_id)
+        else:
+            try:
+                self.silencer.upsert(rule_from_record(orjson.loads(value)))
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                log.warning("bad_silence_record", id=silence_id, error=str(exc))
+                return
+        self._applied[silence_id] = offset
+
+    async def follow(self, stop: asyncio.Event, loaded: asyncio.Event) -> None:
+        """Read the topic from the start, set `loaded` at its end, then keep applying changes."""
+        consumer = make_consumer(client_options(self.config.kafka), [], None)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            partitions = [
+                TopicPartition(self.topic, p)
+                for p in sorted(consumer.partitions_for_topic(self.topic) or ())
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200)
+                for records in batch.values():
+                    for record in records:
+                        self._apply(record.key, record.value, record.offset)
+                if not loaded.is_set() and await _caught_up(consumer, ends):
+                    loaded.set()
+                    log.info("silences_loaded", count=len(self.silencer.rules))
+                if batch:
+                    async with self._changed:
+                        self._changed.notify_all()
+        finally:
+            await consumer.stop()
+
+    async def _write(self, silence_id: str, record: dict[str, Any] | None) -> None:
+        value = None if record is None else orjson.dumps(record)
+        future = await self.producer.send(self.topic, value, key=silence_id.encode())
+        await future
+        # Wait (briefly) until this process has read it back, so a GET right after sees it.
+        deadline = time.monotonic() + 5.0
+        async with self._changed:
+            while not self._seen(silence_id, record) and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.5)
+
+    def _seen(self, silence_id: str, record: dict[str, Any] | None) -> bool:
+        rule = self.silencer.get(silence_id)
+        if record is None:
+            return rule is None
+        return rule is not None and rule.ends_at == record["ends_at"]
+
+    async def create(self, rule: SilenceRule, created_by: str = "api") -> None:
+        """Persist a new silence; it applies in every worker that follows the topic."""
+        await self._write(rule.id, rule_to_record(rule, created_by))
+        log.info(
+            "silence_created",
+            id=rule.id,
+            matchers=[str(m) for m in rule.matchers],
+            ends_at=format_timestamp(rule.ends_at),
+            comment=rule.comment,
+        )
+
+    async def expire(self, silence_id: str, now: float) -> bool:
+        """End a silence now (a pending one is deleted); False for unknown or config ones."""
+        rule = self.silencer.get(silence_id)
+        if rule is None or silence_id in self._config_ids:
+            return False
+        if now <= rule.starts_at:
+            await self._write(silence_id, None)
+        elif now < rule.ends_at:
+            record = rule_to_record(rule)
+            record["ends_at"] = now
+            await self._write(silence_id, record)
+        log.info("silence_expired", id=silence_id)
+        return True
+
+    def is_config(self, silence_id: str) -> bool:
+        """Whether a silence comes from the config file (read-only through the API)."""
+        return silence_id in self._config_ids

@@ -1,0 +1,218 @@
+"""Silences through the API: validated, persisted in Kafka, applied by the correlator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pipeline.correlate.silence import SilenceRule, parse_matcher
+from pipeline.metrics import Metrics
+from pipeline.ops import OpsServer
+from pipeline.silences import SilenceError, rule_from_api, rule_to_api
+from pipeline.worker import Worker
+from tests.conftest import TopicNames
+
+NOW = 1_795_683_600.0  # 2026-11-26T09:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ([], "the body must be a JSON object"),  # not an object
+        ({"endsAt": "2026-11-26T10:00:00Z"}, "matchers: give at least one matcher"),  # none
+        ({"matchers": [5], "endsAt": "2026-11-26T10:00:00Z"}, "matchers[0]"),  # bad matcher
+        ({"matchers": ["service=~("], "endsAt": "2026-11-26T10:00:00Z"}, "matchers[0]"),  # regex
+        ({"matchers": ["service=a"]}, "endsAt: required"),  # no end
+        ({"matchers": ["service=a"], "endsAt": "soon"}, "endsAt: timestamp is not RFC 3339"),
+        ({"matchers": ["service=a"], "endsAt": "2026-11-26T08:00:00Z"}, "in the future"),  # past
+    ],
+)
+def test_bad_api_bodies_are_rejected_with_a_reason(body: Any, error: str) -> None:
+    with pytest.raises(SilenceError, match=error.replace("[", r"\[").replace("(", r"\(")):
+        rule_from_api(body, NOW)
+
+
+@pytest.mark.parametrize(
+    ("matcher", "text"),
+    [
+        ({"name": "service", "value": "db"}, 'service="db"'),  # equality by default
+        ({"name": "service", "value": "db.*", "isRegex": True}, 'service=~"db.*"'),  # regex
+        ({"name": "service", "value": "db", "isEqual": False}, 'service!="db"'),  # negated
+        ("signal!~lat.*", 'signal!~"lat.*"'),  # a plain matcher string
+    ],
+)
+def test_api_matchers(matcher: Any, text: str) -> None:
+    rule = rule_from_api({"matchers": [matcher], "endsAt": "2026-11-26T10:00:00Z"}, NOW)
+    assert [str(m) for m in rule.matchers] == [text]
+    assert rule.starts_at == NOW
+    assert rule.id.startswith("api-")
+
+
+@pytest.mark.parametrize(
+    ("now", "state"),
+    [
+        (NOW - 1, "pending"),  # before it starts
+        (NOW, "active"),  # from its start
+        (NOW + 3599, "active"),  # until just before its end
+        (NOW + 3600, "expired"),  # its end is exclusive
+    ],
+)
+def test_api_status(now: float, state: str) -> None:
+    rule = SilenceRule((parse_matcher("service=a"),), NOW, NOW + 3600, "c", "api-1")
+    shown = rule_to_api(rule, now)
+    assert shown["status"] == {"state": state}
+    assert shown["matchers"] == [
+        {"name": "service", "value": "a", "isRegex": False, "isEqual": True}
+    ]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+async def _start(
+    config: Any, clock: list[float]
+) -> tuple[Worker, asyncio.Event, asyncio.Task[None], OpsServer]:
+    worker = Worker(config, Metrics.create(), stages=("correlate",))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    for _ in range(300):
+        if worker.ready:
+            break
+        await asyncio.sleep(0.05)
+    assert worker.ready
+    ops = OpsServer(
+        worker.metrics,
+        lambda: worker.ready,
+        "127.0.0.1",
+        0,
+        silences=lambda: worker.silences,
+        clock=lambda: clock[0],
+    )
+    await ops.start()
+    return worker, stop, task, ops
+
+
+@pytest.mark.broker
+async def test_api_silence_persists_across_restarts_and_expires(
+    kafka_bootstrap: str,
+    unique_topics: TopicNames,
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QUIETPAGER_TEST_ROUTING_KEY", "k")
+    config = unique_topics.config(kafka_bootstrap)
+    data = config.model_dump(mode="json")
+    data["topics"]["silences"] = f"{unique_topics.run_id}.silences"
+    config = type(config).model_validate(data)
+
+    clock = [NOW]
+    worker, stop, task, ops = await _start(config, clock)
+    base = f"http://127.0.0.1:{ops.port}/api/v2"
+    try:
+        async with session.post(
+            f"{base}/silences",
+            json={
+                "matchers": ["service=payments-db"],
+                "endsAt": "2026-11-26T11:00:00Z",
+                "comment": "db upgrade",
+            },
+        ) as r:
+            assert r.status == 200
+            silence_id = (await r.json())["silenceID"]
+        async with session.post(f"{base}/silences", json={"matchers": []}) as r:
+            assert r.status == 400
+            assert "matchers" in (await r.json())["error"]
+        assert worker.silences is not None
+        assert worker.silences.silencer.get(silence_id) is not None
+    finally:
+        await ops.stop()
+        stop.set()
+        await task
+
+    # A new worker (a restart) reads the silence back from the topic.
+    clock[0] = NOW + 60  # a minute later
+    worker, stop, task, ops = await _start(config, clock)
+    base = f"http://127.0.0.1:{ops.port}/api/v2"
+    try:
+        async with session.get(f"{base}/silences") as r:
+            listed = await r.json()
+        assert [(s["id"], s["comment"], s["status"]["state"]) for s in listed] == [
+            (silence_id, "db upgrade", "active")
+        ]
+        async with session.delete(f"{base}/silence/{silence_id}") as r:
+            assert r.status == 200
+        async with session.get(f"{base}/silence/{silence_id}") as r:
+            assert (await r.json())["status"]["state"] == "expired"
+        async with session.delete(f"{base}/silence/nope") as r:
+            assert r.status == 404
+    finally:
+        await ops.stop()
+        stop.set()
+        await task
+
+
+@pytest.mark.broker
+async def test_api_silence_mutes_the_incident(
+    kafka_bootstrap: str, unique_topics: TopicNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.bench.faults import FAULT_SCENARIO, create_topics, messages, produce, wait_for
+    from pipeline.notify.sink import WebhookSink
+
+    monkeypatch.setenv("QUIETPAGER_TEST_ROUTING_KEY", "k")
+    sink = WebhookSink()
+    await sink.start()
+    try:
+        config = unique_topics.config(
+            kafka_bootstrap,
+            receiver_url=sink.pagerduty_url,
+            topology=FAULT_SCENARIO.topology,
+            correlate={"hold_for": "60s", "resolve_after": "2m"},
+        )
+        data = config.model_dump(mode="json")
+        data["topics"]["silences"] = f"{unique_topics.run_id}.silences"
+        config = type(config).model_validate(data)
+        await create_topics(config)
+        worker = Worker(config, Metrics.create(), routing_keys={"oncall": "k"})
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await wait_for(lambda: worker.ready, 30, "the worker")
+            assert worker.silences is not None
+            # Maintenance on the whole shop for the scenario's hours (event time).
+            window = SilenceRule(
+                (parse_matcher("service=~.+"),),
+                NOW - 3600,
+                NOW + 86400,
+                "maintenance",
+                "api-maintenance",
+            )
+            await worker.silences.create(window)
+            await produce(config, messages())
+            await wait_for(
+                lambda: (
+                    (
+                        worker.metrics.registry.get_sample_value(
+                            "quietpager_correlation_decisions_total",
+                            {"kind": "suppress", "reason": "silenced"},
+                        )
+                        or 0
+                    )
+                    >= 20
+                ),
+                30,
+                "silenced anomalies",
+            )
+            await asyncio.sleep(1.0)
+        finally:
+            stop.set()
+            await task
+        assert sink.received == []
+    finally:
+        await sink.stop()
