@@ -582,7 +582,7 @@ async def run_faults(
     """Every fault in one go; prints the table."""
     import tempfile
 
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 160))
     results: list[FaultResult] = []
     broker = None
     if bootstrap is None:
@@ -634,7 +634,7 @@ async def run_faults(
             "-" if r.recovery_s is None else f"{r.recovery_s:.1f}s",
             r.note,
         )
-    console.print(table, width=max(console.width, 160))
+    console.print(table)
     return results
 
 
@@ -670,6 +670,10 @@ class LoopbackProxy:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.close()
+            return
+        if self._server is None:  # cut while this connection was being set up
+            writer.close()
+            up_writer.close()
             return
         self._writers.update((writer, up_writer))
         for source, sink in ((reader, up_writer), (up_reader, writer)):
