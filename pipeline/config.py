@@ -202,6 +202,7 @@ class LogsConfig(_Strict):
     similarity: float = Field(default=0.7, gt=0, lt=1)
     depth: int = Field(default=5, ge=3, le=10)
     burst_min_count: int = Field(default=5, ge=1)
+    burst_min_level: LogLevel = "warning"
     repeat_every: Duration = 15.0
     silence_window: int = Field(default=10, ge=2, le=60)
     silence_after: int = Field(default=2, ge=1)

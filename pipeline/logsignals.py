@@ -8,16 +8,18 @@ What becomes an anomaly (the `kind` in its detail):
 - `new_template`: a template first seen after the service's warm-up, at
   `new_template_min_level` or above. Score 1.0 at once, and again every `repeat_every` while
   it keeps appearing during its own warm-up, so a new failure that persists can page alone.
-- `template_burst`: a known template's count in the open bucket crosses its threshold
-  (checked as lines arrive, so a burst is reported before its bucket ends).
+- `template_burst`: a known template at `burst_min_level` or above has a count in the open
+  bucket that crosses its threshold (checked as lines arrive, so a burst is reported before
+  its bucket ends).
 - `error_rate`: the same for a service's error-level lines (error and above) as a whole.
 - `template_silent`: a template present in most of the last `silence_window` buckets has been
-  absent for the last `silence_after` (a heartbeat stopped).
+  absent for the last `silence_after` (a heartbeat stopped); reported again every
+  `repeat_every` as time advances until it returns or `silence_window` buckets pass.
 
 Bursts and new templates of warning-or-above templates, and error rates, are the `errors`
-signal; bursts of lower-level templates are `traffic`, and so are silences. Every anomaly's
-`detail` carries the template, up to `examples` recent lines (secret-like values masked) and
-the counts (during, and the baseline per bucket before).
+signal; bursts of lower-level templates (when `burst_min_level` allows) are `traffic`, and so
+are silences. Every anomaly's `detail` carries the template, up to `examples` recent lines
+(secret-like values masked) and the counts (during, and the baseline per bucket before).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ TEMPLATE_SERIES: Final = "log_template_rate"
 ERROR_SERIES: Final = "log_error_rate"
 SNAPSHOT_VERSION: Final = 1
 #: Distinct raw lines per service remembered with their template, so repeats skip Drain.
-LINE_CACHE_SIZE: Final = 4096
+LINE_CACHE_SIZE: Final = 1024
 EXAMPLE_CHARS: Final = 300
 # A template counts as steady when present in at least this share of its history buckets.
 STEADY_SHARE: Final = 0.8
@@ -79,19 +81,20 @@ DEFAULT_MASKS: Final[tuple[tuple[str, str], ...]] = (
         r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?"
         r"(?:,(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?)*(?![\w.])",
     ),
-    ("HEX", r"(?<![\w.])0[xX][0-9a-fA-F]+(?![\w.])"),
-    ("HEX", r"(?<![\w.-])(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,}(?![\w-])"),
+    ("NUM", r"(?<![\w.])0[xX][0-9a-fA-F]+(?![\w.])"),
+    ("NUM", r"(?<![\w.-])(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,}(?![\w-])"),
     ("NUM", r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:ms|us|ns|s|m|h|[KMGT]?B)?(?![\w.])"),
 )
 
 # Values that look like credentials are masked in example lines before they leave the stage.
 _SECRET_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
+    (re.compile(r"(?i)\b(authorization\s*[:=]\s*)(?:(?:bearer|basic)\s+)?\S+"), r"\1<REDACTED>"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 <REDACTED>"),
     (
         re.compile(
             r"(?i)\b((?:[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|"
             r"access[_-]?key|private[_-]?key|credential|auth)[\w-]*)\s*[=:]\s*)"
-            r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+            r"(?!<REDACTED>)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
         ),
         r"\1<REDACTED>",
     ),
@@ -134,14 +137,22 @@ class CombinedMask(AbstractMaskingInstruction):  # type: ignore[misc]
         self._needs_digit = re.compile(r"\d")
 
     def mask(self, content: str, mask_prefix: str, mask_suffix: str) -> str:
-        if self.regex is None or self._needs_digit.search(content) is None:
+        has_digit = self._needs_digit.search
+        if self.regex is None or has_digit(content) is None:
             return content
         names = self._names
 
         def replace(match: re.Match[str]) -> str:
             return f"{mask_prefix}{names[match.lastgroup or '']}{mask_suffix}"
 
-        return self.regex.sub(replace, content)
+        # No mask spans whitespace, and Drain splits on it anyway: running the regex only
+        # over the tokens that hold a digit is several times faster than over the line.
+        sub = self.regex.sub
+        tokens = content.split()
+        for index, token in enumerate(tokens):
+            if has_digit(token) is not None:
+                tokens[index] = sub(replace, token)
+        return " ".join(tokens)
 
 
 def miner_config(
@@ -174,18 +185,34 @@ class TemplateSet:
         self._lines: OrderedDict[str, int] = OrderedDict()
 
     def mine(self, message: str) -> tuple[int, bool]:
-        """The template id of `message`, and whether this line created the template."""
-        cached = self._lines.get(message)
+        """The template id of `message`, and whether this line created the template.
+
+        A line seen before, raw or once masked, keeps the template it got then: the Drain
+        tree search is the cost of mining, and most lines repeat once their variables are
+        masked.
+        """
+        lines = self._lines
         drain = self.miner.drain
+        cached = lines.get(message)
         if cached is not None and cached in drain.id_to_cluster:
-            self._lines.move_to_end(message)
+            lines.move_to_end(message)
             return cached, False
-        cluster, change = drain.add_log_message(self.miner.masker.mask(message))
+        masked = self.miner.masker.mask(message)
+        cached = lines.get(masked)
+        if cached is not None and cached in drain.id_to_cluster:
+            lines.move_to_end(masked)
+            self._remember(message, cached)
+            return cached, False
+        cluster, change = drain.add_log_message(masked)
         cluster_id = int(cluster.cluster_id)
-        self._lines[message] = cluster_id
+        self._remember(masked, cluster_id)
+        self._remember(message, cluster_id)
+        return cluster_id, change == "cluster_created"
+
+    def _remember(self, line: str, cluster_id: int) -> None:
+        self._lines[line] = cluster_id
         if len(self._lines) > LINE_CACHE_SIZE:
             self._lines.popitem(last=False)
-        return cluster_id, change == "cluster_created"
 
     def template(self, template_id: int) -> str:
         """The current text of a template ('' when it was evicted)."""
@@ -229,7 +256,7 @@ class _Template:
     novel: bool
     buckets_seen: int = 0
     presence: int = 0  # bit i set: present in the i-th most recently closed bucket
-    silent_reported: bool = False
+    silent_since: float | None = None  # when its silence was first reported
 
 
 @dataclass(slots=True)
@@ -242,6 +269,7 @@ class _Service:
     errors: _Rate
     bucket: int
     by_id: OrderedDict[int, _Template] = field(default_factory=OrderedDict)
+    silent: dict[int, None] = field(default_factory=dict)  # ids of templates reported silent
     buckets_closed: int = 0
     last_ts: float = -math.inf
 
@@ -273,12 +301,13 @@ class LogStage:
         )
         self._services: OrderedDict[str, _Service] = OrderedDict()
         self._min_rank = LEVEL_RANK[config.new_template_min_level]
+        self._burst_rank = LEVEL_RANK[config.burst_min_level]
         self._history_mask = (1 << config.silence_window) - 1
         self.stats = LogStats()
         self.watermark = -math.inf
         self._next_ttl_sweep = -math.inf
-        #: The template id of the last observed record ("" before any), for benchmarks.
-        self.last_template = ""
+        #: The template id of the last observed record (-1 before any), for benchmarks.
+        self.last_template = -1
 
     def _default_factory(self, signal: Signal) -> GoldenSignalDetector:
         return detector_for_signal(signal.value, warmup=self.config.warmup_buckets)
@@ -297,39 +326,49 @@ class LogStage:
 
     def observe(self, record: LogRecord) -> list[Anomaly]:
         """Count one record; returns anomalies of buckets it closed, then any it raised itself."""
+        # The hot path of the log stream: written for speed (no per-line allocations beyond
+        # the miner's, no calls that are not needed).
         self.stats.records += 1
         ts = record.ts
+        config = self.config
         out: list[Anomaly] = []
         if ts > self.watermark:
             self.watermark = ts
-            self._sweep_ttl(ts)
-        index = math.floor(ts / self.config.bucket)
-        service = self._service(dict(record.labels), index)
+            if ts >= self._next_ttl_sweep:
+                self._sweep_ttl(ts)
+        index = math.floor(ts / config.bucket)
+        service = self._service(record.labels, index)
         if index > service.bucket:
             out.extend(self._close_until(service, index))
         elif index < service.bucket:
             # A late line counts toward the open bucket: closed buckets are already learned.
             self.stats.late += 1
-        service.last_ts = max(service.last_ts, ts)
+        if ts > service.last_ts:
+            service.last_ts = ts
         template_id, created = service.templates.mine(record.message)
-        self.last_template = str(template_id)
+        self.last_template = template_id
         rank = LEVEL_RANK.get(record.level, 2)
         template = service.by_id.get(template_id)
         if template is None:
-            novel = created and service.buckets_closed >= self.config.warmup_buckets
+            novel = created and service.buckets_closed >= config.warmup_buckets
             template = self._admit_template(service, template_id, rank, novel)
         else:
             service.by_id.move_to_end(template_id)
-            template.level_rank = max(template.level_rank, rank)
+            if rank > template.level_rank:
+                template.level_rank = rank
+            if template.silent_since is not None:
+                template.silent_since = None
+                service.silent.pop(template_id, None)
         rate = template.rate
         rate.count += 1
-        if self.config.examples:
-            _remember(rate.examples, record.message, self.config.examples)
+        keep = config.examples
+        if rate.count <= keep:
+            _example(rate, record.message)
         if template.novel and template.level_rank >= self._min_rank:
-            if ts - rate.last_report >= self.config.repeat_every:
+            if ts - rate.last_report >= config.repeat_every:
                 rate.last_report = ts
                 out.append(self._anomaly(service, template, "new_template", ts, Signal.ERRORS, 1.0))
-        elif rate.count >= self.config.burst_min_count:
+        elif rate.count >= config.burst_min_count and template.level_rank >= self._burst_rank:
             signal = Signal.ERRORS if template.level_rank >= WARNING_RANK else Signal.TRAFFIC
             score = self._crossed(rate, signal, ts)
             if score is not None:
@@ -337,13 +376,14 @@ class LogStage:
         if rank >= ERROR_RANK:
             errors = service.errors
             errors.count += 1
-            if self.config.examples:
-                _remember(errors.examples, record.message, self.config.examples)
-            if errors.count >= self.config.burst_min_count:
+            if errors.count <= keep:
+                _example(errors, record.message)
+            if errors.count >= config.burst_min_count:
                 score = self._crossed(errors, Signal.ERRORS, ts)
                 if score is not None:
                     out.append(self._error_anomaly(service, template, ts, score))
-        self.stats.anomalies += len(out)
+        if out:
+            self.stats.anomalies += len(out)
         return out
 
     def advance(self, now: float) -> list[Anomaly]:
@@ -357,19 +397,22 @@ class LogStage:
             # A bucket closes once time has passed its end, so `now` itself opens bucket `index`.
             if index > service.bucket:
                 out.extend(self._close_until(service, index))
+            if service.silent:
+                out.extend(self._still_silent(service, now))
         self.stats.anomalies += len(out)
         return out
 
     # ----------------------------------------------------------------- state per key
 
-    def _service(self, labels: dict[str, str], index: int) -> _Service:
-        name = labels.get(self.detect.service_label, "unknown")
+    def _service(self, labels: tuple[tuple[str, str], ...], index: int) -> _Service:
+        service_label = self.detect.service_label
+        name = next((v for k, v in labels if k == service_label), "unknown")
         service = self._services.get(name)
         if service is not None:
             self._services.move_to_end(name)
             return service
         scope_label = self.detect.scope_label
-        scope = labels.get(scope_label, "default") if scope_label else "default"
+        scope = dict(labels).get(scope_label, "default") if scope_label else "default"
         service = _Service(
             name=name,
             scope=scope,
@@ -426,9 +469,13 @@ class LogStage:
         # are all zero and would cost time per template for nothing.
         steps = min(gap, self.config.silence_window + 1)
         skipped = gap - steps
-        for template in service.by_id.values():
-            template.presence = (template.presence << skipped) & self._history_mask
+        if skipped:
+            for template in service.by_id.values():
+                # Beyond the window the history is all zeros; never shift by a huge gap.
+                shift = min(skipped, self.config.silence_window)
+                template.presence = (template.presence << shift) & self._history_mask
         service.bucket = index - steps
+        service.buckets_closed += skipped
         for _ in range(steps):
             end = (service.bucket + 1) * self.config.bucket
             for template in service.by_id.values():
@@ -449,21 +496,49 @@ class LogStage:
         if template.novel and template.buckets_seen >= self.config.warmup_buckets:
             template.novel = False
         if present:
-            template.silent_reported = False
+            if template.silent_since is not None:
+                template.silent_since = None
+                service.silent.pop(template.id, None)
             return None
         after = self.config.silence_after
         window = self.config.silence_window
-        if template.silent_reported or template.buckets_seen < window:
+        if template.silent_since is not None or template.buckets_seen < window:
             return None
         if template.presence & ((1 << after) - 1):
             return None
         history = (template.presence >> after).bit_count()
         if history < STEADY_SHARE * (window - after):
             return None
-        template.silent_reported = True
+        template.silent_since = end
+        rate.last_report = end
+        service.silent[template.id] = None
         anomaly = self._anomaly(service, template, "template_silent", end, Signal.TRAFFIC, 1.0)
         anomaly.detail["present_buckets_before"] = history
         return anomaly
+
+    def _still_silent(self, service: _Service, now: float) -> list[Anomaly]:
+        """Re-report silent templates every `repeat_every`, so a stopped heartbeat can page.
+
+        After `silence_window` buckets of silence it is the new normal and is let go.
+        """
+        out: list[Anomaly] = []
+        give_up = self.config.silence_window * self.config.bucket
+        for template_id in list(service.silent):
+            template = service.by_id.get(template_id)
+            if template is None or template.silent_since is None:
+                del service.silent[template_id]
+                continue
+            if now - template.silent_since > give_up:
+                template.silent_since = None
+                del service.silent[template_id]
+                continue
+            rate = template.rate
+            if now - rate.last_report >= self.config.repeat_every:
+                rate.last_report = now
+                out.append(
+                    self._anomaly(service, template, "template_silent", now, Signal.TRAFFIC, 1.0)
+                )
+        return out
 
     # ----------------------------------------------------------------- anomalies
 
@@ -546,6 +621,7 @@ class LogStage:
                 s.errors,
                 s.bucket,
                 list(s.by_id.values()),
+                list(s.silent),
                 s.buckets_closed,
                 s.last_ts,
             )
@@ -564,23 +640,23 @@ class LogStage:
             raise ValueError(f"unsupported log stage snapshot version {version!r}")
         self._services.clear()
         self.watermark = float(watermark)
-        for name, scope, drain, errors, bucket, templates, closed, last_ts in services:
+        for name, scope, drain, errors, bucket, templates, silent, closed, last_ts in services:
             template_set = TemplateSet(self._miner_config)
             template_set.restore(drain)
             service = _Service(name, scope, template_set, errors, bucket)
             service.by_id = OrderedDict((t.id, t) for t in templates)
+            service.silent = dict.fromkeys(silent)
             service.buckets_closed = closed
             service.last_ts = last_ts
             self._services[name] = service
 
 
-def _remember(examples: deque[str], line: str, keep: int) -> None:
-    """Keep the `keep` most recent distinct lines (raw; redacted when shown)."""
-    if examples and examples[-1] == line:
-        return
-    examples.append(line)
-    while len(examples) > keep:
-        examples.popleft()
+def _example(rate: _Rate, line: str) -> None:
+    """Keep the first lines of the open bucket (raw; redacted when shown): a bucket's first
+    line replaces the previous bucket's, so a silence still shows the last lines seen."""
+    if rate.count == 1:
+        rate.examples.clear()
+    rate.examples.append(line)
 
 
 def _learn(rate: _Rate) -> None:

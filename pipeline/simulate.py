@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 import orjson
 import yaml
 
-from pipeline.synthetic import ERRORS, LATENCY, SATURATION, TRAFFIC, _hops_from
+from pipeline.synthetic import ERRORS, LATENCY, SATURATION, TRAFFIC, hops_from
 from pipeline.timeutil import format_timestamp
 
 IncidentKind = Literal["fault", "stopped", "blip", "flap", "storm", "maintenance"]
@@ -225,7 +225,7 @@ class _Builder:
 
     def fault(self, root: str, onset: float, duration: float, kind: IncidentKind = "fault") -> None:
         """A root-cause fault: saturation, then latency and errors, then callers hop by hop."""
-        hops = _hops_from(root, self.sim.topology)
+        hops = hops_from(root, self.sim.topology)
         # Each hop's delay is drawn once per incident: 30-90 s of retries and timeouts.
         delays = [self.rng.uniform(30.0, 90.0) for _ in range(max(hops.values()) + 1)]
         end = onset + duration

@@ -74,7 +74,7 @@ class Scenario:
         return int(self.duration_s // self.step_s)
 
 
-def _hops_from(root: str, topology: dict[str, list[str]]) -> dict[str, int]:
+def hops_from(root: str, topology: dict[str, list[str]]) -> dict[str, int]:
     """Distance of each caller (transitively) from `root` in the call graph."""
     callers: dict[str, list[str]] = {s: [] for s in topology}
     for caller, callees in topology.items():
@@ -103,7 +103,7 @@ class _Profile:
 
 def affected_services(scenario: Scenario, fault: Fault) -> dict[str, float]:
     """Each service the fault reaches, with the event time it starts to show."""
-    hops = _hops_from(fault.root, scenario.topology)
+    hops = hops_from(fault.root, scenario.topology)
     return {s: scenario.start + fault.onset_s + h * fault.hop_delay_s for s, h in hops.items()}
 
 

@@ -61,7 +61,7 @@ class Score:
 
     def add(self, other: Score) -> None:
         """Pool another scenario's counts into this one."""
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             mine = getattr(self, name)
             theirs = getattr(other, name)
             if isinstance(mine, list):

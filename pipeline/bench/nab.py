@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detectors.golden import GoldenSignalDetector, detector_for_signal
+from detectors.likelihood import LikelihoodDetector
 from pipeline.bench.nab_score import (
     PROFILE_NAMES,
     CorpusScorer,
@@ -43,13 +44,17 @@ from pipeline.bench.nab_score import (
 from pipeline.errors import QuietpagerError
 
 __all__ = [
+    "COLUMN_HELP",
     "DETECTORS",
     "REFERENCE_SCORES",
     "SHIPPED_THRESHOLD",
     "DetectorRun",
     "NabFile",
     "NabReport",
+    "ProfileScore",
+    "StreamDetector",
     "load_corpus",
+    "print_report",
     "run_detector",
     "run_nab",
     "score_run",
@@ -91,9 +96,15 @@ def _golden() -> StreamDetector:
 
 
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
+# From golden-slow on, each name adds one idea to the one before it, so their rows show what
+# each idea adds (detectors/README.md).
 DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     "shipped": _shipped,
     "golden": _golden,
+    "golden-slow": lambda: GoldenSignalDetector(direction="both", alpha=0.01),
+    "likelihood-only": lambda: LikelihoodDetector(range_tolerance=None, refractory=0),
+    "likelihood-range": lambda: LikelihoodDetector(refractory=0),
+    "likelihood": LikelihoodDetector,
 }
 
 
@@ -306,7 +317,10 @@ def score_run(
 
 
 def _threshold_text(threshold: float) -> str:
-    return "never" if math.isinf(threshold) else f"{threshold:.6g}"
+    if math.isinf(threshold):
+        return "never"
+    # Thresholds crowd towards 1; the distance from 1 is what tells them apart.
+    return f"1-{1 - threshold:.1e}" if threshold > 0.999 else f"{threshold:.4f}"
 
 
 def print_report(

@@ -11,21 +11,29 @@ Rules, in the order they apply to one anomaly:
 2. Grouping. An anomaly joins an open incident of its scope when the incident's last anomaly
    is within `group_window` of the anomaly's time and its service is in the incident or
    topology-related (caller or callee, transitively) to the incident's suspected root, or,
-   for a traffic drop, when one of the service's direct callers is related to that root
-   (users who give up at a failing caller stop calling it). Relating to the root rather than
-   to any member keeps two faults under a shared caller apart. Among several, the one whose
-   root the service depends on wins (it is a symptom there), then the larger incident, then
-   the most recent activity, then the one opened later. Otherwise it opens a new incident,
-   whose id (the dedup_key) is fixed for its whole life.
+   for a traffic anomaly (drop or surge), when one of the service's direct callers is
+   related to that root (its traffic is its callers' doing: users who give up at a failing
+   caller stop calling it). Relating to the root rather than to any member keeps two faults
+   under a shared caller apart. Among several, the one whose root has been anomalous
+   longest (up to `hold_for`) wins, so a one-off on a dependency everything shares attracts
+   nothing; then one whose root the service depends on (it is a symptom there), then the
+   freshest root, then the larger incident, then the most recent activity, then the one
+   opened later. Otherwise it opens a new incident, whose id (the dedup_key) is fixed for
+   its whole life.
 3. Hold. An incident pages once one of its series has stayed anomalous for `hold_for`, the
    way Alertmanager's `for` works: a series' streak runs while its anomalies come no more
    than `hold_max_gap` apart, and the incident triggers at the first anomaly that makes some
    streak at least `hold_for` long (so `hold_for: 0` pages at once). A blip shorter than
    `hold_for`, or unrelated one-off anomalies that happen to group, never page.
-4. Root cause. The suspected root is, among the incident's most downstream services
-   (`Topology.root_causes`), the one most of the incident's services depend on (it explains
-   the most), then the earliest first anomaly, then the name. Callers of the root
-   are symptoms: they fold into the incident and never page on their own. A root that
+4. Root cause. Only services with evidence compete: a streak of `hold_for` (persistent), or
+   an anomaly within the last `hold_for` (all of them when the incident has more than 200
+   services). Among the most downstream of those (`Topology.root_causes`), the one with the
+   longest streak (counted up to `hold_for`) wins, then the earliest first anomaly, then the
+   one most of the incident's services depend on, then the name. So a one-off on a dependency
+   everything shares does not explain a service that is still failing. The root is
+   recomputed as services join, as a service's streak overtakes the root's, at the trigger
+   and at the close. Callers of the root are symptoms: they fold into the incident and
+   never page on their own. A root that
    changes after the trigger does not page again (one trigger per incident); the resolve
    page carries the final root. The summary names the incident's most upstream service
    (`Topology.entry_points`), where users feel it, then the suspected root.
@@ -35,6 +43,17 @@ Rules, in the order they apply to one anomaly:
    `observe`/`advance` at or past it.
 6. Bounds. At most `max_incidents` are open; opening one more first closes the least recently
    active one ("evicted"), with a resolve page if it had paged.
+7. Flapping (`pipeline/correlate/flap.py`). A series that keeps re-entering anomaly (flap
+   percent over `flap_window` at least `flap_high`, until it drops below `flap_low`) is
+   flapping: its anomalies still fold into their incident, but its streak never counts
+   toward the hold, so it stops paging on its own.
+8. Routing by urgency. An incident whose series are all saturation (or generic) is low
+   urgency: when `route.low_urgency` names receivers, its pages go there, with severity
+   `warning`, instead of `route.receivers`. The resolve goes where the trigger went.
+9. Storm protection (`pipeline/correlate/storm.py`). At most `storm_max_pages` triggers per
+   `storm_window` go to one set of receivers; a trigger beyond the cap waits ("storm_capped",
+   once per incident), its incident stays open and is listed in the `storm_digest` of the
+   next page sent, and it pages once the window has room if it is still anomalous.
 
 An anomaly arriving after its incident closed opens a new incident with a new dedup_key.
 `Decision.at` is the correlator's clock when decided, except closings by quiet (above).
@@ -49,11 +68,14 @@ fold       joined_incident      a new series joined an open incident
 fold       dedup_same_series    a series already in the incident fired again
 fold       symptom_of_root      a new series of a caller of the incident's suspected root
 fold       root_changed         a new series that changed the incident's suspected root
+fold       flapping             its series is flapping: folded, never held to a page
 suppress   silenced             the anomaly matched an active silence
 suppress   stale                the anomaly is older than now - resolve_after (a redelivery)
 suppress   blip_recovered       the incident went quiet before it ever paged
 suppress   evicted              an incident that never paged was dropped for max_incidents
+suppress   storm_capped         a due trigger was held back by the storm cap
 page       first_notification   trigger: the incident outlived its hold
+page       low_urgency          trigger of a low-urgency incident, to `route.low_urgency`
 page       resolved             resolve: the incident went quiet after paging
 page       evicted              resolve: a paged incident was dropped for max_incidents
 =========  ===================  ==========================================================
@@ -73,7 +95,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pipeline.config import CorrelateConfig
+from pipeline.correlate.flap import FlapDetector
 from pipeline.correlate.silence import Silencer, anomaly_labels
+from pipeline.correlate.storm import StormGuard
 from pipeline.correlate.topology import Topology
 from pipeline.model import Anomaly, Page, PageAction, SeriesKey, Signal
 from pipeline.timeutil import format_timestamp
@@ -86,6 +110,9 @@ DEDUP_SAME_SERIES: Final = "dedup_same_series"
 SYMPTOM_OF_ROOT: Final = "symptom_of_root"
 ROOT_CHANGED: Final = "root_changed"
 SILENCED: Final = "silenced"
+FLAPPING: Final = "flapping"
+STORM_CAPPED: Final = "storm_capped"
+LOW_URGENCY: Final = "low_urgency"
 STALE: Final = "stale"
 BLIP_RECOVERED: Final = "blip_recovered"
 EVICTED: Final = "evicted"
@@ -98,17 +125,23 @@ DECISION_REASONS: Final[tuple[tuple[DecisionKind, str], ...]] = (
     ("fold", DEDUP_SAME_SERIES),
     ("fold", SYMPTOM_OF_ROOT),
     ("fold", ROOT_CHANGED),
+    ("fold", FLAPPING),
     ("suppress", SILENCED),
     ("suppress", STALE),
     ("suppress", BLIP_RECOVERED),
     ("suppress", EVICTED),
+    ("suppress", STORM_CAPPED),
     ("page", FIRST_NOTIFICATION),
+    ("page", LOW_URGENCY),
     ("page", RESOLVED),
     ("page", EVICTED),
 )
 """Every (kind, reason) the correlator emits, so metrics can start each label set at zero."""
 
 SNAPSHOT_VERSION: Final = 1
+#: Above this many services an incident's root comes from its cached candidates alone.
+_ROOT_FILTER_LIMIT: Final = 200
+_LOW_URGENCY_SIGNALS: Final = frozenset({Signal.SATURATION.value, Signal.GENERIC.value})
 TOP_SERIES: Final = 10
 #: At most this many log signals (template, example lines, counts) ride along in a page.
 TOP_LOG_SIGNALS: Final = 5
@@ -190,12 +223,18 @@ class _Incident:
     folded_by_reason: dict[str, int] = field(default_factory=dict)
     silenced: int = 0
     paged_at: float | None = None
+    receivers: tuple[str, ...] = ()  # where the trigger went; the resolve goes there too
+    storm_held: bool = False
     longest_streak: float = 0.0
     # series id -> the log context of its strongest anomaly (template, examples, counts).
     log_signals: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Derived from `services` and the topology (not snapshotted): `Topology.root_causes`
     # of the services, kept up to date as services join so a big incident stays cheap.
     root_candidates: set[str] = field(default_factory=set)
+    # Also derived: each service's longest streak and latest anomaly time; a service whose
+    # streak reached `hold_for` is persistently anomalous (evidence for being the root).
+    service_streak: dict[str, float] = field(default_factory=dict)
+    service_last: dict[str, float] = field(default_factory=dict)
 
 
 def incident_id(scope: str, service: str, onset: float) -> str:
@@ -222,12 +261,18 @@ class Correlator:
         silencer: Silencer,
         receivers: tuple[str, ...],
         source: str = "quietpager",
+        low_urgency_receivers: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.topology = topology
         self.silencer = silencer
         self.receivers = receivers
+        self.low_urgency_receivers = low_urgency_receivers
         self.source = source
+        self.flaps = FlapDetector(
+            config.flap_window, config.hold_max_gap, config.flap_high, config.flap_low
+        )
+        self.storm = StormGuard(config.storm_max_pages, config.storm_window)
         self._now: float | None = None
         self._seq = 0
         self._incidents: dict[str, _Incident] = {}
@@ -264,25 +309,43 @@ class Correlator:
                 Decision("suppress", SILENCED, target.id if target else "", None, now, detail)
             )
             return decisions
+        flapping = self.flaps.observe(anomaly.series.id, anomaly.ts)
         if target is None:
             target = self._open(anomaly, decisions)
-            self._fold(target, anomaly)
-            self._count(target, NEW_INCIDENT_HELD)
+            self._fold(target, anomaly, flapping)
             reason = NEW_INCIDENT_HELD
             detail = self._anomaly_detail(anomaly)
             detail["hold_until"] = target.onset + self.config.hold_for
         else:
-            reason, detail = self._join(target, anomaly)
+            reason, detail = self._join(target, anomaly, flapping)
+        if flapping:
+            reason = FLAPPING
+            detail["flap_percent"] = self.flaps.percent(anomaly.series.id, anomaly.ts)
+        self._count(target, reason)
         decisions.append(Decision("fold", reason, target.id, None, now, detail))
         if target.paged_at is None and target.longest_streak >= self.config.hold_for:
-            target.paged_at = now
-            page = self._page(target, "trigger", now)
-            decisions.append(
-                Decision(
-                    "page", FIRST_NOTIFICATION, target.id, page, now, self._page_detail(target)
-                )
-            )
+            decisions.extend(self._trigger(target, now))
         return decisions
+
+    def _trigger(self, incident: _Incident, now: float) -> list[Decision]:
+        """Page an incident that outlived its hold, unless the storm cap holds it back."""
+        incident.root = self._suspected_root(incident, now)
+        low = bool(self.low_urgency_receivers) and all(
+            state.signal in _LOW_URGENCY_SIGNALS for state in incident.series.values()
+        )
+        receivers = self.low_urgency_receivers if low else self.receivers
+        if not self.storm.allows(receivers, now):
+            if incident.storm_held:
+                return []
+            incident.storm_held = True
+            detail = self._page_detail(incident) | {"receivers": list(receivers)}
+            return [Decision("suppress", STORM_CAPPED, incident.id, None, now, detail)]
+        self.storm.record(receivers, now)
+        incident.paged_at = now
+        incident.receivers = receivers
+        page = self._page(incident, "trigger", now)
+        reason = LOW_URGENCY if low else FIRST_NOTIFICATION
+        return [Decision("page", reason, incident.id, page, now, self._page_detail(incident))]
 
     def advance(self, now: float) -> list[Decision]:
         """Move event time to `now`; returns the closings that became due, oldest first."""
@@ -360,39 +423,55 @@ class Correlator:
         service = anomaly.service
         related = self.topology.related_services(service)
         in_scope = self._by_scope.get(anomaly.scope, {})
-        drop = anomaly.signal is Signal.TRAFFIC and anomaly.value < anomaly.expected
-        # Walk whichever is smaller: the service's neighbourhood or the scope's open incidents
-        # (a traffic drop may belong to an incident it is not related to: walk them all).
-        if len(related) <= len(in_scope) and not drop:
+        callers = self.topology.dependents(service)
+        traffic = anomaly.signal is Signal.TRAFFIC and bool(callers)
+        # A traffic change may also belong where one of its callers' roots is.
+        neighbourhood = related
+        if traffic:
+            neighbourhood = neighbourhood.union(
+                *(self.topology.related_services(caller) for caller in callers)
+            )
+        # Walk whichever is smaller: the neighbourhood or the scope's open incidents.
+        if len(neighbourhood) <= len(in_scope):
             keys: Iterable[str] = dict.fromkeys(
                 key
-                for member in related
+                for member in neighbourhood
                 for key in self._by_service.get((anomaly.scope, member), ())
             )
         else:
             keys = in_scope
         best: _Incident | None = None
-        best_rank: tuple[bool, int, float, int] | None = None
+        best_rank: tuple[float, bool, float, int, float, int] | None = None
         for key in keys:
             incident = self._incidents[key]
             if abs(anomaly.ts - incident.last_ts) > self.config.group_window:
                 continue
-            if not self._belongs(incident, service, related, drop):
+            if not self._belongs(incident, service, related, traffic):
                 continue
             root = incident.root
             symptom = root == service or root in self.topology.transitive_dependencies(service)
-            rank = (symptom, len(incident.services), incident.last_ts, incident.seq)
+            # A root that has fired for `hold_for` beats a one-off (say, noise on a dependency
+            # everything shares), then one the service depends on, then the freshest root.
+            rank = (
+                min(incident.service_streak.get(root, 0.0), self.config.hold_for),
+                symptom,
+                incident.service_last.get(root, incident.onset),
+                len(incident.services),
+                incident.last_ts,
+                incident.seq,
+            )
             if best_rank is None or rank > best_rank:
                 best, best_rank = incident, rank
         return best
 
     def _belongs(
-        self, incident: _Incident, service: str, related: frozenset[str], drop: bool
+        self, incident: _Incident, service: str, related: frozenset[str], traffic: bool
     ) -> bool:
         """Whether `service` may join `incident`: a member, related to its root, or starved."""
         if service in incident.services or incident.root in related:
             return True
-        return drop and any(
+        # A service's traffic is its callers' doing: it moves when they fail or recover.
+        return traffic and any(
             incident.root in self.topology.related_services(caller)
             for caller in self.topology.dependents(service)
         )
@@ -430,12 +509,14 @@ class Correlator:
             self._by_service.setdefault((incident.scope, service), {})[incident.id] = None
         heapq.heappush(self._quiet, (incident.last_ts, incident.seq, incident.id))
 
-    def _join(self, incident: _Incident, anomaly: Anomaly) -> tuple[str, dict[str, Any]]:
+    def _join(
+        self, incident: _Incident, anomaly: Anomaly, flapping: bool
+    ) -> tuple[str, dict[str, Any]]:
         """Fold `anomaly` into an open incident; returns the reason and the decision detail."""
         detail = self._anomaly_detail(anomaly)
         known_series = anomaly.series.id in incident.series
         before = incident.root
-        self._fold(incident, anomaly)
+        self._fold(incident, anomaly, flapping)
         if known_series:
             reason = DEDUP_SAME_SERIES
         elif incident.root != before:
@@ -446,17 +527,18 @@ class Correlator:
             detail["root"] = incident.root
         else:
             reason = JOINED_INCIDENT
-        self._count(incident, reason)
         return reason, detail
 
     @staticmethod
     def _count(incident: _Incident, reason: str) -> None:
         incident.folded_by_reason[reason] = incident.folded_by_reason.get(reason, 0) + 1
 
-    def _fold(self, incident: _Incident, anomaly: Anomaly) -> None:
+    def _fold(self, incident: _Incident, anomaly: Anomaly, flapping: bool = False) -> None:
         """Record `anomaly` in `incident`: alert count, series peak, services and suspected root."""
         incident.alerts += 1
         incident.last_ts = max(incident.last_ts, anomaly.ts)
+        seen = incident.service_last.get(anomaly.service, anomaly.ts)
+        incident.service_last[anomaly.service] = max(seen, anomaly.ts)
         series_id = anomaly.series.id
         state = incident.series.get(series_id)
         if state is None:
@@ -476,7 +558,16 @@ class Correlator:
             if anomaly.ts - state.last_ts > self.config.hold_max_gap:
                 state.streak_start = anomaly.ts
             state.last_ts = max(state.last_ts, anomaly.ts)
-            incident.longest_streak = max(incident.longest_streak, state.streak)
+            if not flapping:
+                incident.longest_streak = max(incident.longest_streak, state.streak)
+            before = incident.service_streak.get(state.service, 0.0)
+            if state.streak > before:
+                incident.service_streak[state.service] = state.streak
+                hold = self.config.hold_for
+                root_streak = min(incident.service_streak.get(incident.root, 0.0), hold)
+                if state.service != incident.root and min(state.streak, hold) > root_streak:
+                    # It now has more evidence than the root: it may be the root.
+                    incident.root = self._suspected_root(incident)
             if anomaly.score > state.peak_score:
                 state.peak_score = anomaly.score
                 state.value = anomaly.value
@@ -510,14 +601,36 @@ class Correlator:
             incident.root_candidates.add(service)
         incident.services[service] = ts
 
-    def _suspected_root(self, incident: _Incident) -> str:
-        """The most downstream service that explains the most; earliest, then name, on a tie."""
-        candidates = incident.root_candidates
+    def _suspected_root(self, incident: _Incident, now: float | None = None) -> str:
+        """The most downstream live service that explains the most; earliest, then name."""
+        candidates: Iterable[str] = incident.root_candidates
+        if len(incident.services) <= _ROOT_FILTER_LIMIT:
+            # Only services with evidence now (a held streak, or an anomaly within the last
+            # `hold_for`) compete: a one-off long gone on a dependency does not explain a
+            # service that is still failing.
+            at = incident.last_ts if now is None else now
+            hold = self.config.hold_for
+            live = [
+                service
+                for service in incident.services
+                if incident.service_streak.get(service, 0.0) >= hold
+                or at - incident.service_last.get(service, incident.services[service]) <= hold
+            ]
+            if live and len(live) < len(incident.services):
+                candidates = self.topology.root_causes(live)
+        candidates = list(candidates)
         if len(candidates) == 1:
-            return next(iter(candidates))
+            return candidates[0]
+        # The longest streak (up to `hold_for`) beats a one-off, say noise on a dependency
+        # everything shares; then the earliest, then the one that explains the most.
         return min(
             candidates,
-            key=lambda s: (-self._explained(incident, s), incident.services[s], s),
+            key=lambda s: (
+                -min(incident.service_streak.get(s, 0.0), self.config.hold_for),
+                incident.services[s],
+                -self._explained(incident, s),
+                s,
+            ),
         )
 
     def _explained(self, incident: _Incident, root: str) -> int:
@@ -536,6 +649,7 @@ class Correlator:
 
     def _close(self, incident: _Incident, cause: CloseCause, now: float) -> Decision:
         """Drop `incident` from the open set; a resolve page if it had paged."""
+        incident.root = self._suspected_root(incident, now)
         del self._incidents[incident.id]
         scope_ids = self._by_scope[incident.scope]
         del scope_ids[incident.id]
@@ -602,6 +716,18 @@ class Correlator:
         }
         if incident.log_signals:
             details["log_signals"] = _top_log_signals(incident.log_signals)
+        receivers = incident.receivers or self.receivers
+        severity = self.config.severity
+        if receivers != self.receivers:
+            severity = "warning"
+            details["urgency"] = "low"
+        held = [
+            {"incident_id": other.id, "root": other.root}
+            for other in self._incidents.values()
+            if other.storm_held and other.paged_at is None and other is not incident
+        ]
+        if held:
+            details["storm_digest"] = held
         if action == "resolve":
             summary = f"resolved: {summary}"
             details |= {
@@ -614,12 +740,12 @@ class Correlator:
             dedup_key=incident.id,
             at=now,
             summary=summary,
-            severity=self.config.severity,
+            severity=severity,
             source=self.source,
             root_service=incident.root,
             scope=incident.scope,
             signals=tuple(signals),
-            receivers=self.receivers,
+            receivers=receivers,
             custom_details=details,
         )
 
@@ -650,6 +776,8 @@ class Correlator:
             "version": SNAPSHOT_VERSION,
             "now": self._now,
             "seq": self._seq,
+            "flaps": self.flaps.snapshot(),
+            "storm": self.storm.snapshot(),
             "incidents": [
                 {
                     "id": inc.id,
@@ -679,6 +807,8 @@ class Correlator:
                     "folded_by_reason": dict(inc.folded_by_reason),
                     "silenced": inc.silenced,
                     "paged_at": inc.paged_at,
+                    "receivers": list(inc.receivers),
+                    "storm_held": inc.storm_held,
                     "longest_streak": inc.longest_streak,
                     "log_signals": inc.log_signals,
                 }
@@ -695,6 +825,8 @@ class Correlator:
             now = None if state["now"] is None else float(state["now"])
             seq = int(state["seq"])
             incidents = [_incident_from(data) for data in state["incidents"]]
+            self.flaps.restore(state.get("flaps", ()))
+            self.storm.restore(state.get("storm", ()))
         except (KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ValueError(f"bad correlator snapshot: {exc!r}") from None
         self._now = now
@@ -705,6 +837,11 @@ class Correlator:
         self._quiet = []
         for incident in incidents:
             incident.root_candidates = set(self.topology.root_causes(incident.services))
+            for series in incident.series.values():
+                last = incident.service_last.get(series.service, series.last_ts)
+                incident.service_last[series.service] = max(last, series.last_ts)
+                streak = incident.service_streak.get(series.service, 0.0)
+                incident.service_streak[series.service] = max(streak, series.streak)
             self._index(incident)
 
 
@@ -739,13 +876,16 @@ def _incident_from(data: Mapping[str, Any]) -> _Incident:
         folded_by_reason={str(k): int(v) for k, v in data["folded_by_reason"].items()},
         silenced=int(data["silenced"]),
         paged_at=None if paged_at is None else float(paged_at),
+        receivers=tuple(str(r) for r in data.get("receivers", ())),
+        storm_held=bool(data.get("storm_held", False)),
         longest_streak=float(data["longest_streak"]),
         log_signals={str(k): dict(v) for k, v in (data.get("log_signals") or {}).items()},
     )
 
 
 def _keep_log_signal(signals: dict[str, dict[str, Any]], series_id: str, anomaly: Anomaly) -> None:
-    """Remember a log anomaly's context for the page: its kind first seen, the latest counts."""
+    """Remember a log anomaly's context for the page: its kind and baseline when first seen
+    (before), the peak count in a bucket (during), the latest template text and examples."""
     held = signals.get(series_id)
     if held is None:
         signals[series_id] = {
@@ -757,8 +897,11 @@ def _keep_log_signal(signals: dict[str, dict[str, Any]], series_id: str, anomaly
         }
         return
     held["peak_score"] = max(float(held["peak_score"]), anomaly.score)
-    # Counts and examples as of the latest report: the template text may have generalized.
-    for key in ("template", "examples", "count_during", "baseline_per_bucket"):
+    during = anomaly.detail.get("count_during")
+    if isinstance(during, int | float) and during > held.get("count_during", -1):
+        held["count_during"] = during
+    # The template text may have generalized since; the examples are the latest lines.
+    for key in ("template", "examples"):
         if key in anomaly.detail:
             held[key] = anomaly.detail[key]
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from detectors.golden import detector_for_signal
-from pipeline.bench.nab import load_corpus, run_detector, split_half
+from pipeline.bench.nab import load_corpus, run_detector, run_nab, split_half
 from pipeline.bench.nab_score import Window
 from pipeline.cli import main
 
@@ -105,11 +107,25 @@ def test_bench_nab_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     printed = capsys.readouterr().out
     for needle in ("tune a", "test b", "at 0.99", "ARTime", "74.9", "µs/point"):
         assert needle in printed
+
+
+def test_bench_nab_scores_a_clean_detection(tmp_path: Path) -> None:
+    _write_nab(tmp_path)
+    console = Console(file=io.StringIO(), width=200)
+    (report,) = run_nab(tmp_path, ["shipped"], console=console)
     # Only the shift fires, 10 rows into each 30-row window: the hit is worth
-    # h = sigma(-20/30) / sigma(-1) = 0.94374 a window; standard 100 * (h + 1) / 2, low FN
-    # 100 * (2h + 4) / 6.
-    shipped_row = next(line for line in printed.splitlines() if "shipped" in line)
-    assert "97.2 │   97.2 │   98.1" in shipped_row
+    # h = sigma(-20/30) / sigma(-1) = 0.943742 a window; with 2 windows, standard and low FP
+    # score 100 * (2h + 2) / 4, low FN 100 * (2h + 4) / 6.
+    corpus = report.columns["corpus"]
+    assert corpus["standard"].score == pytest.approx(97.1871, abs=1e-3)
+    assert corpus["reward_low_FP_rate"].score == pytest.approx(97.1871, abs=1e-3)
+    assert corpus["reward_low_FN_rate"].score == pytest.approx(98.1247, abs=1e-3)
+    # At the shipped 0.99 the noise also fires now and then: a lower score, the same windows.
+    assert 0 < report.columns["at 0.99"]["standard"].score < corpus["standard"].score
+    assert corpus["standard"].threshold > 0.99
+    # One window per half: half a alone scores 100 * (h + 1) / 2, the same figure.
+    assert report.columns["tune a"]["standard"].score == pytest.approx(97.1871, abs=1e-3)
+    assert report.columns["test b"]["standard"].score <= 100.0
 
 
 def test_bench_nab_rejects_unknown_detector(

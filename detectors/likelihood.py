@@ -1,0 +1,363 @@
+"""Scores that mean "rare for this series": an anomaly likelihood over the golden residuals,
+range breaches and a refractory period. Each piece is a small River-style model.
+
+Why: the golden detector's per-point tail probability assumes its spread describes the
+residuals. On real streams (NAB's CPU, traffic, tweet counts) residuals are far heavier
+tailed than that, so a single threshold either pages all the time on rough series or never
+on smooth ones. The likelihood compares the *recent* surprise with the series' own long
+history of surprise, which puts rough and smooth series on one scale (the idea of HTM's
+anomaly likelihood, Ahmad et al. 2017, here over a Gaussian residual model).
+"""
+
+from __future__ import annotations
+
+import math
+
+from river import base, stats, utils
+
+from detectors.golden import Direction, GoldenSignalDetector
+from detectors.scoring import two_sided_confidence
+
+__all__ = [
+    "AnomalyLikelihood",
+    "LikelihoodDetector",
+    "RangeBreach",
+    "Refractory",
+    "one_sided_confidence",
+]
+
+
+def one_sided_confidence(t: float, df: int) -> float:
+    """P(T <= t) for Student's t with integer `df`: the confidence that t is unusually high.
+
+    >>> one_sided_confidence(0.0, 2), round(one_sided_confidence(6.965, 2), 4)
+    (0.5, 0.99)
+    """
+    half = 0.5 * two_sided_confidence(t, df)
+    return 0.5 + half if t >= 0 else 0.5 - half
+
+
+class AnomalyLikelihood(base.Base):
+    """How unusual the recent mean of a surprise signal is against that signal's long history.
+
+    The short-term mean is a River rolling mean over the last `short_window` surprises; its
+    long-term mean and spread are River running means while fewer than `1 / alpha` short
+    means have been seen, then exponentially weighted ones (`alpha`) seeded from them. The
+    score is `one_sided_confidence(z, tail_df)` of the short mean (counting the new surprise)
+    standardized by the long-term mean and spread: Student's t with few degrees of freedom,
+    because short means of surprise are heavy tailed (a Gaussian reading would call a z of 5
+    one in three million, and on real series it is not). 0 for the first `warmup` surprises.
+
+    >>> import random
+    >>> rng = random.Random(3)
+    >>> likelihood = AnomalyLikelihood(warmup=50)
+    >>> for _ in range(2000):
+    ...     surprise = rng.expovariate(1.0)  # the usual roughness of this series
+    ...     likelihood.learn_one(surprise)
+    >>> likelihood.score_one(1.0) < 0.5
+    True
+    >>> round(likelihood.z_one(25.0), 1)  # a burst far beyond its usual roughness
+    7.6
+    >>> likelihood.score_one(25.0) > 0.99
+    True
+    """
+
+    def __init__(
+        self,
+        short_window: int = 10,
+        alpha: float = 0.0005,
+        warmup: int = 100,
+        tail_df: int = 2,
+        min_spread: float = 1e-6,
+    ) -> None:
+        if short_window < 1:
+            raise ValueError(f"short_window must be at least 1, got {short_window}")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+        if warmup < 1:
+            raise ValueError(f"warmup must be at least 1, got {warmup}")
+        if tail_df < 1:
+            raise ValueError(f"tail_df must be a positive integer, got {tail_df}")
+        if not min_spread > 0:
+            raise ValueError(f"min_spread must be positive, got {min_spread}")
+        self.short_window = short_window
+        self.alpha = alpha
+        self.warmup = warmup
+        self.tail_df = tail_df
+        self.min_spread = min_spread
+        self._recent = utils.Rolling(stats.Mean, window_size=short_window)
+        # An EWMean starts at its first value; with a small alpha that one value would weigh
+        # for thousands of points, so plain means run first and seed the weighted ones.
+        self._plain_level: stats.Mean | None = stats.Mean()
+        self._plain_power: stats.Var | None = stats.Var(ddof=0)
+        self._level = stats.EWMean(fading_factor=alpha)
+        self._power = stats.EWMean(fading_factor=alpha)
+        self._n_seen = 0
+
+    @property
+    def n_seen(self) -> int:
+        """How many surprises were learned."""
+        return self._n_seen
+
+    @property
+    def ready(self) -> bool:
+        """Whether the warm-up is over and scores are live."""
+        return self._n_seen >= self.warmup
+
+    def short_mean(self, surprise: float) -> float:
+        """The mean of the last `short_window` surprises, the new one included, not learned."""
+        window = self._recent.window
+        count = len(window)
+        total = self._recent.obj.get() * count
+        if count == self.short_window:
+            total -= window[0][0][0]
+            count -= 1
+        return (total + surprise) / (count + 1)
+
+    def z_one(self, surprise: float) -> float:
+        """The short mean standardized by the long-term mean and spread of short means."""
+        if self._plain_level is not None and self._plain_power is not None:
+            level, power = self._plain_level.get(), self._plain_power.get()
+        else:
+            level, power = self._level.get(), self._power.get()
+        spread = max(math.sqrt(max(power, 0.0)), self.min_spread)
+        return (self.short_mean(surprise) - level) / spread
+
+    def score_one(self, surprise: float) -> float:
+        """`one_sided_confidence` of `z_one`, in [0, 1]; 0 in warm-up or for a non-finite input."""
+        if not self.ready or not math.isfinite(surprise):
+            return 0.0
+        return one_sided_confidence(self.z_one(surprise), self.tail_df)
+
+    def learn_one(self, surprise: float) -> None:
+        """Fold a surprise into the short window and its short mean into the long history."""
+        if not math.isfinite(surprise):
+            return
+        mean = self.short_mean(surprise)
+        self._recent.update(surprise)
+        if self._plain_level is not None and self._plain_power is not None:
+            self._plain_level.update(mean)
+            self._plain_power.update(mean)
+            if self._plain_level.n >= 1.0 / self.alpha:
+                self._level.update(self._plain_level.get())
+                self._power.update(self._plain_power.get())
+                self._plain_level = None
+                self._plain_power = None
+        else:
+            deviation = mean - self._level.get()
+            self._power.update(deviation * deviation)
+            self._level.update(mean)
+        self._n_seen += 1
+
+
+class RangeBreach(base.Base):
+    """Flags a value beyond everything the series has shown, by more than `tolerance` of its range.
+
+    Running River `stats.Min` and `stats.Max`, so the range only ever widens; a breach scores 1
+    and anything else 0, counted only in `direction`.
+
+    >>> breach = RangeBreach(tolerance=0.05)
+    >>> for x in [10.0, 12.0, 11.0, 14.0]:
+    ...     breach.learn_one(x)
+    >>> breach.score_one(14.1), breach.score_one(14.3), breach.score_one(9.0)
+    (0.0, 1.0, 1.0)
+    >>> RangeBreach(direction="up").score_one(-1e9)
+    0.0
+    """
+
+    def __init__(self, tolerance: float = 0.01, direction: Direction = "both") -> None:
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        self.tolerance = tolerance
+        self.direction = direction
+        self._low = stats.Min()
+        self._high = stats.Max()
+        self._n_seen = 0
+
+    def score_one(self, x: float) -> float:
+        """1.0 when `x` breaks out of the range seen so far (by the tolerance), else 0.0."""
+        if self._n_seen == 0 or not math.isfinite(x):
+            return 0.0
+        low, high = self._low.get(), self._high.get()
+        margin = self.tolerance * (high - low)
+        if x > high + margin and self.direction != "down":
+            return 1.0
+        if x < low - margin and self.direction != "up":
+            return 1.0
+        return 0.0
+
+    def learn_one(self, x: float) -> None:
+        """Widen the range to include `x`; non-finite values are ignored."""
+        if not math.isfinite(x):
+            return
+        self._low.update(x)
+        self._high.update(x)
+        self._n_seen += 1
+
+
+class Refractory(base.Base):
+    """Mutes scores for `period` points after one reaches `level`: one alarm per event.
+
+    River-style on scores: `score_one(score)` is the score or 0.0 while muted, and
+    `learn_one(score)` (with the unmuted score) moves the clock on.
+
+    >>> refractory = Refractory(period=2, level=0.9)
+    >>> out = []
+    >>> for score in [0.5, 0.95, 0.99, 0.97, 0.96]:
+    ...     out.append(refractory.score_one(score))
+    ...     refractory.learn_one(score)
+    >>> out
+    [0.5, 0.95, 0.0, 0.0, 0.96]
+    """
+
+    def __init__(self, period: int = 50, level: float = 0.99) -> None:
+        if period < 0:
+            raise ValueError(f"period must be >= 0, got {period}")
+        self.period = period
+        self.level = level
+        self._quiet = 0
+
+    @property
+    def muted(self) -> bool:
+        """Whether scores are muted now."""
+        return self._quiet > 0
+
+    def score_one(self, score: float) -> float:
+        """The score, or 0.0 while muted."""
+        return 0.0 if self._quiet > 0 else score
+
+    def learn_one(self, score: float) -> None:
+        """Count one point down, or start a quiet period when an unmuted score reaches the level."""
+        if self._quiet > 0:
+            self._quiet -= 1
+        elif self.period and score >= self.level:
+            self._quiet = self.period
+
+
+class LikelihoodDetector(base.Base):
+    """One series' model: golden residuals turned into an anomaly likelihood, with range
+    breaches and a refractory period; score in [0, 1].
+
+    1. A `GoldenSignalDetector` (baseline `alpha`, spreads `spread_alpha`) gives each point's
+       standardized residual z on its side; its surprise is `min(z, surprise_cap) ** 2`,
+       counted only in `direction` (0 in the harmless one and during the golden warm-up).
+    2. An `AnomalyLikelihood` scores the recent mean of surprise against its long history.
+    3. A `RangeBreach` (`range_tolerance`, None to leave it out) scores 1 once the likelihood
+       is live and the value leaves everything seen so far.
+    4. A `Refractory` mutes `refractory` points after a score reaches
+       the likelihood score of `refractory_sigmas` (`refractory=0` to leave it out), so an
+       event alarms once.
+
+    Memory is constant: a few running statistics and the short window.
+
+    >>> import random
+    >>> rng = random.Random(7)
+    >>> detector = LikelihoodDetector()
+    >>> scores = []
+    >>> for step in range(1200):
+    ...     value = rng.gauss(100.0, 5.0) + (60.0 if 1000 <= step < 1010 else 0.0)
+    ...     scores.append(detector.score_one(value))
+    ...     detector.learn_one(value)
+    >>> sum(s >= 0.99 for s in scores[:1000])  # noise: only its rare new records
+    3
+    >>> scores[1000]  # the burst is new ground for this series
+    1.0
+    >>> max(scores[1001:1031])  # muted for 30 points: the same event does not alarm again
+    0.0
+    """
+
+    def __init__(
+        self,
+        direction: Direction = "both",
+        warmup: int = 30,
+        alpha: float = 0.01,
+        spread_alpha: float = 0.01,
+        surprise_cap: float = 6.0,
+        short_window: int = 10,
+        long_alpha: float = 0.0005,
+        likelihood_warmup: int = 100,
+        tail_df: int = 2,
+        range_tolerance: float | None = 0.01,
+        refractory: int = 30,
+        refractory_sigmas: float = 6.0,
+    ) -> None:
+        if not surprise_cap > 0:
+            raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
+        self.direction = direction
+        self.warmup = warmup
+        self.alpha = alpha
+        self.spread_alpha = spread_alpha
+        self.surprise_cap = surprise_cap
+        self.short_window = short_window
+        self.long_alpha = long_alpha
+        self.likelihood_warmup = likelihood_warmup
+        self.tail_df = tail_df
+        self.range_tolerance = range_tolerance
+        self.refractory = refractory
+        self.refractory_sigmas = refractory_sigmas
+        self._golden = GoldenSignalDetector(
+            direction=direction, warmup=warmup, alpha=alpha, spread_alpha=spread_alpha
+        )
+        self._likelihood = AnomalyLikelihood(short_window, long_alpha, likelihood_warmup, tail_df)
+        self._range = (
+            RangeBreach(range_tolerance, direction) if range_tolerance is not None else None
+        )
+        self._refractory = Refractory(refractory, one_sided_confidence(refractory_sigmas, tail_df))
+        # The last scored value with its surprise and unmuted score, so learning it does not
+        # score it again.
+        self._last: tuple[float, float, float] | None = None
+
+    @property
+    def expected(self) -> float:
+        """The baseline forecast of the next value."""
+        return self._golden.expected
+
+    @property
+    def n_seen(self) -> int:
+        """How many finite values the detector has learned."""
+        return self._golden.n_seen
+
+    def surprise(self, x: float) -> float:
+        """The capped squared standardized residual of `x` in the alarming direction."""
+        golden = self._golden
+        if golden.n_seen < self.warmup or not math.isfinite(x):
+            return 0.0
+        residual = x - golden.expected
+        if residual > 0 and self.direction != "down":
+            z = residual / golden.spread_above
+        elif residual < 0 and self.direction != "up":
+            z = -residual / golden.spread_below
+        else:
+            return 0.0
+        return min(z, self.surprise_cap) ** 2
+
+    def score_one(self, x: float) -> float:
+        """How unusual `x` is for this series, in [0, 1]; does not learn it."""
+        if not math.isfinite(x):
+            return 0.0
+        return self._refractory.score_one(self._assess(x)[1])
+
+    def learn_one(self, x: float) -> None:
+        """Learn `x` into every part; non-finite values are ignored."""
+        if not math.isfinite(x):
+            return
+        surprise, score = self._assess(x)
+        self._refractory.learn_one(score)
+        self._last = None
+        if self._golden.n_seen >= self.warmup:
+            self._likelihood.learn_one(surprise)
+        if self._range is not None:
+            self._range.learn_one(x)
+        self._golden.learn_one(x)
+
+    def _assess(self, x: float) -> tuple[float, float]:
+        """`x`'s surprise and unmuted score, kept until it is learned (score, then learn)."""
+        last = self._last
+        if last is not None and last[0] == x:
+            return last[1], last[2]
+        surprise = self.surprise(x)
+        score = self._likelihood.score_one(surprise)
+        if self._range is not None and self._likelihood.ready:
+            score = max(score, self._range.score_one(x))
+        self._last = (x, surprise, score)
+        return surprise, score

@@ -1,0 +1,203 @@
+"""Contract and semantics of the likelihood detector and its parts."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+
+from detectors.golden import Direction
+from detectors.likelihood import (
+    AnomalyLikelihood,
+    LikelihoodDetector,
+    RangeBreach,
+    Refractory,
+    one_sided_confidence,
+)
+
+
+def _feed(detector: LikelihoodDetector, values: list[float]) -> list[float]:
+    scores = []
+    for value in values:
+        scores.append(detector.score_one(value))
+        detector.learn_one(value)
+    return scores
+
+
+def _noise(seed: int, n: int, level: float = 100.0, sd: float = 5.0) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.gauss(level, sd) for _ in range(n)]
+
+
+# --- parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("t", "df", "expected"),
+    [
+        (0.0, 2, 0.5),  # the centre
+        (6.965, 2, 0.99),  # the one-sided 99% quantile of t(2)
+        (-6.965, 2, 0.01),  # symmetric below
+        (1.0, 1, 0.75),  # Cauchy: a quarter of the mass lies above 1
+    ],
+)
+def test_one_sided_confidence(t: float, df: int, expected: float) -> None:
+    assert one_sided_confidence(t, df) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("direction", "value", "expected"),
+    [
+        ("both", 20.5, 0.0),  # inside the range widened by 5% of it (20.5 < 21)
+        ("both", 21.5, 1.0),  # above the widened range
+        ("both", -1.5, 1.0),  # below it
+        ("up", -1.5, 0.0),  # a drop is harmless for an up-only series
+        ("down", 21.5, 0.0),  # a rise is harmless for a down-only series
+        ("down", -1.5, 1.0),  # the drop counts for a down-only series
+        ("both", math.nan, 0.0),  # non-finite values never breach
+    ],
+)
+def test_range_breach(direction: Direction, value: float, expected: float) -> None:
+    breach = RangeBreach(tolerance=0.05, direction=direction)
+    for x in (0.0, 20.0, 10.0):
+        breach.learn_one(x)
+    assert breach.score_one(value) == expected
+
+
+def test_range_breach_scores_nothing_before_data() -> None:
+    assert RangeBreach().score_one(1e9) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("period", "scores", "expected"),
+    [
+        (2, [0.5, 0.95, 0.99, 0.97, 0.96], [0.5, 0.95, 0.0, 0.0, 0.96]),  # mutes two points
+        (0, [0.95, 0.99], [0.95, 0.99]),  # period 0: never mutes
+        (1, [0.9, 0.9, 0.9, 0.9], [0.9, 0.0, 0.9, 0.0]),  # the level itself counts
+        (3, [0.1, 0.2, 0.3], [0.1, 0.2, 0.3]),  # nothing reaches the level
+    ],
+)
+def test_refractory(period: int, scores: list[float], expected: list[float]) -> None:
+    refractory = Refractory(period=period, level=0.9)
+    out = []
+    for score in scores:
+        out.append(refractory.score_one(score))
+        refractory.learn_one(score)
+    assert out == expected
+
+
+def test_likelihood_is_silent_during_warmup_then_scores() -> None:
+    likelihood = AnomalyLikelihood(warmup=20)
+    for _ in range(20):
+        assert likelihood.score_one(100.0) == 0.0
+        likelihood.learn_one(1.0)
+    assert likelihood.ready
+    assert likelihood.score_one(100.0) > 0.99
+
+
+def test_likelihood_short_mean_counts_the_new_surprise() -> None:
+    likelihood = AnomalyLikelihood(short_window=3)
+    for surprise in (1.0, 2.0, 3.0, 4.0):
+        likelihood.learn_one(surprise)
+    assert likelihood.short_mean(8.0) == pytest.approx((3.0 + 4.0 + 8.0) / 3)
+
+
+def test_likelihood_long_history_switches_to_weighted_means() -> None:
+    likelihood = AnomalyLikelihood(short_window=1, alpha=0.01)
+    for surprise in [1.0, 3.0] * 50:  # 100 = 1 / alpha short means: plain mean 2, spread 1
+        likelihood.learn_one(surprise)
+    assert likelihood.z_one(2.0) == pytest.approx(0.0, abs=1e-9)
+    assert likelihood.z_one(4.0) == pytest.approx(2.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"short_window": 0}, "short_window"),
+        ({"alpha": 1.0}, "alpha"),
+        ({"warmup": 0}, "warmup"),
+        ({"tail_df": 0}, "tail_df"),
+        ({"min_spread": 0.0}, "min_spread"),
+    ],
+)
+def test_likelihood_rejects_bad_parameters(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AnomalyLikelihood(**kwargs)  # type: ignore[arg-type]
+
+
+# --- the detector ---------------------------------------------------------------------------
+
+
+def test_scores_are_in_unit_interval_on_awkward_input() -> None:
+    values = [*_noise(1, 300), 0.0, -1e300, 1e300, math.nan, math.inf, -math.inf, 5.0]
+    values += _noise(2, 100)
+    scores = _feed(LikelihoodDetector(), values)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_non_finite_values_score_zero_and_are_not_learned() -> None:
+    detector = LikelihoodDetector()
+    _feed(detector, _noise(3, 200))
+    before = pickle.dumps(detector)
+    assert detector.score_one(math.nan) == 0.0
+    detector.learn_one(math.inf)
+    assert pickle.dumps(detector) == before
+
+
+def test_scoring_does_not_learn() -> None:
+    detector = LikelihoodDetector()
+    _feed(detector, _noise(4, 300))
+    first = detector.score_one(140.0)
+    detector.score_one(55.0)  # scoring another value in between changes nothing
+    assert detector.score_one(140.0) == first
+    assert detector.n_seen == 300
+
+
+def test_pickle_round_trip_continues_identically() -> None:
+    detector = LikelihoodDetector()
+    _feed(detector, _noise(5, 500))
+    copy = pickle.loads(pickle.dumps(detector))
+    rest = _noise(6, 300)
+    assert _feed(copy, rest) == _feed(detector, rest)
+
+
+def test_clone_is_a_fresh_model_with_the_same_parameters() -> None:
+    detector = LikelihoodDetector(refractory=10, direction="up")
+    _feed(detector, _noise(7, 100))
+    fresh = detector.clone()
+    assert (fresh.refractory, fresh.direction, fresh.n_seen) == (10, "up", 0)
+
+
+def test_memory_is_constant_and_small() -> None:
+    detector = LikelihoodDetector()
+    _feed(detector, _noise(8, 3000))
+    early = len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))
+    _feed(detector, _noise(9, 20000))
+    late = len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))
+    assert late == early
+    assert late < 4096
+
+
+def test_a_burst_alarms_once_then_is_muted() -> None:
+    values = _noise(10, 1000) + [v + 60.0 for v in _noise(11, 10)] + _noise(12, 100)
+    scores = _feed(LikelihoodDetector(), values)
+    assert scores[1000] > 0.99
+    assert max(scores[1001:1031]) == 0.0  # the refractory period
+    assert sum(s >= 0.99 for s in scores[:1000]) <= 5  # noise: a few new records at most
+
+
+@pytest.mark.parametrize(
+    ("direction", "shift", "alarms"),
+    [
+        ("both", +60.0, True),  # a surge alarms when both ways count
+        ("both", -60.0, True),  # and so does a drop
+        ("up", -60.0, False),  # a drop is good news for latency-like series
+        ("down", +60.0, False),  # a surge is harmless for a down-only series
+    ],
+)
+def test_direction(direction: Direction, shift: float, alarms: bool) -> None:
+    values = _noise(13, 1000) + [v + shift for v in _noise(14, 10)]
+    scores = _feed(LikelihoodDetector(direction=direction), values)
+    assert (max(scores[1000:]) > 0.99) is alarms

@@ -1,0 +1,91 @@
+"""The live detect stage sends absence anomalies at its ticks (a fake producer, no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord, TopicPartition
+
+from pipeline.config import Config, parse_config
+from pipeline.detect import ABSENCE_SERIES
+from pipeline.metrics import Metrics
+from pipeline.worker import DetectRunner
+
+T0 = 1_795_683_600.0
+
+
+class RecordingProducer:
+    """Acknowledges every send at once and keeps its topic and decoded value."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[None]:
+        self.sent.append((topic, orjson.loads(value)))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _config() -> Config:
+    return parse_config(
+        {
+            "detect": {"tick_every": "10s", "warmup_points": 5},
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+        }
+    )
+
+
+def _step(index: int, services: list[str]) -> bytes:
+    return orjson.dumps(
+        [
+            {
+                "name": "http_requests_per_second",
+                "value": 100.0,
+                "ts": T0 + 10 * index,
+                "labels": {"service": service},
+            }
+            for service in services
+        ]
+    )
+
+
+async def test_service_gone_quiet_is_sent_as_a_traffic_anomaly() -> None:
+    config = _config()
+    producer = RecordingProducer()
+    metrics = Metrics.create()
+    runner = DetectRunner(config, producer, metrics)
+    tp = TopicPartition(config.topics.metrics, 0)
+    steps = [_step(i, ["cart", "web"]) for i in range(20)] + [
+        _step(i, ["web"]) for i in range(20, 30)
+    ]
+    records = [
+        ConsumerRecord(tp.topic, 0, i, 0, 0, None, value, None, 0, len(value), [])
+        for i, value in enumerate(steps)
+    ]
+    await runner.handle({tp: records})
+    absent = [
+        value
+        for topic, value in producer.sent
+        if topic == config.topics.anomalies and value.get("name") == ABSENCE_SERIES
+    ]
+    # cart's last point is at +190; absent once silent for more than 3 x 10 s, at each tick
+    assert [a["ts"] - T0 for a in absent] == [230.0, 240.0, 250.0, 260.0, 270.0, 280.0, 290.0]
+    assert {a["service"] for a in absent} == {"cart"}
+    assert {a["signal"] for a in absent} == {"traffic"}
+    assert metrics.registry.get_sample_value(
+        "quietpager_anomalies_total", {"signal": "traffic"}
+    ) == len(absent)

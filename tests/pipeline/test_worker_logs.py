@@ -1,0 +1,241 @@
+"""Logs and metrics together: a new error template with a latency spike pages once, with context.
+
+The same scenario runs through the offline pipeline (replay's cores) and through the live
+worker on a real broker with a real webhook receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.config import Config, parse_config
+from pipeline.ingest import decode_message
+from pipeline.kafka import client_options, ensure_topics, make_producer
+from pipeline.metrics import Metrics
+from pipeline.notify.sink import WebhookSink
+from pipeline.offline import OfflinePipeline
+from pipeline.worker import Worker
+from tests.conftest import TopicNames
+
+T0 = 1_795_683_600.0  # a multiple of 60
+STEP_S = 10
+END_S = 1500
+ERRORS_FROM_S = 1200  # payments starts timing out on its database
+SPIKE_FROM_S = 1260  # and its latency follows a minute later
+SPIKE_UNTIL_S = 1440
+TEMPLATE = "db timeout after <NUM> ms on pool payments-db-<NUM> password=<REDACTED>"
+TOPOLOGY = {"checkout": ["payments"], "payments": []}
+ROUTING_KEY = "test-routing-key"
+
+Message = tuple[str, bytes]  # ("metrics" | "logs", value)
+
+
+def _messages() -> list[Message]:
+    """Both streams, one metrics and one logs message per 10 s step, in event-time order."""
+    rng = random.Random(11)
+    out: list[Message] = []
+    for second in range(0, END_S, STEP_S):
+        ts = T0 + second
+        slow = SPIKE_FROM_S <= second < SPIKE_UNTIL_S
+        points = [
+            {
+                "name": "http_request_duration_seconds",
+                "value": (0.8 if slow else 0.2) + rng.gauss(0, 0.01),
+                "ts": ts,
+                "labels": {"service": "payments"},
+            },
+            {
+                "name": "http_request_duration_seconds",
+                "value": 0.3 + rng.gauss(0, 0.01),
+                "ts": ts,
+                "labels": {"service": "checkout"},
+            },
+        ]
+        logs: list[dict[str, Any]] = [
+            {
+                "ts": ts + offset,
+                "level": "info",
+                "message": f"charge ok for order {rng.randint(1, 99999)} "
+                f"in {rng.randint(5, 90)} ms",
+                "labels": {"service": "payments", "host": "pay-1"},
+            }
+            for offset in (1, 4, 7)
+        ]
+        logs.append(
+            {
+                "ts": ts + 2,
+                "level": "info",
+                "message": f"GET /cart/{rng.randint(1, 999)} 200",
+                "labels": {"service": "checkout"},
+            }
+        )
+        if ERRORS_FROM_S <= second < SPIKE_UNTIL_S:
+            logs.extend(
+                {
+                    "ts": ts + offset,
+                    "level": "error",
+                    "message": f"db timeout after {rng.randint(3000, 3100)} ms on pool "
+                    f"payments-db-{rng.randint(1, 4)} password=hunter2",
+                    "labels": {"service": "payments", "host": "pay-1"},
+                }
+                for offset in (3, 6)
+            )
+        out.append(("metrics", orjson.dumps(points)))
+        out.append(("logs", orjson.dumps(logs)))
+    return out
+
+
+def _check_trigger(details: dict[str, Any]) -> None:
+    assert details["suspected_root_cause"] == "payments"
+    assert {"errors", "latency"} <= set(details["signals"])
+    (signal, *_) = details["log_signals"]
+    # The password in the lines is redacted in the template and the examples alike.
+    assert signal["template"] == TEMPLATE
+    assert signal["baseline_per_bucket"] == 0.0
+    assert signal["count_during"] >= 5
+    assert signal["service"] == "payments"
+    assert signal["kind"] == "new_template"
+    assert 1 <= len(signal["examples"]) <= 3
+    assert all("hunter2" not in line for line in signal["examples"])
+    assert all(line.startswith("db timeout after") for line in signal["examples"])
+
+
+def _config(**sections: Any) -> Config:
+    data: dict[str, Any] = {
+        "receivers": [{"name": "oncall", "type": "alertmanager", "url": "http://127.0.0.1:9/x"}],
+        "route": {"receivers": ["oncall"]},
+        "topology": TOPOLOGY,
+        "correlate": {"group_window": "5m", "hold_for": "60s", "resolve_after": "2m"},
+    }
+    data.update(sections)
+    return parse_config(data, "<logs test>")
+
+
+def test_offline_pipeline_pages_once_with_the_template() -> None:
+    pipeline = OfflinePipeline(_config())
+    for _, value in _messages():
+        pipeline.feed(decode_message(value, "auto"))
+    pipeline.finish()
+    actions = [(p.action, p.dedup_key) for p in pipeline.summary.pages]
+    assert [a for a, _ in actions] == ["trigger", "resolve"]
+    assert actions[0][1] == actions[1][1]
+    _check_trigger(pipeline.summary.pages[0].custom_details)
+
+
+def test_logs_can_be_switched_off() -> None:
+    pipeline = OfflinePipeline(_config(logs={"enabled": False}))
+    for _, value in _messages():
+        pipeline.feed(decode_message(value, "auto"))
+    pipeline.finish()
+    (trigger, _) = pipeline.summary.pages
+    assert "log_signals" not in trigger.custom_details
+    assert pipeline.summary.logs > 0
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[WebhookSink]:
+    server = WebhookSink()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _wait_for(done: Callable[[], bool], task: asyncio.Task[None], limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while not done():
+        if task.done():
+            task.result()
+            raise AssertionError("worker stopped early")
+        assert time.monotonic() < deadline, "timed out waiting for the worker"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.broker
+async def test_worker_pages_once_with_the_template(
+    kafka_bootstrap: str,
+    unique_topics: TopicNames,
+    sink: WebhookSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QP_TEST_ROUTING_KEY", ROUTING_KEY)
+    config = unique_topics.config(
+        kafka_bootstrap,
+        receivers=[
+            {
+                "name": "oncall",
+                "type": "pagerduty",
+                "url": sink.pagerduty_url,
+                "routing_key": {"env": "QP_TEST_ROUTING_KEY"},
+                "retry": {"initial_backoff": "50ms", "max_backoff": "200ms"},
+            }
+        ],
+        topology=TOPOLOGY,
+        correlate={"group_window": "5m", "hold_for": "60s", "resolve_after": "2m"},
+        # A quiet input partition keeps holding event time back while the test feeds the
+        # streams in phases (below), so nothing is judged before its data is in.
+        worker={"shutdown_timeout": "5s", "idle_advance": "60s"},
+    )
+    topics = config.topics
+    names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
+    await ensure_topics(client_options(config.kafka), dict.fromkeys(names, 1))
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    producer = make_producer(client_options(config.kafka))
+    await producer.start()
+
+    def seen(stream: str) -> float:
+        value = metrics.registry.get_sample_value("quietpager_events_in_total", {"stream": stream})
+        return value or 0.0
+
+    async def send(messages: list[Message]) -> None:
+        for kind, value in messages:
+            await producer.send(topics.metrics if kind == "metrics" else topics.logs, value)
+        await producer.flush()
+
+    def count(messages: list[Message], kind: str) -> int:
+        return sum(len(orjson.loads(value)) for k, value in messages if k == kind)
+
+    # Kafka orders records only within a partition, and one fetch may drain the logs
+    # partition minutes of event time ahead of the metrics one; the correlator's clock
+    # follows the newest anomaly, so a metric anomaly that far behind would be judged stale.
+    # Feeding a minute of event time at a time keeps the two streams as close as live.
+    messages = _messages()
+    slices = [messages[: ERRORS_FROM_S // STEP_S * 2]]
+    for start in range(ERRORS_FROM_S, END_S, 60):
+        first = start // STEP_S * 2
+        slices.append(messages[first : first + 60 // STEP_S * 2])
+    sent: list[Message] = []
+    try:
+        for part in slices:
+            await send(part)
+            sent.extend(part)
+            await _wait_for(
+                lambda: (
+                    seen("metrics") >= count(sent, "metrics")
+                    and seen("logs") >= count(sent, "logs")
+                ),
+                task,
+                60,
+            )
+        await _wait_for(lambda: len(sink.received) >= 1, task, 60)
+        await asyncio.sleep(1.0)  # a second trigger would arrive now
+    finally:
+        await producer.stop()
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert len(sent) == len(messages)
+    triggers = [body for _, body in sink.received if body["event_action"] == "trigger"]
+    assert len(triggers) == 1
+    _check_trigger(triggers[0]["payload"]["custom_details"])
+    assert (
+        metrics.registry.get_sample_value("quietpager_anomalies_total", {"signal": "errors"}) or 0
+    ) >= 1
