@@ -228,6 +228,9 @@ class StageRunner(ABC):
                 self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
 
+#: The changelog item that holds one logs partition's log stage (templates and counts).
+LOG_STAGE_ITEM = "__log_stage__"
+
 #: Header on anomaly records: the produce time (ms) of the telemetry message they came from.
 PRODUCED_HEADER = "qp.produced_ms"
 
@@ -236,7 +239,7 @@ def _event_time(entry: tuple[MetricPoint, int, TopicPartition]) -> float:
     return entry[0].ts
 
 
-def _log_time(entry: tuple[LogRecord, int]) -> float:
+def _log_time(entry: tuple[LogRecord, int, TopicPartition]) -> float:
     return entry[0].ts
 
 
@@ -260,7 +263,9 @@ class DetectRunner(StageRunner):
     ) -> None:
         super().__init__(config, producer, metrics)
         self.core = DetectStage(config.detect)
-        self.logs = LogStage(config.logs, config.detect) if config.logs.enabled else None
+        # One log stage per logs partition, so its templates move with the partition.
+        self.log_stages: dict[TopicPartition, LogStage] = {}
+        self._logs_dirty: set[TopicPartition] = set()
         self._last_tick = float("-inf")
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
@@ -285,7 +290,7 @@ class DetectRunner(StageRunner):
         # Each point keeps its message's produce time, passed on with its anomaly so the
         # latency from produce to page decision can be measured downstream.
         points: list[tuple[MetricPoint, int, TopicPartition]] = []
-        logs: list[tuple[LogRecord, int]] = []
+        logs: list[tuple[LogRecord, int, TopicPartition]] = []
         wall = time.monotonic()
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
@@ -299,8 +304,8 @@ class DetectRunner(StageRunner):
                     sends.append(self._dead_letter(record, reject))
                 if decoded.logs:
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
-                    if self.logs is not None:
-                        logs.extend((log_record, record.timestamp) for log_record in decoded.logs)
+                    if self.config.logs.enabled:
+                        logs.extend((entry, record.timestamp, tp) for entry in decoded.logs)
                         self._note_partition_time(tp, max(r.ts for r in decoded.logs), wall)
                 if decoded.points:
                     self.metrics.events_in.labels("metrics").inc(len(decoded.points))
@@ -328,53 +333,16 @@ class DetectRunner(StageRunner):
                 dirty = self._dirty[tp] = set()
             dirty.add(point.series)
             if anomaly is not None:
-                self.metrics.anomalies.labels(anomaly.signal.value).inc()
-                if self._on_anomaly is not None:
-                    self._on_anomaly(anomaly)
-                sends.append(
-                    await self.producer.send(
-                        topics.anomalies,
-                        orjson.dumps(anomaly.to_dict()),
-                        key=anomaly.scope.encode(),
-                        headers=[(PRODUCED_HEADER, str(produced_ms).encode())],
-                    )
-                )
+                sends.append(await self._send_anomaly(anomaly, produced_ms))
             # Ticks interleave with anomalies at the same cadence as `replay`, so the
             # correlator sees the same sequence of times live and offline.
-            tick = min(point.ts, low_watermark)
-            if tick >= self._last_tick + self.config.detect.tick_every:
-                self._last_tick = tick
-                sends.extend(await self._advance_logs(tick, produced_ms))
-                for absent in self.core.absences(tick):
-                    self.metrics.anomalies.labels(absent.signal.value).inc()
-                    if self._on_anomaly is not None:
-                        self._on_anomaly(absent)
-                    sends.append(
-                        await self.producer.send(
-                            topics.anomalies,
-                            orjson.dumps(absent.to_dict()),
-                            key=absent.scope.encode(),
-                            headers=[(PRODUCED_HEADER, str(produced_ms).encode())],
-                        )
-                    )
-                value = orjson.dumps(Tick(tick).to_dict())
-                for partition in partitions:
-                    sends.append(
-                        await self.producer.send(topics.anomalies, value, partition=partition)
-                    )
-        for log_record, produced_ms in logs[next_log:]:
-            sends.extend(await self._observe_log(log_record, produced_ms))
+            sends.extend(await self._tick(min(point.ts, low_watermark), produced_ms, partitions))
+        for entry in logs[next_log:]:
+            sends.extend(await self._observe_log(*entry))
         if next_log < len(logs):
             # A batch of logs only still moves event time on, as points do.
-            tick = min(logs[-1][0].ts, low_watermark)
-            if tick >= self._last_tick + self.config.detect.tick_every:
-                self._last_tick = tick
-                sends.extend(await self._advance_logs(tick, logs[-1][1]))
-                value = orjson.dumps(Tick(tick).to_dict())
-                for partition in partitions:
-                    sends.append(
-                        await self.producer.send(topics.anomalies, value, partition=partition)
-                    )
+            last, produced_ms, _ = logs[-1]
+            sends.extend(await self._tick(min(last.ts, low_watermark), produced_ms, partitions))
         await _await_all(sends)
         self._export_state()
 
@@ -383,16 +351,39 @@ class DetectRunner(StageRunner):
         if seen is None or newest > seen[0]:
             self._partition_time[tp] = (newest, wall)
 
-    async def _observe_log(self, record: LogRecord, produced_ms: int) -> list[Awaitable[Any]]:
-        """Count one log record; send the anomalies it raised (delivery futures returned)."""
-        assert self.logs is not None
-        return [await self._send_anomaly(a, produced_ms) for a in self.logs.observe(record)]
-
-    async def _advance_logs(self, tick: float, produced_ms: int) -> list[Awaitable[Any]]:
-        """Close the log buckets that ended by `tick`; send what they raised."""
-        if self.logs is None:
+    async def _tick(
+        self, tick: float, produced_ms: int, partitions: list[int]
+    ) -> list[Awaitable[Any]]:
+        """At each `tick_every` of event time: log buckets, absences, and a tick downstream."""
+        if tick < self._last_tick + self.config.detect.tick_every:
             return []
-        return [await self._send_anomaly(a, produced_ms) for a in self.logs.advance(tick)]
+        self._last_tick = tick
+        sends = []
+        for stage in self.log_stages.values():
+            for anomaly in stage.advance(tick):
+                sends.append(await self._send_anomaly(anomaly, produced_ms))
+        for anomaly in self.core.absences(tick):
+            sends.append(await self._send_anomaly(anomaly, produced_ms))
+        value = orjson.dumps(Tick(tick).to_dict())
+        for partition in partitions:
+            sends.append(
+                await self.producer.send(self.config.topics.anomalies, value, partition=partition)
+            )
+        return sends
+
+    def _log_stage(self, tp: TopicPartition) -> LogStage:
+        stage = self.log_stages.get(tp)
+        if stage is None:
+            stage = self.log_stages[tp] = LogStage(self.config.logs, self.config.detect)
+        return stage
+
+    async def _observe_log(
+        self, record: LogRecord, produced_ms: int, tp: TopicPartition
+    ) -> list[Awaitable[Any]]:
+        """Score one log record; send the anomalies it raised (delivery futures returned)."""
+        self._logs_dirty.add(tp)
+        anomalies = self._log_stage(tp).observe(record)
+        return [await self._send_anomaly(a, produced_ms) for a in anomalies]
 
     async def _send_anomaly(self, anomaly: Anomaly, produced_ms: int) -> Awaitable[Any]:
         self.metrics.anomalies.labels(anomaly.signal.value).inc()
@@ -426,6 +417,10 @@ class DetectRunner(StageRunner):
             name = owner(tp)
             for item, blob in self.core.export_series(self._dirty.pop(tp)).items():
                 items[state_key(name, item)] = blob
+        for tp in [tp for tp in self._logs_dirty if partitions is None or tp in partitions]:
+            self._logs_dirty.discard(tp)
+            if tp in self.log_stages:
+                items[state_key(owner(tp), LOG_STAGE_ITEM)] = self.log_stages[tp].snapshot()
         if items:
             await write_state(self.producer, self.config.topics.state_detect, items)
             self.metrics.checkpoints.labels(self.name).inc()
@@ -433,11 +428,28 @@ class DetectRunner(StageRunner):
     async def restore(self, partitions: set[TopicPartition]) -> None:
         if not self.config.worker.checkpoints:
             return
-        metrics_partitions = {tp for tp in partitions if tp.topic == self.config.topics.metrics}
         state = await read_state(
-            client_options(self.config.kafka), self.config.topics.state_detect, metrics_partitions
+            client_options(self.config.kafka), self.config.topics.state_detect, partitions
         )
         for tp, items in state.items():
+            log_state = items.pop(LOG_STAGE_ITEM, None)
+            if log_state is not None:
+                try:
+                    self._log_stage(tp).restore(log_state)
+                except ValueError as exc:
+                    log.error(
+                        "state_unreadable", stage=self.name, partition=owner(tp), error=str(exc)
+                    )
+                else:
+                    self.metrics.restored.labels(self.name).inc()
+                    log.info(
+                        "state_restored",
+                        stage=self.name,
+                        partition=owner(tp),
+                        log_templates=self.log_stages[tp].templates_tracked,
+                    )
+            if not items:
+                continue
             restored = self.core.import_series(items.values())
             for key in restored:
                 self._owner[key] = tp
@@ -450,6 +462,8 @@ class DetectRunner(StageRunner):
         for tp in partitions:
             self._partition_time.pop(tp, None)
             self._dirty.pop(tp, None)
+            self.log_stages.pop(tp, None)
+            self._logs_dirty.discard(tp)
         gone = [key for key, tp in self._owner.items() if tp in partitions]
         self.core.drop_series(gone)
         for key in gone:

@@ -239,3 +239,51 @@ async def test_worker_pages_once_with_the_template(
     assert (
         metrics.registry.get_sample_value("quietpager_anomalies_total", {"signal": "errors"}) or 0
     ) >= 1
+
+
+@pytest.mark.broker
+async def test_log_templates_move_with_their_partition(kafka_bootstrap: str) -> None:
+    from pipeline.bench.faults import create_topics, fault_config, wait_for
+    from pipeline.worker import DetectRunner
+
+    config = fault_config(kafka_bootstrap, "http://127.0.0.1:9/unused", checkpoint_every="100ms")
+    await create_topics(config)
+    producer = make_producer(client_options(config.kafka))
+    await producer.start()
+    try:
+        for kind, value in _messages()[:200]:
+            if kind == "logs":
+                await producer.send(config.topics.logs, value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    def detect(worker: Worker) -> DetectRunner:
+        return next(r for r in worker.runners if isinstance(r, DetectRunner))
+
+    def templates(worker: Worker) -> int:
+        return sum(s.templates_tracked for s in detect(worker).log_stages.values())
+
+    first = Worker(config, Metrics.create(), stages=("detect",))
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    await wait_for(lambda: bool(first.runners) and templates(first) >= 2, 30, "templates")
+    learned = templates(first)
+    stop.set()  # leaving checkpoints the log stage with the partition
+    await task
+
+    second = Worker(config, Metrics.create(), stages=("detect",))
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    try:
+        await wait_for(
+            lambda: bool(second.runners) and templates(second) >= learned,
+            30,
+            "the restored templates",
+        )
+    finally:
+        stop.set()
+        await task
+    assert second.metrics.registry.get_sample_value(
+        "quietpager_state_restored_total", {"stage": "detect"}
+    )
