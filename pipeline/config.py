@@ -157,6 +157,10 @@ class DetectConfig(_Strict):
     series_ttl: Duration = 6 * 3600.0
     max_series: int = Field(default=200_000, ge=1)
     tick_every: Duration = 10.0
+    # The live worker sends points stamped further than this from its wall clock to the DLQ
+    # (`ts_out_of_range`); off unless set, since replays and backfills carry old times.
+    max_future: Duration | None = None
+    max_past: Duration | None = None
 
     @field_validator("thresholds")
     @classmethod

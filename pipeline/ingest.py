@@ -34,6 +34,7 @@ REJECT_REASONS = (
     "unknown_signal",
     "bad_labels",
     "unknown_shape",
+    "ts_out_of_range",
 )
 
 _LEVELS = {

@@ -6,6 +6,9 @@ service graph (edge -> mid-tier -> data stores) carries diurnal and weekly traff
 deploys that shift levels; faults start on a root (saturation first, then latency and errors)
 and cascade up the call graph hop by hop; a service stops reporting; blips, flapping series,
 an alert storm from a shared dependency, a maintenance window and overlapping incidents.
+With `logs=True` every service also writes log records (DESIGN.md shape) beside its points:
+a steady mix of info and debug lines, a heartbeat, a little warning noise, and error lines
+while it fails (its own failure on a root, the failing callee it calls on the others).
 
 `write(sim, out_dir)` writes `telemetry.jsonl` (one message per line, replayable by
 `quietpager replay`), `config.yaml` (valid for `load_config`) and `truth.json`.
@@ -129,6 +132,8 @@ class _Effect:
     saturation: float = 0.0
     traffic: float = 1.0
     stopped: bool = False
+    # With logs, whose failure the service logs errors about (itself on a root); "" none.
+    blames: str = ""
 
 
 @dataclass(slots=True)
@@ -153,6 +158,7 @@ class Simulation:
     silences: list[dict[str, Any]] = field(default_factory=list)
     effects: dict[str, list[_Effect]] = field(default_factory=dict)
     deploys: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    logs: bool = False
 
     @property
     def steps(self) -> int:
@@ -234,7 +240,7 @@ class _Builder:
             if hop == 0:
                 self.sim.add(service, _Effect(onset, end, saturation=0.97))
                 begin = onset + self.rng.uniform(45.0, 75.0)
-                self.sim.add(service, _Effect(begin, end, latency=5.0, errors=0.2))
+                self.sim.add(service, _Effect(begin, end, latency=5.0, errors=0.2, blames=root))
                 continue
             begin = onset + 60.0 + sum(delays[:hop])
             if begin >= end:
@@ -242,7 +248,11 @@ class _Builder:
             latency = 1.0 + 3.0 / hop
             errors = 0.12 / hop
             traffic = 0.7 if service in self.entry else 1.0
-            self.sim.add(service, _Effect(begin, end, latency=latency, errors=errors))
+            # The callee it sees failing: the first one on a shortest path to the root.
+            callee = min(c for c in self.sim.topology[service] if hops.get(c) == hop - 1)
+            self.sim.add(
+                service, _Effect(begin, end, latency=latency, errors=errors, blames=callee)
+            )
             if service in self.entry:
                 # Users give up at a failing entry point: its traffic and its callees' drop.
                 self.sim.add(service, _Effect(begin, end, traffic=traffic))
@@ -350,8 +360,11 @@ _LENGTH: Final = {
 }
 
 
-def build(name: str, seed: int = 1, step_s: float = 30.0) -> Simulation:
-    """The simulation called `name` (one of SCENARIOS), seeded."""
+def build(name: str, seed: int = 1, step_s: float = 30.0, logs: bool = False) -> Simulation:
+    """The simulation called `name` (one of SCENARIOS), seeded; with `logs`, log records too.
+
+    The metric points are the same with or without logs: the logs draw from their own rng.
+    """
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
     rng = random.Random(f"{name}:{seed}")
@@ -362,6 +375,7 @@ def build(name: str, seed: int = 1, step_s: float = 30.0) -> Simulation:
         duration_s=_LENGTH[name],
         step_s=step_s,
         topology=layered_topology(random.Random(seed)),
+        logs=logs,
     )
     builder = _Builder(sim, rng)
     at = START + WARMUP_S

@@ -260,9 +260,11 @@ class DetectRunner(StageRunner):
         producer: AIOKafkaProducer,
         metrics: Metrics,
         on_anomaly: Callable[[Anomaly], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(config, producer, metrics)
         self.core = DetectStage(config.detect)
+        self._clock = clock
         # One log stage per logs partition, so its templates move with the partition.
         self.log_stages: dict[TopicPartition, LogStage] = {}
         self._logs_dirty: set[TopicPartition] = set()
@@ -307,6 +309,10 @@ class DetectRunner(StageRunner):
                     if self.config.logs.enabled:
                         logs.extend((entry, record.timestamp, tp) for entry in decoded.logs)
                         self._note_partition_time(tp, max(r.ts for r in decoded.logs), wall)
+                if decoded.points and self._bounded:
+                    for reject in self._out_of_range(decoded.points):
+                        sends.append(self._dead_letter(record, reject))
+                    decoded.points = [p for p in decoded.points if self._in_range(p.ts)]
                 if decoded.points:
                     self.metrics.events_in.labels("metrics").inc(len(decoded.points))
                     points.extend((point, record.timestamp, tp) for point in decoded.points)
@@ -350,6 +356,28 @@ class DetectRunner(StageRunner):
         seen = self._partition_time.get(tp)
         if seen is None or newest > seen[0]:
             self._partition_time[tp] = (newest, wall)
+
+    @property
+    def _bounded(self) -> bool:
+        return self.config.detect.max_future is not None or self.config.detect.max_past is not None
+
+    def _in_range(self, ts: float) -> bool:
+        now = self._clock()
+        detect = self.config.detect
+        if detect.max_future is not None and ts > now + detect.max_future:
+            return False
+        return detect.max_past is None or ts >= now - detect.max_past
+
+    def _out_of_range(self, points: list[MetricPoint]) -> list[Reject]:
+        """One DLQ reason per point stamped too far from the wall clock (agent clock skew)."""
+        now = self._clock()
+        return [
+            Reject(
+                "ts_out_of_range", f"ts {p.ts:.3f} is {p.ts - now:+.0f}s from now ({p.series.id})"
+            )
+            for p in points
+            if not self._in_range(p.ts)
+        ]
 
     async def _tick(
         self, tick: float, produced_ms: int, partitions: list[int]

@@ -166,3 +166,32 @@ async def test_anomalies_carry_their_source_produce_time() -> None:
     anomalies = [p for p in producer.sent if p["value"]["kind"] == "anomaly"]
     assert len(anomalies) == 1
     assert anomalies[0]["headers"][PRODUCED_HEADER] == b"9999"
+
+
+async def test_points_far_from_the_wall_clock_go_to_the_dlq() -> None:
+    config = parse_config(
+        {
+            "detect": {"max_future": "10m", "max_past": "1d"},
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+        }
+    )
+    producer = FakeProducer(partitions=1)
+    metrics = Metrics.create()
+    runner = DetectRunner(config, producer, metrics, clock=lambda: T0)
+    tp = TopicPartition(config.topics.metrics, 0)
+    points = [
+        {"name": "cpu_utilization", "value": 0.4, "ts": ts, "labels": {"service": "a"}}
+        for ts in (T0 - 60, T0 + 3600, T0 - 2 * 86400, T0 + 599)  # ok, future, past, just ok
+    ]
+    await runner.handle({tp: [_record(tp.topic, 0, 7, orjson.dumps(points))]})
+    dead = [p for p in producer.sent if p["topic"] == config.topics.dlq]
+    assert [p["headers"]["qp.reason"] for p in dead] == [b"ts_out_of_range"] * 2
+    assert all(p["headers"]["qp.offset"] == b"7" for p in dead)
+    assert runner.core.stats.points == 2
+    assert (
+        metrics.registry.get_sample_value(
+            "quietpager_decode_errors_total", {"reason": "ts_out_of_range"}
+        )
+        == 2
+    )
