@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.broker import EmbeddedBroker
 from pipeline.config import Config, parse_config
+from pipeline.notify.sink import WebhookSink
 
 BOOTSTRAP_ENV = "QUIETPAGER_TEST_BOOTSTRAP"
 # Port 9 is the discard service: nothing answers there, so a test that forgets to point the
@@ -134,3 +135,12 @@ class TopicNames:
 def unique_topics() -> TopicNames:
     """Fresh topic and consumer-group names for this test."""
     return TopicNames.fresh()
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[WebhookSink]:
+    """A webhook receiver on a free loopback port, recording what it gets."""
+    server = WebhookSink()
+    await server.start()
+    yield server
+    await server.stop()

@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from pipeline.config import Config
 from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
 from pipeline.metrics import Metrics
 from pipeline.notify.sink import WebhookSink
-from pipeline.synthetic import Blip, Fault, Scenario, generate
+from pipeline.synthetic import Blip, Fault, Scenario, agent_messages
 from pipeline.worker import Worker
 from tests.conftest import TopicNames
 
@@ -59,14 +58,6 @@ def _config(topics: TopicNames, bootstrap: str, sink: WebhookSink) -> Config:
     )
 
 
-@pytest.fixture
-async def sink() -> AsyncIterator[WebhookSink]:
-    server = WebhookSink()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 async def _produce(config: Config, messages: list[tuple[bytes | None, bytes]]) -> None:
     topics = config.topics
     names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
@@ -82,13 +73,7 @@ async def _produce(config: Config, messages: list[tuple[bytes | None, bytes]]) -
 
 
 def _scenario_messages() -> list[tuple[bytes | None, bytes]]:
-    out: list[tuple[bytes | None, bytes]] = []
-    for _, points in generate(SCENARIO):
-        by_service: dict[str, list[dict[str, Any]]] = {}
-        for point in points:
-            by_service.setdefault(point["labels"]["service"], []).append(point)
-        out.extend((s.encode(), orjson.dumps(b)) for s, b in by_service.items())
-    return out
+    return [m for _, step in agent_messages(SCENARIO) for m in step]
 
 
 async def _run_until(worker: Worker, done: Any, limit_s: float = 60.0) -> None:

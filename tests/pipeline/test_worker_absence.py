@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -12,31 +9,9 @@ from pipeline.config import Config, parse_config
 from pipeline.detect import ABSENCE_SERIES
 from pipeline.metrics import Metrics
 from pipeline.worker import DetectRunner
+from tests.fakes import FakeProducer
 
 T0 = 1_795_683_600.0
-
-
-class RecordingProducer:
-    """Acknowledges every send at once and keeps its topic and decoded value."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0}
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[None]:
-        self.sent.append((topic, orjson.loads(value)))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 def _config() -> Config:
@@ -65,7 +40,7 @@ def _step(index: int, services: list[str]) -> bytes:
 
 async def test_service_gone_quiet_is_sent_as_a_traffic_anomaly() -> None:
     config = _config()
-    producer = RecordingProducer()
+    producer = FakeProducer(partitions=1)
     metrics = Metrics.create()
     runner = DetectRunner(config, producer, metrics)
     tp = TopicPartition(config.topics.metrics, 0)
@@ -79,7 +54,7 @@ async def test_service_gone_quiet_is_sent_as_a_traffic_anomaly() -> None:
     await runner.handle({tp: records})
     absent = [
         value
-        for topic, value in producer.sent
+        for topic, value in ((p["topic"], p["value"]) for p in producer.sent)
         if topic == config.topics.anomalies and value.get("name") == ABSENCE_SERIES
     ]
     # cart's last point is at +190; absent once silent for more than 3 x 10 s, at each tick

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,14 +26,6 @@ pytestmark = pytest.mark.broker
 
 ROUTING_KEY = "denoise-routing-key"
 SIM = simulate.build("storm", 1)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[WebhookSink]:
-    server = WebhookSink()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def _config(topics: TopicNames, bootstrap: str, sink: WebhookSink) -> Config:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -137,14 +137,6 @@ def test_logs_can_be_switched_off() -> None:
     (trigger, _) = pipeline.summary.pages
     assert "log_signals" not in trigger.custom_details
     assert pipeline.summary.logs > 0
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[WebhookSink]:
-    server = WebhookSink()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def _wait_for(done: Callable[[], bool], task: asyncio.Task[None], limit_s: float) -> None:
