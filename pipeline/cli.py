@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--scenario", required=True, choices=_scenarios())
     simulate.add_argument("--out", required=True, type=Path, help="directory to write into")
     simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument(
+        "--logs", action="store_true", help="every service also writes log records"
+    )
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -75,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     denoise.add_argument("--seed", type=int, default=1)
     denoise.add_argument("--out", type=Path, default=None, help="also write results.json here")
+    denoise.add_argument(
+        "--logs",
+        action="store_true",
+        help="replay each scenario without and with log streams; compare quietpager's pages",
+    )
     tput = bench_sub.add_parser("throughput", help="broker drain ceiling vs worker rate, latency")
     tput.add_argument("--points", type=int, default=200_000)
     tput.add_argument("--series", type=int, default=2_000)
@@ -159,18 +167,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         from pipeline.simulate import build, write
 
-        sim = build(args.scenario, args.seed)
+        sim = build(args.scenario, args.seed, logs=args.logs)
         paths = write(sim, args.out)
         print(
             f"simulate: {args.scenario} (seed {args.seed}): {len(sim.topology)} services, "
-            f"{sim.steps} steps of {sim.step_s:g} s, {len(sim.truth)} true incidents; "
+            f"{sim.steps} steps of {sim.step_s:g} s{' with logs' if sim.logs else ''}, "
+            f"{len(sim.truth)} true incidents; "
             f"wrote {', '.join(str(p) for p in paths.values())}",
             file=sys.stderr,
         )
         return 0
     if args.command == "bench" and args.bench == "denoise":
-        from pipeline.bench.denoise import DEFAULT_SCENARIOS, run_denoise
+        from pipeline.bench.denoise import DEFAULT_SCENARIOS, run_denoise, run_denoise_logs
 
+        if args.logs:
+            verdict = run_denoise_logs(args.scenario or DEFAULT_SCENARIOS, args.seed, args.out)
+            return 0 if verdict.ok else 1
         run_denoise(args.scenario or DEFAULT_SCENARIOS, args.seed, args.out)
         return 0
     if args.command == "bench" and args.bench == "logs":

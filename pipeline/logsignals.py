@@ -13,8 +13,10 @@ What becomes an anomaly (the `kind` in its detail):
   its bucket ends).
 - `error_rate`: the same for a service's error-level lines (error and above) as a whole.
 - `template_silent`: a template present in most of the last `silence_window` buckets has been
-  absent for the last `silence_after` (a heartbeat stopped); reported again every
-  `repeat_every` as time advances until it returns or `silence_window` buckets pass.
+  absent for the last `silence_after` (a heartbeat stopped), and its share of buckets present
+  since first seen makes a gap that long unlikely by chance (`SILENCE_CHANCE`), so a line that
+  comes now and then is no heartbeat; reported again every `repeat_every` as time advances
+  until it returns or `silence_window` buckets pass.
 
 Bursts and new templates of warning-or-above templates, and error rates, are the `errors`
 signal; bursts of lower-level templates (when `burst_min_level` allows) are `traffic`, and so
@@ -51,6 +53,10 @@ LINE_CACHE_SIZE: Final = 1024
 EXAMPLE_CHARS: Final = 300
 # A template counts as steady when present in at least this share of its history buckets.
 STEADY_SHARE: Final = 0.8
+# ... and when, at its share of buckets present since first seen, a gap of `silence_after`
+# buckets would come by chance at most this often: an intermittent template that happened to
+# fill the window is not a heartbeat.
+SILENCE_CHANCE: Final = 0.01
 
 #: Severity order of the levels ingest accepts; unknown levels rank as info.
 LEVEL_RANK: Final[dict[str, int]] = {
@@ -257,6 +263,7 @@ class _Template:
     buckets_seen: int = 0
     presence: int = 0  # bit i set: present in the i-th most recently closed bucket
     silent_since: float | None = None  # when its silence was first reported
+    buckets_present: int = 0  # closed buckets it was present in, since first seen
 
 
 @dataclass(slots=True)
@@ -493,6 +500,7 @@ class LogStage:
         _learn(rate)
         template.presence = ((template.presence << 1) | present) & self._history_mask
         template.buckets_seen += 1
+        template.buckets_present += present
         if template.novel and template.buckets_seen >= self.config.warmup_buckets:
             template.novel = False
         if present:
@@ -508,6 +516,8 @@ class LogStage:
             return None
         history = (template.presence >> after).bit_count()
         if history < STEADY_SHARE * (window - after):
+            return None
+        if not _steady_since_seen(template, after):
             return None
         template.silent_since = end
         rate.last_report = end
@@ -644,11 +654,40 @@ class LogStage:
             template_set = TemplateSet(self._miner_config)
             template_set.restore(drain)
             service = _Service(name, scope, template_set, errors, bucket)
+            window = self.config.silence_window
+            for template in templates:
+                if not hasattr(template, "buckets_present"):
+                    # A snapshot from before the count: only the window's gaps are known, so
+                    # it is taken as present before it (the rule as it was then).
+                    seen = min(window, template.buckets_seen)
+                    gaps = seen - (template.presence & ((1 << seen) - 1)).bit_count()
+                    template.buckets_present = template.buckets_seen - gaps
             service.by_id = OrderedDict((t.id, t) for t in templates)
             service.silent = dict.fromkeys(silent)
             service.buckets_closed = closed
             service.last_ts = last_ts
             self._services[name] = service
+
+
+def _steady_since_seen(template: _Template, after: int) -> bool:
+    """Whether the template's last `after` empty buckets are unlikely to be chance.
+
+    With share `q` of the buckets before them present, a gap that long comes by chance about
+    `(1 - q) ** after` of the time; a heartbeat has `q` near 1, a line that comes now and then
+    a lot less.
+
+    >>> t = _Template(1, _Rate(None), 2, False, buckets_seen=12, buckets_present=10)
+    >>> _steady_since_seen(t, 2)
+    True
+    >>> t.buckets_present = 8
+    >>> _steady_since_seen(t, 2)
+    False
+    """
+    before = template.buckets_seen - after
+    if before <= 0:
+        return False
+    absent = 1.0 - min(before, template.buckets_present) / before
+    return bool(absent**after <= SILENCE_CHANCE)
 
 
 def _example(rate: _Rate, line: str) -> None:

@@ -813,6 +813,9 @@ class Worker:
                 reachable = True
             except (KafkaError, TimeoutError, OSError):
                 reachable = False
+            except Exception as exc:  # a probe that fails in any other way still means "not ready"
+                log.warning("broker_probe_failed", error=repr(exc))
+                reachable = False
             if reachable != self.broker_reachable:
                 log.log(
                     20 if reachable else 30,

@@ -5,6 +5,10 @@ Each simulated scenario (`pipeline.simulate`) is replayed through the same offli
 to `AlertmanagerBaseline`, so both systems page from the identical alert stream. A trigger
 matches a true incident when it comes between the incident's onset and `MATCH_GRACE_S`
 after its end and names one of the services the incident affected.
+
+With `--logs`, each scenario is replayed twice, without and with its simulated log streams,
+and quietpager's figures are set side by side with a verdict: adding logs must not raise the
+pages per detected incident nor lower the share of them naming the right root cause.
 """
 
 from __future__ import annotations
@@ -132,6 +136,7 @@ class ScenarioResult:
     baseline: Score
     decisions: Counter[tuple[str, str]]
     points: int
+    logs: int = 0
 
 
 def _match(trigger: Trigger, truth: Iterable[TrueIncident]) -> TrueIncident | None:
@@ -195,9 +200,9 @@ def _episode(incident: TrueIncident, at: float) -> int:
     return index
 
 
-def run_scenario(name: str, seed: int = 1) -> ScenarioResult:
-    """Replay one scenario through quietpager and the baseline; score both."""
-    sim: Simulation = simulate.build(name, seed)
+def run_scenario(name: str, seed: int = 1, logs: bool = False) -> ScenarioResult:
+    """Replay one scenario (with `logs`, its log streams too) through both systems; score both."""
+    sim: Simulation = simulate.build(name, seed, logs=logs)
     config = parse_config(simulate.config_data(sim), f"<scenario {name}>")
     pipeline = _CapturingPipeline(config)
     limit = config.kafka.max_message_bytes
@@ -231,6 +236,7 @@ def run_scenario(name: str, seed: int = 1) -> ScenarioResult:
         baseline=score(sim.truth, theirs, raw),
         decisions=pipeline.summary.decisions,
         points=pipeline.summary.points,
+        logs=pipeline.summary.logs,
     )
 
 
@@ -283,3 +289,169 @@ def run_denoise(
         }
         (out_dir / "results.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class LogComparison:
+    """One scenario replayed without and with its log streams."""
+
+    name: str
+    without: ScenarioResult
+    with_logs: ScenarioResult
+
+
+@dataclass(frozen=True, slots=True)
+class LogVerdict:
+    """Whether adding logs kept de-noising: the two checks the issue asks for."""
+
+    pages_not_higher: bool
+    root_cause_not_lower: bool
+
+    @property
+    def ok(self) -> bool:
+        """Both checks hold."""
+        return self.pages_not_higher and self.root_cause_not_lower
+
+
+def _per_detected(num: int, score: Score) -> tuple[int, int] | None:
+    return (num, score.detected) if score.detected else None
+
+
+def _not_above(first: tuple[int, int] | None, second: tuple[int, int] | None) -> bool:
+    """Whether ratio `first` <= ratio `second`, exactly (a missing ratio compares as equal)."""
+    if first is None or second is None:
+        return True
+    return first[0] * second[1] <= second[0] * first[1]
+
+
+def log_verdict(without: Score, with_logs: Score) -> LogVerdict:
+    """Compare quietpager's scores without and with logs (ratios compared exactly)."""
+    return LogVerdict(
+        pages_not_higher=_not_above(
+            _per_detected(with_logs.pages_on_detected, with_logs),
+            _per_detected(without.pages_on_detected, without),
+        ),
+        root_cause_not_lower=_not_above(
+            _per_detected(without.root_correct, without),
+            _per_detected(with_logs.root_correct, with_logs),
+        ),
+    )
+
+
+def compare_logs(scenarios: Sequence[str], seed: int = 1) -> list[LogComparison]:
+    """Replay each scenario without, then with, its log streams."""
+    return [
+        LogComparison(name, run_scenario(name, seed), run_scenario(name, seed, logs=True))
+        for name in scenarios
+    ]
+
+
+#: The figures set side by side, as named in `Score.figures`.
+_LOG_ROWS: Final = (
+    "pages per detected incident",
+    "incident recall",
+    "false pages",
+    "root cause correct",
+    "blips + flap episodes paged",
+    "time to page p50 / p95 (faults)",
+    "time to page p50 / p95 (stopped)",
+)
+
+
+def _p95(values: Sequence[float]) -> str:
+    return f"{_quantile(values, 0.95):.0f} s" if values else "-"
+
+
+def render_logs(comparisons: Sequence[LogComparison]) -> str:
+    """Markdown: per scenario and pooled, without / with logs, then the verdict."""
+    lines = [
+        "### quietpager without / with logs",
+        "",
+        "| scenario | log records | pages | pages per incident | recall | false pages "
+        "| root cause correct | blips + flap episodes paged | p95 time to page (faults) "
+        "| p95 time to page (stopped) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    without_all, with_all = Score(), Score()
+    for comparison in comparisons:
+        off, on = comparison.without.quietpager, comparison.with_logs.quietpager
+        without_all.add(off)
+        with_all.add(on)
+        lines.append(f"| {comparison.name} | {comparison.with_logs.logs:,} | {_pair(off, on)} |")
+    lines.extend(
+        [
+            "",
+            "### pooled, without / with logs",
+            "",
+            "| measure | without logs | with logs |",
+            "| --- | --- | --- |",
+        ]
+    )
+    off_figures, on_figures = without_all.figures(), with_all.figures()
+    rows = ("raw alerts (anomalies)", "pages sent (new dedup keys)", *_LOG_ROWS)
+    lines.extend(f"| {row} | {off_figures[row]} | {on_figures[row]} |" for row in rows)
+    verdict = log_verdict(without_all, with_all)
+    lines.extend(
+        [
+            "",
+            "verdict: pages per detected incident "
+            f"{off_figures['pages per detected incident']} -> "
+            f"{on_figures['pages per detected incident']} "
+            f"({'not higher' if verdict.pages_not_higher else 'HIGHER'}); "
+            f"root cause correct {without_all.root_correct}/{without_all.detected} -> "
+            f"{with_all.root_correct}/{with_all.detected} "
+            f"({'not lower' if verdict.root_cause_not_lower else 'LOWER'}): "
+            f"{'logs do not hurt de-noising' if verdict.ok else 'LOGS HURT DE-NOISING'}",
+        ]
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _pair(off: Score, on: Score) -> str:
+    """One scenario's cells: each figure as `without / with`."""
+    a, b = off.figures(), on.figures()
+    cells = [
+        f"{a['pages sent (new dedup keys)']} / {b['pages sent (new dedup keys)']}",
+        f"{a['pages per detected incident']} / {b['pages per detected incident']}",
+        f"{_ratio(off.detected, off.pageable)} / {_ratio(on.detected, on.pageable)}",
+        f"{off.false_pages} / {on.false_pages}",
+        f"{_ratio(off.root_correct, off.detected)} / {_ratio(on.root_correct, on.detected)}",
+        f"{_ratio(off.transient_paged, off.transient)} / "
+        f"{_ratio(on.transient_paged, on.transient)}",
+        f"{_p95(off.time_to_page)} / {_p95(on.time_to_page)}",
+        f"{_p95(off.time_to_page_stopped)} / {_p95(on.time_to_page_stopped)}",
+    ]
+    return " | ".join(cells)
+
+
+def run_denoise_logs(
+    scenarios: Sequence[str] = DEFAULT_SCENARIOS,
+    seed: int = 1,
+    out_dir: Path | None = None,
+    stream: IO[str] | None = None,
+) -> LogVerdict:
+    """Run the without / with logs comparison, print it; with `out_dir`, write results.json."""
+    out = stream or sys.stdout
+    comparisons = compare_logs(scenarios, seed)
+    out.write(render_logs(comparisons))
+    without_all, with_all = Score(), Score()
+    for comparison in comparisons:
+        without_all.add(comparison.without.quietpager)
+        with_all.add(comparison.with_logs.quietpager)
+    verdict = log_verdict(without_all, with_all)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        data: dict[str, Any] = {
+            c.name: {
+                "log_records": c.with_logs.logs,
+                "without_logs": c.without.quietpager.figures(),
+                "with_logs": c.with_logs.quietpager.figures(),
+            }
+            for c in comparisons
+        }
+        data["verdict"] = {
+            "pages_not_higher": verdict.pages_not_higher,
+            "root_cause_not_lower": verdict.root_cause_not_lower,
+        }
+        (out_dir / "results.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    return verdict

@@ -730,7 +730,14 @@ async def broker_cut(stream: list[Message] | None = None, cut_s: float = 6.0) ->
                 "the first half",
             )
             await proxy.cut()
-            await wait_for(lambda: not worker.ready, 15, "the worker to report not ready")
+            try:
+                await wait_for(lambda: not worker.ready, 30, "the worker to report not ready")
+            except TimeoutError as exc:
+                stages = [(r.name, r.status.connected) for r in worker.runners]
+                raise TimeoutError(
+                    f"{exc}: broker_reachable={worker.broker_reachable}, stages={stages}, "
+                    f"proxy connections={len(proxy._writers)}"
+                ) from None
             await asyncio.sleep(cut_s)
             await proxy.start()
             restored = time.monotonic()
