@@ -416,7 +416,7 @@ def _load(ts: float) -> float:
 
 
 def steps(sim: Simulation) -> Iterator[tuple[float, list[dict[str, Any]]]]:
-    """Yield `(event_time, points)` per step; points are DESIGN.md metric dicts."""
+    """Yield `(event_time, items)` per step: DESIGN.md metric dicts, then any log records."""
     rng = random.Random(f"values:{sim.name}:{sim.seed}")
     services = sorted(sim.topology)
     profiles = {

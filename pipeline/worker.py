@@ -243,6 +243,12 @@ def _log_time(entry: tuple[LogRecord, int, TopicPartition]) -> float:
     return entry[0].ts
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned task's outcome as seen, so asyncio does not report it."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _await_all(futures: Iterable[Awaitable[Any]]) -> None:
     pending = list(futures)
     if pending:
@@ -807,15 +813,31 @@ class Worker:
         is away, so the probe is what tells /readyz (and the log) that it is gone.
         """
         every = self.config.worker.probe_every
+        try:
+            await self._probe_until(producer, stop, every)
+        finally:
+            self.broker_reachable = False  # no probe, no claim of readiness
+
+    async def _probe_until(
+        self, producer: AIOKafkaProducer, stop: asyncio.Event, every: float
+    ) -> None:
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(producer.client.fetch_all_metadata(), every)
+            # The probe runs as its own task: aiokafka can end a request with CancelledError
+            # when a connection drops, and that must not end this loop.
+            probe = asyncio.ensure_future(producer.client.fetch_all_metadata())
+            finished, _ = await asyncio.wait({probe}, timeout=every)
+            if not finished:
+                probe.add_done_callback(_retrieve)
+                probe.cancel()
+                reachable = False
+            elif probe.cancelled():
+                reachable = False
+            elif (error := probe.exception()) is not None:
+                if not isinstance(error, KafkaError | OSError | TimeoutError):
+                    log.warning("broker_probe_failed", error=repr(error))
+                reachable = False
+            else:
                 reachable = True
-            except (KafkaError, TimeoutError, OSError):
-                reachable = False
-            except Exception as exc:  # a probe that fails in any other way still means "not ready"
-                log.warning("broker_probe_failed", error=repr(exc))
-                reachable = False
             if reachable != self.broker_reachable:
                 log.log(
                     20 if reachable else 30,

@@ -8,7 +8,8 @@ after its end and names one of the services the incident affected.
 
 With `--logs`, each scenario is replayed twice, without and with its simulated log streams,
 and quietpager's figures are set side by side with a verdict: adding logs must not raise the
-pages per detected incident nor lower the share of them naming the right root cause.
+pages per detected incident or the false pages, nor lower the share of pages naming the right
+root cause or the recall.
 """
 
 from __future__ import annotations
@@ -302,15 +303,26 @@ class LogComparison:
 
 @dataclass(frozen=True, slots=True)
 class LogVerdict:
-    """Whether adding logs kept de-noising: the two checks the issue asks for."""
+    """Whether adding logs kept de-noising.
+
+    The issue asks for the first two; the last two are there because extra pages that match
+    no incident leave pages per *detected* incident as they were.
+    """
 
     pages_not_higher: bool
     root_cause_not_lower: bool
+    recall_not_lower: bool = True
+    false_pages_not_higher: bool = True
 
     @property
     def ok(self) -> bool:
-        """Both checks hold."""
-        return self.pages_not_higher and self.root_cause_not_lower
+        """Every check holds."""
+        return (
+            self.pages_not_higher
+            and self.root_cause_not_lower
+            and self.recall_not_lower
+            and self.false_pages_not_higher
+        )
 
 
 def _per_detected(num: int, score: Score) -> tuple[int, int] | None:
@@ -335,6 +347,11 @@ def log_verdict(without: Score, with_logs: Score) -> LogVerdict:
             _per_detected(without.root_correct, without),
             _per_detected(with_logs.root_correct, with_logs),
         ),
+        recall_not_lower=_not_above(
+            (without.detected, without.pageable) if without.pageable else None,
+            (with_logs.detected, with_logs.pageable) if with_logs.pageable else None,
+        ),
+        false_pages_not_higher=with_logs.false_pages <= without.false_pages,
     )
 
 
@@ -400,7 +417,12 @@ def render_logs(comparisons: Sequence[LogComparison]) -> str:
             f"({'not higher' if verdict.pages_not_higher else 'HIGHER'}); "
             f"root cause correct {without_all.root_correct}/{without_all.detected} -> "
             f"{with_all.root_correct}/{with_all.detected} "
-            f"({'not lower' if verdict.root_cause_not_lower else 'LOWER'}): "
+            f"({'not lower' if verdict.root_cause_not_lower else 'LOWER'}); "
+            f"recall {without_all.detected}/{without_all.pageable} -> "
+            f"{with_all.detected}/{with_all.pageable} "
+            f"({'not lower' if verdict.recall_not_lower else 'LOWER'}); "
+            f"false pages {without_all.false_pages} -> {with_all.false_pages} "
+            f"({'not higher' if verdict.false_pages_not_higher else 'HIGHER'}): "
             f"{'logs do not hurt de-noising' if verdict.ok else 'LOGS HURT DE-NOISING'}",
         ]
     )
@@ -452,6 +474,9 @@ def run_denoise_logs(
         data["verdict"] = {
             "pages_not_higher": verdict.pages_not_higher,
             "root_cause_not_lower": verdict.root_cause_not_lower,
+            "recall_not_lower": verdict.recall_not_lower,
+            "false_pages_not_higher": verdict.false_pages_not_higher,
+            "ok": verdict.ok,
         }
         (out_dir / "results.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     return verdict

@@ -741,7 +741,13 @@ async def broker_cut(stream: list[Message] | None = None, cut_s: float = 6.0) ->
             await asyncio.sleep(cut_s)
             await proxy.start()
             restored = time.monotonic()
-            await wait_for(lambda: worker.ready, 60, "the worker to be ready again")
+            try:
+                await wait_for(lambda: worker.ready, 60, "the worker to be ready again")
+            except TimeoutError as exc:
+                stages = [(r.name, r.status.connected, r.status.last_error) for r in worker.runners]
+                raise TimeoutError(
+                    f"{exc}: broker_reachable={worker.broker_reachable}, stages={stages}"
+                ) from None
             ready_again = time.monotonic() - restored
             await produce(config, stream[half:])
             await wait_for(
