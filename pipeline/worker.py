@@ -158,8 +158,39 @@ class StageRunner(ABC):
             self._pending.pop(tp, None)
         self._last_commit = time.monotonic()
 
+    def reset(self) -> None:  # noqa: B027 - stateless stages have nothing to drop
+        """Drop all in-memory state; the next assignment restores it from the changelogs."""
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set, then commit what is done and leave the group."""
+        """Consume until `stop`; if the broker fails a write, start over from the checkpoint.
+
+        Outputs that were not acknowledged may or may not have reached the broker, and the
+        in-memory state has already moved past them. Dropping that state, rejoining and
+        restoring the last checkpoint (which matches the committed offsets) reprocesses
+        exactly the uncommitted input: at-least-once, nothing skipped.
+        """
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self._consume(stop)
+                return
+            except (KafkaError, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError) and _really_cancelled():
+                    raise
+                # aiokafka can also end a request with CancelledError when its connection
+                # drops; that is a broker failure like any other, not a request to stop.
+                self.status.connected = False
+                self.status.last_error = type(exc).__name__
+                log.warning(
+                    "stage_restarting", stage=self.name, error=repr(exc), retry_in_s=backoff
+                )
+                self.reset()
+                self._pending.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
         options = client_options(self.config.kafka)
         consumer = make_consumer(
             options,
@@ -172,12 +203,12 @@ class StageRunner(ABC):
             heartbeat_interval_ms=int(self.config.kafka.heartbeat_interval * 1000),
         )
         self.consumer = consumer
-        await consumer.start()
-        consumer.subscribe(self.topics, listener=_RebalanceListener(self))
-        self.status.started = True
-        self.status.connected = True
-        log.info("stage_started", stage=self.name, topics=self.topics, group=self.group_id)
         try:
+            await consumer.start()
+            consumer.subscribe(self.topics, listener=_RebalanceListener(self))
+            self.status.started = True
+            self.status.connected = True
+            log.info("stage_started", stage=self.name, topics=self.topics, group=self.group_id)
             while not stop.is_set():
                 try:
                     batch = await consumer.getmany(
@@ -211,7 +242,10 @@ class StageRunner(ABC):
                 await self.checkpoint()
                 await self._commit()
         finally:
-            await consumer.stop()
+            try:
+                await asyncio.wait_for(consumer.stop(), self.config.kafka.session_timeout)
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("consumer_stop_failed", stage=self.name, error=repr(exc))
             self.status.connected = False
             log.info(
                 "stage_stopped",
@@ -241,6 +275,12 @@ def _event_time(entry: tuple[MetricPoint, int, TopicPartition]) -> float:
 
 def _log_time(entry: tuple[LogRecord, int, TopicPartition]) -> float:
     return entry[0].ts
+
+
+def _really_cancelled() -> bool:
+    """Whether the current task itself is being cancelled (not a library's stray cancel)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -490,6 +530,17 @@ class DetectRunner(StageRunner):
             self.metrics.restored.labels(self.name).inc(len(restored))
             log.info("state_restored", stage=self.name, partition=owner(tp), series=len(restored))
 
+    def reset(self) -> None:
+        self.core = DetectStage(self.config.detect)
+        self._last_tick = float("-inf")
+        self._evicted_seen = {"ttl": 0, "lru": 0}
+        self._out_of_order_seen = 0
+        self._partition_time.clear()
+        self._owner.clear()
+        self._dirty.clear()
+        self.log_stages.clear()
+        self._logs_dirty.clear()
+
     def forget(self, partitions: set[TopicPartition]) -> None:
         # Stop holding event time back for partitions this worker no longer owns, and drop
         # their series: the next owner restores them from the changelog.
@@ -661,6 +712,10 @@ class CorrelateRunner(StageRunner):
             log.info(
                 "state_restored", stage=self.name, partition=owner(tp), incidents=core.open_count
             )
+
+    def reset(self) -> None:
+        self.cores.clear()
+        self._dirty.clear()
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
@@ -892,7 +947,11 @@ class Worker:
             )
             if stopping not in finished:
                 # A stage ended on its own: that is a failure, so stop the others too.
-                log.error("stage_ended_unexpectedly", stages=[t.get_name() for t in finished])
+                log.error(
+                    "stage_ended_unexpectedly",
+                    stages=[t.get_name() for t in finished],
+                    errors=[repr(t.exception()) for t in finished if not t.cancelled()],
+                )
                 stop.set()
             await stopping
             await watcher

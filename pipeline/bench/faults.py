@@ -744,9 +744,9 @@ async def broker_cut(stream: list[Message] | None = None, cut_s: float = 6.0) ->
             try:
                 await wait_for(lambda: worker.ready, 60, "the worker to be ready again")
             except TimeoutError as exc:
-                stages = [(r.name, r.status.connected, r.status.last_error) for r in worker.runners]
+                status = [(r.name, r.status.connected, r.status.last_error) for r in worker.runners]
                 raise TimeoutError(
-                    f"{exc}: broker_reachable={worker.broker_reachable}, stages={stages}"
+                    f"{exc}: broker_reachable={worker.broker_reachable}, stages={status}"
                 ) from None
             ready_again = time.monotonic() - restored
             await produce(config, stream[half:])
