@@ -14,7 +14,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -122,6 +122,11 @@ class DetectStage:
         return detector_for_signal(
             signal.value, ceiling=self.config.saturation_ceiling, warmup=self.config.warmup_points
         )
+
+    @property
+    def series_keys(self) -> KeysView[SeriesKey]:
+        """The series that hold a model now (a live view)."""
+        return self._series.keys()
 
     @property
     def series_tracked(self) -> int:

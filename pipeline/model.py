@@ -23,6 +23,18 @@ class SeriesKey:
 
     name: str
     labels: tuple[tuple[str, str], ...] = ()
+    # Keys are looked up several times per point; hashing the label tuples once pays.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.name, self.labels)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[SeriesKey], tuple[str, tuple[tuple[str, str], ...]]]:
+        # String hashes differ between processes: rebuild (and rehash) on unpickling.
+        return (SeriesKey, (self.name, self.labels))
 
     @classmethod
     def of(cls, name: str, labels: dict[str, str] | None = None) -> SeriesKey:

@@ -320,10 +320,11 @@ class DetectRunner(StageRunner):
         self._out_of_order_seen = 0
         # partition -> (newest event time, wall clock when it arrived)
         self._partition_time: dict[TopicPartition, tuple[float, float]] = {}
-        # Which input partition each series arrives on, and the series that learned since
-        # the last checkpoint, by partition: state moves with its partition.
-        self._owner: dict[SeriesKey, TopicPartition] = {}
+        # By input partition: the series that learned since the last checkpoint, and those
+        # checkpointed before (moved there at each checkpoint, off the per-point path).
+        # State moves with its partition.
         self._dirty: dict[TopicPartition, set[SeriesKey]] = {}
+        self._owned: dict[TopicPartition, set[SeriesKey]] = {}
         self.commit_every = config.worker.checkpoint_every
 
     @property
@@ -372,23 +373,26 @@ class DetectRunner(StageRunner):
         logs.sort(key=_log_time)
         next_log = 0
         low_watermark = self._low_watermark(wall)
+        tick_every = self.config.detect.tick_every
+        last_tp: TopicPartition | None = None
+        dirty: set[SeriesKey] = set()
         for point, produced_ms, tp in points:
             # Log records take their place in event time among the points (a simple merge).
             while next_log < len(logs) and logs[next_log][0].ts <= point.ts:
                 sends.extend(await self._observe_log(*logs[next_log]))
                 next_log += 1
             anomaly = self.core.observe(point)
-            if self._owner.get(point.series) != tp:
-                self._owner[point.series] = tp
-            dirty = self._dirty.get(tp)
-            if dirty is None:
-                dirty = self._dirty[tp] = set()
+            if tp is not last_tp:
+                last_tp = tp
+                dirty = self._dirty.setdefault(tp, set())
             dirty.add(point.series)
             if anomaly is not None:
                 sends.append(await self._send_anomaly(anomaly, produced_ms))
             # Ticks interleave with anomalies at the same cadence as `replay`, so the
             # correlator sees the same sequence of times live and offline.
-            sends.extend(await self._tick(min(point.ts, low_watermark), produced_ms, partitions))
+            tick = point.ts if point.ts < low_watermark else low_watermark
+            if tick >= self._last_tick + tick_every:
+                sends.extend(await self._tick(tick, produced_ms, partitions))
         for entry in logs[next_log:]:
             sends.extend(await self._observe_log(*entry))
         if next_log < len(logs):
@@ -489,7 +493,12 @@ class DetectRunner(StageRunner):
         items: dict[bytes, bytes | None] = {}
         for tp in chosen:
             name = owner(tp)
-            for item, blob in self.core.export_series(self._dirty.pop(tp)).items():
+            learned = self._dirty.pop(tp)
+            owned = self._owned.setdefault(tp, set())
+            owned.update(learned)
+            # Series the stage evicted (TTL, LRU) are no longer anybody's to move.
+            owned.intersection_update(self.core.series_keys)
+            for item, blob in self.core.export_series(learned).items():
                 items[state_key(name, item)] = blob
         for tp in [tp for tp in self._logs_dirty if partitions is None or tp in partitions]:
             self._logs_dirty.discard(tp)
@@ -525,8 +534,7 @@ class DetectRunner(StageRunner):
             if not items:
                 continue
             restored = self.core.import_series(items.values())
-            for key in restored:
-                self._owner[key] = tp
+            self._owned.setdefault(tp, set()).update(restored)
             self.metrics.restored.labels(self.name).inc(len(restored))
             log.info("state_restored", stage=self.name, partition=owner(tp), series=len(restored))
 
@@ -536,7 +544,7 @@ class DetectRunner(StageRunner):
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
         self._partition_time.clear()
-        self._owner.clear()
+        self._owned.clear()
         self._dirty.clear()
         self.log_stages.clear()
         self._logs_dirty.clear()
@@ -546,13 +554,9 @@ class DetectRunner(StageRunner):
         # their series: the next owner restores them from the changelog.
         for tp in partitions:
             self._partition_time.pop(tp, None)
-            self._dirty.pop(tp, None)
+            self.core.drop_series(self._dirty.pop(tp, set()) | self._owned.pop(tp, set()))
             self.log_stages.pop(tp, None)
             self._logs_dirty.discard(tp)
-        gone = [key for key, tp in self._owner.items() if tp in partitions]
-        self.core.drop_series(gone)
-        for key in gone:
-            del self._owner[key]
 
     async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
         self.metrics.decode_errors.labels(reject.reason).inc()
