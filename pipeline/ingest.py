@@ -145,7 +145,7 @@ def _is_lenient_json(raw: bytes) -> bool:
 def _guess_kind(item: Mapping[str, Any]) -> Literal["metrics", "logs"]:
     if "value" in item or "name" in item:
         return "metrics"
-    if "message" in item:
+    if "message" in item or "log" in item or "msg" in item:
         return "logs"
     raise _ItemError("unknown_shape", "item is neither a metric point nor a log record")
 
@@ -204,6 +204,8 @@ def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
 
 
 def _log_record(item: Mapping[str, Any]) -> LogRecord:
+    if "ts" not in item or "labels" not in item:
+        item = adapt_log_shipper(item)
     message = item.get("message")
     if message is None:
         raise _ItemError("missing_field", "message")
@@ -217,6 +219,63 @@ def _log_record(item: Mapping[str, Any]) -> LogRecord:
         level = "info"
     ts = _timestamp(item)
     return LogRecord(ts, level, message, tuple(sorted(_labels(item).items())))
+
+
+#: Syslog severities (RFC 5424) by number, for shippers that send them as digits.
+_SYSLOG_LEVELS = ("emerg", "alert", "crit", "error", "warning", "notice", "info", "debug")
+
+
+def _first(item: Mapping[str, Any], *paths: str) -> Any:
+    """The first present value among dotted paths (`kubernetes.labels.app`)."""
+    for path in paths:
+        node: Any = item
+        for part in path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            return node
+    return None
+
+
+def adapt_log_shipper(item: Mapping[str, Any]) -> dict[str, Any]:
+    """DESIGN.md's log shape from the JSON that Vector, Fluent Bit and rsyslog ship to Kafka.
+
+    Vector: `message`, `timestamp`, `host`, often `service` or Kubernetes metadata. Fluent Bit:
+    `log` (tail input) or `message`, `@timestamp` (epoch seconds or RFC 3339), `kubernetes`.
+    rsyslog (omkafka with a JSON template): `msg` or `message`, `@timestamp` or `timereported`,
+    `hostname`, `programname`, `severity` (a name or a number). Fields already in DESIGN.md's
+    shape are kept.
+
+    >>> adapt_log_shipper({"log": "boom", "@timestamp": 1.5, "level": "ERROR",
+    ...                    "kubernetes": {"labels": {"app": "cart"}, "host": "n1"}})
+    {'message': 'boom', 'ts': 1.5, 'level': 'ERROR', 'labels': {'service': 'cart', 'host': 'n1'}}
+    """
+    message = _first(item, "message", "log", "msg", "MESSAGE")
+    ts = _first(item, "ts", "timestamp", "@timestamp", "time", "timereported", "date")
+    level = _first(item, "level", "severity", "log.level", "syslog.severity", "levelname")
+    if isinstance(level, int) and not isinstance(level, bool) and 0 <= level < 8:
+        level = _SYSLOG_LEVELS[level]
+    labels = item.get("labels")
+    if not isinstance(labels, dict):
+        labels = {}
+        service = _first(
+            item,
+            "service",
+            "service.name",
+            "kubernetes.labels.app",
+            "kubernetes.labels.app.kubernetes.io/name",
+            "kubernetes.container_name",
+            "programname",
+            "app",
+            "appname",
+        )
+        host = _first(item, "host", "hostname", "kubernetes.host", "host.name")
+        for name, value in (("service", service), ("host", host)):
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                labels[name] = str(value)
+    out: dict[str, Any] = {"message": message, "ts": ts, "level": level, "labels": labels}
+    return {key: value for key, value in out.items() if value is not None}
 
 
 def dlq_headers(reject: Reject, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:

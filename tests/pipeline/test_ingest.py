@@ -154,3 +154,67 @@ def test_any_json_object_is_either_a_point_or_a_reasoned_reject(item: dict[str, 
     assert len(decoded.points) + len(decoded.rejects) == 1
     for reject in decoded.rejects:
         assert reject.reason in REJECT_REASONS
+
+
+@pytest.mark.parametrize(
+    ("shipped", "level", "message", "labels"),
+    [
+        # Vector's kafka sink, JSON codec: message, timestamp, host, a service field
+        (
+            {
+                "message": "upstream timeout",
+                "timestamp": "2026-11-26T09:00:00Z",
+                "host": "node-7",
+                "service": "checkout",
+                "source_type": "file",
+                "level": "warn",
+            },
+            "warn",
+            "upstream timeout",
+            {"host": "node-7", "service": "checkout"},
+        ),
+        # Fluent Bit's kafka output: `log` from the tail input, @timestamp in epoch seconds,
+        # Kubernetes metadata
+        (
+            {
+                "@timestamp": 1795683600.0,
+                "log": "connection refused",
+                "kubernetes": {
+                    "labels": {"app": "payments"},
+                    "host": "node-2",
+                    "container_name": "app",
+                },
+            },
+            "info",
+            "connection refused",
+            {"host": "node-2", "service": "payments"},
+        ),
+        # rsyslog omkafka with a JSON template: msg, timereported, hostname, programname and a
+        # numeric syslog severity (3 = error)
+        (
+            {
+                "msg": "disk full",
+                "timereported": "2026-11-26T09:00:00+00:00",
+                "hostname": "db-1",
+                "programname": "postgres",
+                "severity": 3,
+            },
+            "error",
+            "disk full",
+            {"host": "db-1", "service": "postgres"},
+        ),
+    ],
+)
+def test_log_shipper_json_is_adapted(
+    shipped: dict[str, object], level: str, message: str, labels: dict[str, str]
+) -> None:
+    decoded = decode_message(orjson.dumps(shipped), "logs")
+    assert decoded.rejects == []
+    (record,) = decoded.logs
+    assert (record.ts, record.level, record.message) == (1795683600.0, level, message)
+    assert dict(record.labels) == labels
+
+
+def test_auto_kind_recognises_shipper_logs() -> None:
+    decoded = decode_message(orjson.dumps({"log": "x", "@timestamp": 1.0}), "auto")
+    assert [r.message for r in decoded.logs] == ["x"]
