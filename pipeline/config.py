@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +28,17 @@ from pipeline.model import Signal
 from pipeline.timeutil import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from exc
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
 
 
 class _Strict(BaseModel):
@@ -109,17 +121,8 @@ class SignalRule(_Strict):
     """Claims a series for a golden signal when its name matches (and its labels, if given)."""
 
     signal: Signal
-    name_matches: str
+    name_matches: Regex
     labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("name_matches")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from exc
-        return value
 
     @field_validator("signal")
     @classmethod
@@ -180,17 +183,8 @@ LogLevel = Literal["debug", "info", "notice", "warning", "error", "critical"]
 class LogMaskRule(_Strict):
     """A site-specific variable in log lines: text matching `pattern` becomes `<mask_with>`."""
 
-    pattern: str
+    pattern: Regex
     mask_with: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from exc
-        return value
 
 
 class LogsConfig(_Strict):
