@@ -357,16 +357,12 @@ class DetectRunner(StageRunner):
                         logs.extend((entry, record.timestamp, tp) for entry in decoded.logs)
                         self._note_partition_time(tp, max(r.ts for r in decoded.logs), wall)
                 if decoded.points and self._bounded:
-                    for reject in self._out_of_range(decoded.points):
-                        sends.append(self._dead_letter(record, reject))
-                    decoded.points = [p for p in decoded.points if self._in_range(p.ts)]
+                    decoded.points, rejects = self._split_by_range(decoded.points)
+                    sends.extend(self._dead_letter(record, reject) for reject in rejects)
                 if decoded.points:
                     self.metrics.events_in.labels("metrics").inc(len(decoded.points))
                     points.extend((point, record.timestamp, tp) for point in decoded.points)
-                    newest = max(p.ts for p in decoded.points)
-                    seen = self._partition_time.get(tp)
-                    if seen is None or newest > seen[0]:
-                        self._partition_time[tp] = (newest, wall)
+                    self._note_partition_time(tp, max(p.ts for p in decoded.points), wall)
         # Kafka orders only within a partition; a fetched batch can hold one partition's
         # future before another's past. Scoring in event-time order keeps series in order.
         points.sort(key=_event_time)
@@ -411,23 +407,21 @@ class DetectRunner(StageRunner):
     def _bounded(self) -> bool:
         return self.config.detect.max_future is not None or self.config.detect.max_past is not None
 
-    def _in_range(self, ts: float) -> bool:
+    def _split_by_range(self, points: list[MetricPoint]) -> tuple[list[MetricPoint], list[Reject]]:
+        """Points within the wall-clock bounds, and a DLQ reason for each one outside them."""
         now = self._clock()
         detect = self.config.detect
-        if detect.max_future is not None and ts > now + detect.max_future:
-            return False
-        return detect.max_past is None or ts >= now - detect.max_past
-
-    def _out_of_range(self, points: list[MetricPoint]) -> list[Reject]:
-        """One DLQ reason per point stamped too far from the wall clock (agent clock skew)."""
-        now = self._clock()
-        return [
-            Reject(
-                "ts_out_of_range", f"ts {p.ts:.3f} is {p.ts - now:+.0f}s from now ({p.series.id})"
-            )
-            for p in points
-            if not self._in_range(p.ts)
-        ]
+        latest = now + detect.max_future if detect.max_future is not None else float("inf")
+        earliest = now - detect.max_past if detect.max_past is not None else float("-inf")
+        kept: list[MetricPoint] = []
+        rejects: list[Reject] = []
+        for p in points:
+            if earliest <= p.ts <= latest:
+                kept.append(p)
+            else:
+                detail = f"ts {p.ts:.3f} is {p.ts - now:+.0f}s from now ({p.series.id})"
+                rejects.append(Reject("ts_out_of_range", detail))
+        return kept, rejects
 
     async def _tick(
         self, tick: float, produced_ms: int, partitions: list[int]
