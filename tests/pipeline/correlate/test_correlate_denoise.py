@@ -17,9 +17,9 @@ from pipeline.correlate.incidents import DECISION_REASONS, Correlator, Decision,
 from pipeline.correlate.silence import Silencer
 from pipeline.correlate.storm import StormGuard
 from pipeline.correlate.topology import Topology
-from pipeline.model import Anomaly, Page, SeriesKey, Signal
+from pipeline.model import Anomaly, Page
+from tests.builders import T0, alert
 
-T0 = 1_795_683_600.0
 Event = Anomaly | float
 
 #: Two databases under one shared caller, and a store everything calls.
@@ -31,20 +31,6 @@ GRAPH = Topology(
         "search": ["config-kv"],
     }
 )
-
-
-def alert(offset: float, service: str, signal: str = "latency", value: float = 2.0) -> Anomaly:
-    """An anomaly `offset` seconds after T0 on the `<signal>` series of `service`."""
-    return Anomaly(
-        ts=T0 + offset,
-        series=SeriesKey.of(f"{signal}_metric", {"service": service}),
-        service=service,
-        signal=Signal(signal),
-        value=value,
-        expected=1.0,
-        score=0.999,
-        threshold=0.99,
-    )
 
 
 def every(service: str, start: float, stop: float, signal: str = "latency") -> list[Anomaly]:

@@ -23,35 +23,12 @@ from pipeline.correlate.incidents import (
 )
 from pipeline.correlate.silence import Silencer, SilenceRule, parse_matcher
 from pipeline.correlate.topology import Topology
-from pipeline.model import Anomaly, Page, SeriesKey, Signal
+from pipeline.model import Anomaly, Page
+from tests.builders import T0, alert
 
-T0 = 1_795_683_600.0  # 2026-11-26T09:00:00Z
 CHAIN = Topology({"frontend": ["checkout"], "checkout": ["payments"], "payments": ["payments-db"]})
 RECEIVERS = ("oncall",)
 Event = Anomaly | float
-
-
-def alert(
-    offset: float,
-    service: str,
-    signal: str = "latency",
-    *,
-    score: float = 0.999,
-    scope: str = "default",
-    value: float = 2.0,
-) -> Anomaly:
-    """An anomaly `offset` seconds after T0 on the `<signal>` series of `service`."""
-    return Anomaly(
-        ts=T0 + offset,
-        series=SeriesKey.of(f"{signal}_metric", {"service": service}),
-        service=service,
-        signal=Signal(signal),
-        value=value,
-        expected=1.0,
-        score=score,
-        threshold=0.99,
-        scope=scope,
-    )
 
 
 def at(offset: float) -> float:

@@ -1,0 +1,30 @@
+"""Builders for test data shared by several test modules."""
+
+from __future__ import annotations
+
+from pipeline.model import Anomaly, SeriesKey, Signal
+
+T0 = 1_795_683_600.0  # 2026-11-26T09:00:00Z
+
+
+def alert(
+    offset: float,
+    service: str,
+    signal: str = "latency",
+    *,
+    score: float = 0.999,
+    scope: str = "default",
+    value: float = 2.0,
+) -> Anomaly:
+    """An anomaly `offset` seconds after T0 on the `<signal>` series of `service`."""
+    return Anomaly(
+        ts=T0 + offset,
+        series=SeriesKey.of(f"{signal}_metric", {"service": service}),
+        service=service,
+        signal=Signal(signal),
+        value=value,
+        expected=1.0,
+        score=score,
+        threshold=0.99,
+        scope=scope,
+    )
