@@ -197,13 +197,15 @@ def _compare(
     )
 
 
-def _worker_command(config: Config, workdir: Path) -> list[str]:
+def worker_command(config: Config, workdir: Path) -> list[str]:
+    """The `quietpager run` command line for `config`, written to a file in `workdir`."""
     path = workdir / f"{config.kafka.group_prefix}.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
     return [sys.executable, "-m", "pipeline.cli", "run", "--config", str(path)]
 
 
-async def _spawn(command: list[str]) -> asyncio.subprocess.Process:
+async def spawn_worker(command: list[str]) -> asyncio.subprocess.Process:
+    """Start a worker process with the routing key in its environment."""
     return await asyncio.create_subprocess_exec(
         *command,
         stdout=asyncio.subprocess.DEVNULL,
@@ -227,8 +229,8 @@ async def process_restart(
         config = fault_config(bootstrap, sink.pagerduty_url, tansu=tansu)
         want = expected_pages(config, stream)
         await create_topics(config)
-        command = _worker_command(config, workdir)
-        first = await _spawn(command)
+        command = worker_command(config, workdir)
+        first = await spawn_worker(command)
         # Two thirds of the stream: past the trigger, before the incident can resolve.
         split = len(stream) * 2 // 3
         try:
@@ -244,7 +246,7 @@ async def process_restart(
                 first.kill()
                 await first.wait()
         restarted = time.monotonic()
-        second = await _spawn(command)
+        second = await spawn_worker(command)
         try:
             wanted = set(want)
             await wait_for(

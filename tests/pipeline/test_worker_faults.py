@@ -9,16 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipeline.bench.faults import (
-    ROUTING_KEY,
-    ROUTING_KEY_ENV,
     broker_cut,
     cardinality_flood,
     create_topics,
@@ -28,8 +24,10 @@ from pipeline.bench.faults import (
     process_restart,
     produce,
     rebalance,
+    spawn_worker,
     wait_for,
     webhook_outage,
+    worker_command,
 )
 from pipeline.notify.sink import WebhookSink
 
@@ -83,19 +81,7 @@ async def test_second_sigterm_exits_at_once(kafka_bootstrap: str, tmp_path: Path
         )
         await create_topics(config)
         await produce(config, messages())
-        path = tmp_path / "worker.yaml"
-        path.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "run",
-            "--config",
-            str(path),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, ROUTING_KEY_ENV: ROUTING_KEY},
-        )
+        proc = await spawn_worker(worker_command(config, tmp_path))
         try:
             await wait_for(lambda: sink.requests_seen >= 2, 60, "delivery attempts")
             proc.send_signal(signal.SIGTERM)
