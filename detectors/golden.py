@@ -13,8 +13,9 @@ from detectors.scoring import two_sided_confidence
 __all__ = [
     "Direction",
     "GoldenSignalDetector",
-    "detector_for_signal",
+    "golden_for_signal",
     "series_nbytes",
+    "signal_direction",
 ]
 
 Direction = Literal["up", "down", "both"]
@@ -133,25 +134,25 @@ class GoldenSignalDetector(base.Base):
         # its first value would give that single point most of the weight for a long time.
         self._warm: _WarmUp | None = _WarmUp()
         self._n_seen = 0
+        # The forecast and both floored spreads, read from the River statistics once per learned
+        # point: scoring reads them several times per point, and the reads were most of its cost.
+        self._expected = 0.0
+        self._above = self._below = min_spread
 
     @property
     def expected(self) -> float:
         """The current baseline: the value this series is forecast to take next (0 before data)."""
-        if self._warm is not None:
-            return self._warm.level.get()
-        return self._level.get()
+        return self._expected
 
     @property
     def spread_above(self) -> float:
         """The floored scale of residuals above the baseline: the unit of an upward z."""
-        power = self._warm.above if self._warm is not None else self._power_above
-        return self._floored(power.get())
+        return self._above
 
     @property
     def spread_below(self) -> float:
         """The floored scale of residuals below the baseline: the unit of a downward z."""
-        power = self._warm.below if self._warm is not None else self._power_below
-        return self._floored(power.get())
+        return self._below
 
     @property
     def n_seen(self) -> int:
@@ -162,15 +163,19 @@ class GoldenSignalDetector(base.Base):
         """How unusual `x` is given what was learned so far, in [0, 1]; does not learn it."""
         if self._n_seen < self.warmup or not math.isfinite(x):
             return 0.0
-        residual = x - self._level.get()
+        residual = x - self._expected
         score = 0.0
         if residual > 0 and self.direction != "down":
-            score = two_sided_confidence(residual / self.spread_above, self.tail_df)
+            score = two_sided_confidence(residual / self._above, self.tail_df)
         elif residual < 0 and self.direction != "up":
-            score = two_sided_confidence(residual / self.spread_below, self.tail_df)
+            score = two_sided_confidence(residual / self._below, self.tail_df)
         if self.ceiling is not None:
-            score = max(score, self._ceiling_pressure(x))
+            score = max(score, self.ceiling_pressure(x))
         return score
+
+    def continues(self, x: float) -> bool:
+        """Always false: this model never mutes itself, so an ongoing event scores on its own."""
+        return False
 
     def learn_one(self, x: float) -> None:
         """Fold `x` into the baseline and spreads; non-finite values are ignored."""
@@ -179,12 +184,12 @@ class GoldenSignalDetector(base.Base):
         if self._warm is not None:
             self._learn_warm(x, self._warm)
             return
-        expected = self._level.get()
+        expected = self._expected
         residual = x - expected
         if residual >= 0:
-            clipped = min(residual, self.clip_sigmas * self.spread_above)
+            clipped = min(residual, self.clip_sigmas * self._above)
         else:
-            clipped = max(residual, -self.clip_sigmas * self.spread_below)
+            clipped = max(residual, -self.clip_sigmas * self._below)
         power = clipped * clipped
         # Near the float limits the square can overflow; better to keep the old spread.
         if math.isfinite(power):
@@ -196,10 +201,13 @@ class GoldenSignalDetector(base.Base):
         if math.isfinite(expected + clipped):
             self._level.update(expected + clipped)
         self._n_seen += 1
+        self._refresh(self._level.get(), self._power_above.get(), self._power_below.get())
 
-    def _floored(self, power: float) -> float:
-        floor = max(self.min_spread, self.min_relative_spread * abs(self.expected))
-        return max(math.sqrt(power), floor)
+    def _refresh(self, expected: float, power_above: float, power_below: float) -> None:
+        floor = max(self.min_spread, self.min_relative_spread * abs(expected))
+        self._expected = expected
+        self._above = max(math.sqrt(power_above), floor)
+        self._below = max(math.sqrt(power_below), floor)
 
     def _learn_warm(self, x: float, warm: _WarmUp) -> None:
         residual = x - warm.level.get()
@@ -219,9 +227,12 @@ class GoldenSignalDetector(base.Base):
             self._power_above.update(warm.above.get())
             self._power_below.update(warm.below.get())
             self._warm = None
+        self._refresh(warm.level.get(), warm.above.get(), warm.below.get())
 
-    def _ceiling_pressure(self, x: float) -> float:
-        assert self.ceiling is not None
+    def ceiling_pressure(self, x: float) -> float:
+        """How close `x` is to the ceiling, on the score scale (0 without one or in warm-up)."""
+        if self.ceiling is None or self._n_seen < self.warmup or not math.isfinite(x):
+            return 0.0
         fill = (x / self.ceiling - self.ceiling_start) / (1.0 - self.ceiling_start)
         if fill <= 0:
             return 0.0
@@ -239,26 +250,39 @@ _SIGNAL_DIRECTIONS: dict[str, Direction] = {
 }
 
 
-def detector_for_signal(
-    signal: str, *, ceiling: float = 1.0, warmup: int = 30
-) -> GoldenSignalDetector:
-    """A fresh detector tuned for one golden signal (`ceiling` is used by saturation only).
+def signal_direction(signal: str) -> Direction:
+    """Which way a golden signal alarms; `ValueError` for an unknown signal.
 
-    >>> detector_for_signal("traffic").direction
-    'both'
-    >>> detector_for_signal("saturation", ceiling=100.0).ceiling
-    100.0
+    >>> signal_direction("latency"), signal_direction("traffic")
+    ('up', 'both')
     """
     direction = _SIGNAL_DIRECTIONS.get(str(signal))
     if direction is None:
         known = ", ".join(sorted(_SIGNAL_DIRECTIONS))
         raise ValueError(f"unknown signal {signal!r}; expected one of {known}")
+    return direction
+
+
+def golden_for_signal(
+    signal: str, *, ceiling: float = 1.0, warmup: int = 30
+) -> GoldenSignalDetector:
+    """A fresh per-point golden model for one signal (`ceiling` is used by saturation only).
+
+    The worker's metric series use `detectors.likelihood.detector_for_signal`, built on this
+    model; log-line rates use this one directly (see `pipeline.logsignals`).
+
+    >>> golden_for_signal("traffic").direction
+    'both'
+    >>> golden_for_signal("saturation", ceiling=100.0).ceiling
+    100.0
+    """
+    direction = signal_direction(signal)
     if signal == "saturation":
         return GoldenSignalDetector(direction=direction, ceiling=ceiling, warmup=warmup)
     return GoldenSignalDetector(direction=direction, warmup=warmup)
 
 
-def series_nbytes(detector: GoldenSignalDetector) -> int:
+def series_nbytes(detector: object) -> int:
     """Bytes one series costs in a state checkpoint: the length of its pickle.
 
     The pickle is what the state changelog stores per series, and it is deterministic; resident

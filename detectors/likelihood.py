@@ -12,10 +12,11 @@ anomaly likelihood, Ahmad et al. 2017, here over a Gaussian residual model).
 from __future__ import annotations
 
 import math
+from collections import deque
 
-from river import base, stats, utils
+from river import base, stats
 
-from detectors.golden import Direction, GoldenSignalDetector
+from detectors.golden import Direction, GoldenSignalDetector, signal_direction
 from detectors.scoring import two_sided_confidence
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "LikelihoodDetector",
     "RangeBreach",
     "Refractory",
+    "detector_for_signal",
     "one_sided_confidence",
 ]
 
@@ -85,7 +87,10 @@ class AnomalyLikelihood(base.Base):
         self.warmup = warmup
         self.tail_df = tail_df
         self.min_spread = min_spread
-        self._recent = utils.Rolling(stats.Mean, window_size=short_window)
+        # The last `short_window - 1` surprises: with the new one they make the short mean. A
+        # plain deque summed per point (ten floats) is cheaper than River's `utils.Rolling`
+        # and cannot drift the way a running sum does.
+        self._recent: deque[float] = deque(maxlen=max(short_window - 1, 0))
         # An EWMean starts at its first value; with a small alpha that one value would weigh
         # for thousands of points, so plain means run first and seed the weighted ones.
         self._plain_level: stats.Mean | None = stats.Mean()
@@ -93,6 +98,9 @@ class AnomalyLikelihood(base.Base):
         self._level = stats.EWMean(fading_factor=alpha)
         self._power = stats.EWMean(fading_factor=alpha)
         self._n_seen = 0
+        # The long-term mean and spread of short means, read once per learned surprise.
+        self._mean = 0.0
+        self._spread = min_spread
 
     @property
     def n_seen(self) -> int:
@@ -106,26 +114,16 @@ class AnomalyLikelihood(base.Base):
 
     def short_mean(self, surprise: float) -> float:
         """The mean of the last `short_window` surprises, the new one included, not learned."""
-        window = self._recent.window
-        count = len(window)
-        total = self._recent.obj.get() * count
-        if count == self.short_window:
-            total -= window[0][0][0]
-            count -= 1
-        return (total + surprise) / (count + 1)
+        recent = self._recent
+        return (sum(recent) + surprise) / (len(recent) + 1)
 
     def z_one(self, surprise: float) -> float:
         """The short mean standardized by the long-term mean and spread of short means."""
-        if self._plain_level is not None and self._plain_power is not None:
-            level, power = self._plain_level.get(), self._plain_power.get()
-        else:
-            level, power = self._level.get(), self._power.get()
-        spread = max(math.sqrt(max(power, 0.0)), self.min_spread)
-        return (self.short_mean(surprise) - level) / spread
+        return (self.short_mean(surprise) - self._mean) / self._spread
 
     def score_one(self, surprise: float) -> float:
         """`one_sided_confidence` of `z_one`, in [0, 1]; 0 in warm-up or for a non-finite input."""
-        if not self.ready or not math.isfinite(surprise):
+        if self._n_seen < self.warmup or not math.isfinite(surprise):
             return 0.0
         return one_sided_confidence(self.z_one(surprise), self.tail_df)
 
@@ -134,52 +132,70 @@ class AnomalyLikelihood(base.Base):
         if not math.isfinite(surprise):
             return
         mean = self.short_mean(surprise)
-        self._recent.update(surprise)
+        if self.short_window > 1:
+            self._recent.append(surprise)
         if self._plain_level is not None and self._plain_power is not None:
             self._plain_level.update(mean)
             self._plain_power.update(mean)
+            level, power = self._plain_level.get(), self._plain_power.get()
             if self._plain_level.n >= 1.0 / self.alpha:
-                self._level.update(self._plain_level.get())
-                self._power.update(self._plain_power.get())
+                self._level.update(level)
+                self._power.update(power)
                 self._plain_level = None
                 self._plain_power = None
         else:
             deviation = mean - self._level.get()
             self._power.update(deviation * deviation)
             self._level.update(mean)
+            level, power = self._level.get(), self._power.get()
+        self._mean = level
+        self._spread = max(math.sqrt(max(power, 0.0)), self.min_spread)
         self._n_seen += 1
 
 
 class RangeBreach(base.Base):
-    """Flags a value beyond everything the series has shown, by more than `tolerance` of its range.
+    """Flags a value beyond everything the series has shown, by more than a margin of its range.
 
     Running River `stats.Min` and `stats.Max`, so the range only ever widens; a breach scores 1
-    and anything else 0, counted only in `direction`.
+    and anything else 0, counted only in `direction`. The margin is `tolerance` of the range,
+    or `young / n` of it after `n` values when that is larger: a young series has not shown
+    its whole range yet, and its noise sets new records often (about once in `n` points per
+    side), so at first only a clear break-out counts.
 
-    >>> breach = RangeBreach(tolerance=0.05)
+    >>> breach = RangeBreach(tolerance=0.05, young=0.0)
     >>> for x in [10.0, 12.0, 11.0, 14.0]:
     ...     breach.learn_one(x)
     >>> breach.score_one(14.1), breach.score_one(14.3), breach.score_one(9.0)
     (0.0, 1.0, 1.0)
     >>> RangeBreach(direction="up").score_one(-1e9)
     0.0
+    >>> young = RangeBreach(young=30.0)  # after 10 values the margin is 3 ranges
+    >>> for x in range(10):
+    ...     young.learn_one(float(x))
+    >>> young.score_one(30.0), young.score_one(40.0)
+    (0.0, 1.0)
     """
 
-    def __init__(self, tolerance: float = 0.01, direction: Direction = "both") -> None:
+    def __init__(
+        self, tolerance: float = 0.01, direction: Direction = "both", young: float = 30.0
+    ) -> None:
         if not tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        if not young >= 0:
+            raise ValueError(f"young must be >= 0, got {young}")
         self.tolerance = tolerance
         self.direction = direction
+        self.young = young
         self._low = stats.Min()
         self._high = stats.Max()
         self._n_seen = 0
 
     def score_one(self, x: float) -> float:
-        """1.0 when `x` breaks out of the range seen so far (by the tolerance), else 0.0."""
+        """1.0 when `x` breaks out of the range seen so far (by the margin), else 0.0."""
         if self._n_seen == 0 or not math.isfinite(x):
             return 0.0
         low, high = self._low.get(), self._high.get()
-        margin = self.tolerance * (high - low)
+        margin = max(self.tolerance, self.young / self._n_seen) * (high - low)
         if x > high + margin and self.direction != "down":
             return 1.0
         if x < low - margin and self.direction != "up":
@@ -226,6 +242,10 @@ class Refractory(base.Base):
         """The score, or 0.0 while muted."""
         return 0.0 if self._quiet > 0 else score
 
+    def reset(self) -> None:
+        """End the quiet period now (the next alarming score starts a new one)."""
+        self._quiet = 0
+
     def learn_one(self, score: float) -> None:
         """Count one point down, or start a quiet period when an unmuted score reaches the level."""
         if self._quiet > 0:
@@ -236,39 +256,56 @@ class Refractory(base.Base):
 
 class LikelihoodDetector(base.Base):
     """One series' model: golden residuals turned into an anomaly likelihood, with range
-    breaches and a refractory period; score in [0, 1].
+    breaches and a refractory period; score in [0, 1]. The worker's default (`detector_for`).
 
-    1. A `GoldenSignalDetector` (baseline `alpha`, spreads `spread_alpha`) gives each point's
-       standardized residual z on its side; its surprise is `min(z, surprise_cap) ** 2`,
-       counted only in `direction` (0 in the harmless one and during the golden warm-up).
+    1. A `GoldenSignalDetector` (baseline `alpha`, spreads `spread_alpha`, `ceiling`) gives
+       each point's standardized residual z on its side; its surprise is
+       `min(z, surprise_cap) ** 2`, counted only in `direction` (0 in the harmless one).
     2. An `AnomalyLikelihood` scores the recent mean of surprise against its long history.
     3. A `RangeBreach` (`range_tolerance`, None to leave it out) scores 1 once the likelihood
        is live and the value leaves everything seen so far.
-    4. A `Refractory` mutes `refractory` points after a score reaches
-       the likelihood score of `refractory_sigmas` (`refractory=0` to leave it out), so an
-       event alarms once.
+    4. A `Refractory` mutes `refractory` points after a score reaches the likelihood score of
+       `refractory_sigmas` (`refractory=0` to leave it out), so an event alarms once. A range
+       breach is never muted, and starts the quiet period again: an event that escalates
+       past its own record alarms again, and a benign record does not hide a real spike.
+    5. Until the likelihood has `likelihood_warmup` surprises (about `warmup +
+       likelihood_warmup` points), the score is the golden model's own per-point score
+       (`early_scores`), so a new series can alarm after `warmup` points.
+    6. With a `ceiling`, the score is at least the golden ceiling pressure, never muted: a
+       series pinned near its ceiling keeps alarming.
+
+    The score is what a threshold cuts and what NAB measures: it marks an event's onset. A
+    stage that must know whether an event is still going on (the correlator holds incidents
+    until a series has been anomalous for a while) asks `continues(x)`: true while the score
+    is muted after an alarm and `x` itself still lies `hold_sigmas` or more beyond the
+    baseline in the alarming direction.
 
     Memory is constant: a few running statistics and the short window.
 
     >>> import random
     >>> rng = random.Random(7)
     >>> detector = LikelihoodDetector()
-    >>> scores = []
+    >>> scores, going_on = [], []
     >>> for step in range(1200):
-    ...     value = rng.gauss(100.0, 5.0) + (60.0 if 1000 <= step < 1010 else 0.0)
+    ...     noise = rng.gauss(100.0, 5.0)
+    ...     value = 165.0 - (step - 1000) if 1000 <= step < 1010 else noise  # a fading burst
     ...     scores.append(detector.score_one(value))
+    ...     going_on.append(detector.continues(value))
     ...     detector.learn_one(value)
-    >>> sum(s >= 0.99 for s in scores[:1000])  # noise: only its rare new records
-    3
+    >>> sum(s >= 0.99 for s in scores[130:1000])  # noise, once live: a rare new record
+    1
     >>> scores[1000]  # the burst is new ground for this series
     1.0
     >>> max(scores[1001:1031])  # muted for 30 points: the same event does not alarm again
     0.0
+    >>> going_on[1001:1012]  # ... yet it is still going on until the burst ends
+    [True, True, True, True, True, True, True, True, True, False, False]
     """
 
     def __init__(
         self,
         direction: Direction = "both",
+        ceiling: float | None = None,
         warmup: int = 30,
         alpha: float = 0.01,
         spread_alpha: float = 0.01,
@@ -280,10 +317,17 @@ class LikelihoodDetector(base.Base):
         range_tolerance: float | None = 0.01,
         refractory: int = 30,
         refractory_sigmas: float = 6.0,
+        hold_sigmas: float = 4.0,
+        early_scores: bool = True,
     ) -> None:
         if not surprise_cap > 0:
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
+        if not 0 < hold_sigmas <= surprise_cap:
+            raise ValueError(
+                f"hold_sigmas must lie in (0, surprise_cap={surprise_cap}], got {hold_sigmas}"
+            )
         self.direction = direction
+        self.ceiling = ceiling
         self.warmup = warmup
         self.alpha = alpha
         self.spread_alpha = spread_alpha
@@ -295,8 +339,14 @@ class LikelihoodDetector(base.Base):
         self.range_tolerance = range_tolerance
         self.refractory = refractory
         self.refractory_sigmas = refractory_sigmas
+        self.hold_sigmas = hold_sigmas
+        self.early_scores = early_scores
         self._golden = GoldenSignalDetector(
-            direction=direction, warmup=warmup, alpha=alpha, spread_alpha=spread_alpha
+            direction=direction,
+            ceiling=ceiling,
+            warmup=warmup,
+            alpha=alpha,
+            spread_alpha=spread_alpha,
         )
         self._likelihood = AnomalyLikelihood(short_window, long_alpha, likelihood_warmup, tail_df)
         self._range = (
@@ -305,7 +355,7 @@ class LikelihoodDetector(base.Base):
         self._refractory = Refractory(refractory, one_sided_confidence(refractory_sigmas, tail_df))
         # The last scored value with its surprise and unmuted score, so learning it does not
         # score it again.
-        self._last: tuple[float, float, float] | None = None
+        self._last: tuple[float, float, float, bool] | None = None
 
     @property
     def expected(self) -> float:
@@ -316,6 +366,11 @@ class LikelihoodDetector(base.Base):
     def n_seen(self) -> int:
         """How many finite values the detector has learned."""
         return self._golden.n_seen
+
+    @property
+    def live(self) -> bool:
+        """Whether the likelihood has warmed up and scores are its own (not the early ones)."""
+        return self._likelihood.ready
 
     def surprise(self, x: float) -> float:
         """The capped squared standardized residual of `x` in the alarming direction."""
@@ -335,14 +390,28 @@ class LikelihoodDetector(base.Base):
         """How unusual `x` is for this series, in [0, 1]; does not learn it."""
         if not math.isfinite(x):
             return 0.0
-        return self._refractory.score_one(self._assess(x)[1])
+        _, score, breach = self._assess(x)
+        if self._refractory.muted and not breach:
+            score = 0.0
+        if self.ceiling is not None:
+            score = max(score, self._golden.ceiling_pressure(x))
+        return score
+
+    def continues(self, x: float) -> bool:
+        """Whether `x` carries on the event whose alarm muted the score; does not learn it."""
+        if not self._refractory.muted or not math.isfinite(x):
+            return False
+        return self._assess(x)[0] >= self.hold_sigmas * self.hold_sigmas
 
     def learn_one(self, x: float) -> None:
         """Learn `x` into every part; non-finite values are ignored."""
         if not math.isfinite(x):
             return
-        surprise, score = self._assess(x)
-        self._refractory.learn_one(score)
+        surprise, score, breach = self._assess(x)
+        if self._likelihood.ready:
+            if breach:
+                self._refractory.reset()
+            self._refractory.learn_one(score)
         self._last = None
         if self._golden.n_seen >= self.warmup:
             self._likelihood.learn_one(surprise)
@@ -350,14 +419,40 @@ class LikelihoodDetector(base.Base):
             self._range.learn_one(x)
         self._golden.learn_one(x)
 
-    def _assess(self, x: float) -> tuple[float, float]:
-        """`x`'s surprise and unmuted score, kept until it is learned (score, then learn)."""
+    def _assess(self, x: float) -> tuple[float, float, bool]:
+        """`x`'s surprise, unmuted score and whether it breaks the range, kept until learned."""
         last = self._last
         if last is not None and last[0] == x:
-            return last[1], last[2]
+            return last[1], last[2], last[3]
         surprise = self.surprise(x)
-        score = self._likelihood.score_one(surprise)
-        if self._range is not None and self._likelihood.ready:
-            score = max(score, self._range.score_one(x))
-        self._last = (x, surprise, score)
-        return surprise, score
+        likelihood = self._likelihood
+        breach = False
+        if likelihood.ready:
+            score = likelihood.score_one(surprise)
+            if self._range is not None and self._range.score_one(x) >= 1.0:
+                score, breach = 1.0, True
+        elif self.early_scores:
+            score = self._golden.score_one(x)
+        else:
+            score = 0.0
+        self._last = (x, surprise, score, breach)
+        return surprise, score, breach
+
+
+def detector_for_signal(
+    signal: str, *, ceiling: float = 1.0, warmup: int = 30
+) -> LikelihoodDetector:
+    """The worker's model for one series of a golden signal: a `LikelihoodDetector` alarming
+    in the signal's direction, with the `ceiling` for saturation only.
+
+    >>> detector_for_signal("latency").direction, detector_for_signal("traffic").direction
+    ('up', 'both')
+    >>> detector_for_signal("saturation", ceiling=100.0).ceiling
+    100.0
+    >>> detector_for_signal("errors").ceiling is None
+    True
+    """
+    direction = signal_direction(signal)
+    return LikelihoodDetector(
+        direction=direction, ceiling=ceiling if signal == "saturation" else None, warmup=warmup
+    )

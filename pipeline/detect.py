@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass, field
 from typing import Final
 
-from detectors.golden import GoldenSignalDetector, detector_for_signal, series_nbytes
+from detectors import SeriesDetector
+from detectors.golden import series_nbytes
+from detectors.likelihood import detector_for_signal
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
 
-DetectorFactory = Callable[[Signal], GoldenSignalDetector]
+DetectorFactory = Callable[[Signal], SeriesDetector]
 
 
 class SignalClassifier:
@@ -57,11 +59,14 @@ class SignalClassifier:
 class SeriesState:
     """What detect keeps per series: its model and where it belongs."""
 
-    detector: GoldenSignalDetector
+    detector: SeriesDetector
     signal: Signal
     service: str
     scope: str
     last_ts: float
+    # Whether the series' last point was emitted as an anomaly: an event in progress, which
+    # goes on emitting while its detector says the event continues.
+    in_event: bool = False
 
 
 ABSENCE_SERIES: Final = "quietpager_series_absent"
@@ -99,6 +104,7 @@ class DetectStats:
 
     points: int = 0
     anomalies: int = 0
+    continued: int = 0  # of the anomalies, those emitted because an event continued
     absences: int = 0
     out_of_order: int = 0
     evicted: dict[str, int] = field(default_factory=lambda: {"ttl": 0, "lru": 0})
@@ -118,7 +124,7 @@ class DetectStage:
         # (scope, service) -> its clock, least recently heard first; bounded like the series.
         self._services: OrderedDict[tuple[str, str], ServiceClock] = OrderedDict()
 
-    def _default_factory(self, signal: Signal) -> GoldenSignalDetector:
+    def _default_factory(self, signal: Signal) -> SeriesDetector:
         return detector_for_signal(
             signal.value, ceiling=self.config.saturation_ceiling, warmup=self.config.warmup_points
         )
@@ -151,11 +157,19 @@ class DetectStage:
         state.last_ts = point.ts
         self._heard(state, point.ts)
         detector = state.detector
-        score = detector.score_one(point.value)
+        value = point.value
+        score = detector.score_one(value)
         expected = detector.expected
-        detector.learn_one(point.value)
         threshold = self.config.thresholds[state.signal]
-        if score < threshold:
+        # A detector mutes its score after an alarm so that one event alarms once; the
+        # correlator still needs to see the event persist (hold) and end (resolve), so an
+        # emitted event keeps emitting, at the threshold, while the detector says it continues.
+        if score < threshold and state.in_event and detector.continues(value):
+            score = threshold
+            self.stats.continued += 1
+        detector.learn_one(value)
+        state.in_event = score >= threshold
+        if not state.in_event:
             return None
         self.stats.anomalies += 1
         return Anomaly(

@@ -41,7 +41,7 @@ from drain3.masking import (  # type: ignore[import-untyped]
 )
 from drain3.template_miner_config import TemplateMinerConfig  # type: ignore[import-untyped]
 
-from detectors.golden import GoldenSignalDetector, detector_for_signal
+from detectors.golden import GoldenSignalDetector, golden_for_signal
 from pipeline.config import DetectConfig, LogMaskRule, LogsConfig
 from pipeline.model import Anomaly, LogRecord, SeriesKey, Signal
 
@@ -317,7 +317,7 @@ class LogStage:
         self.last_template = -1
 
     def _default_factory(self, signal: Signal) -> GoldenSignalDetector:
-        return detector_for_signal(signal.value, warmup=self.config.warmup_buckets)
+        return golden_for_signal(signal.value, warmup=self.config.warmup_buckets)
 
     @property
     def services_tracked(self) -> int:

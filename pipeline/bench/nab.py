@@ -31,8 +31,8 @@ from typing import Literal, Protocol
 from rich.console import Console
 from rich.table import Table
 
-from detectors.golden import GoldenSignalDetector, detector_for_signal
-from detectors.likelihood import LikelihoodDetector
+from detectors.golden import GoldenSignalDetector, golden_for_signal
+from detectors.likelihood import LikelihoodDetector, detector_for_signal
 from pipeline.bench.nab_score import (
     PROFILE_NAMES,
     CorpusScorer,
@@ -52,6 +52,7 @@ __all__ = [
     "NabFile",
     "NabReport",
     "ProfileScore",
+    "StageStream",
     "StreamDetector",
     "load_corpus",
     "print_report",
@@ -91,16 +92,43 @@ def _shipped() -> StreamDetector:
     return detector_for_signal("generic")
 
 
-def _golden() -> StreamDetector:
-    return GoldenSignalDetector(direction="both")
+class StageStream:
+    """What the detect stage emits for one series at the shipped threshold, as a score stream.
+
+    The stage emits an anomaly when the score reaches its threshold, and keeps emitting while
+    the detector says the event `continues` (so the correlator can see it persist). Here an
+    emitted continuation scores 1.0; everything else is the detector's own score. Only the
+    "at 0.99" column of this row is the stage's exact output.
+    """
+
+    def __init__(self, threshold: float = 0.99) -> None:
+        self.threshold = threshold
+        self._detector = detector_for_signal("generic")
+        self._in_event = False
+
+    def score_one(self, x: float) -> float:
+        """The detector's score, or 1.0 for a point the stage emits as a continuation."""
+        score = self._detector.score_one(x)
+        if score < self.threshold and self._in_event and self._detector.continues(x):
+            return 1.0
+        return score
+
+    def learn_one(self, x: float) -> None:
+        """Track the stage's event state, then let the detector learn `x`."""
+        detector = self._detector
+        self._in_event = detector.score_one(x) >= self.threshold or (
+            self._in_event and detector.continues(x)
+        )
+        detector.learn_one(x)
 
 
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
-# From golden-slow on, each name adds one idea to the one before it, so their rows show what
-# each idea adds (detectors/README.md).
+# From golden-slow to likelihood, each name adds one idea to the one before it, so their rows
+# show what each idea adds (detectors/README.md).
 DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     "shipped": _shipped,
-    "golden": _golden,
+    "shipped-stage": StageStream,
+    "golden": lambda: golden_for_signal("generic"),
     "golden-slow": lambda: GoldenSignalDetector(direction="both", alpha=0.01),
     "likelihood-only": lambda: LikelihoodDetector(range_tolerance=None, refractory=0),
     "likelihood-range": lambda: LikelihoodDetector(refractory=0),

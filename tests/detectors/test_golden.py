@@ -12,7 +12,7 @@ import pytest
 from detectors.golden import (
     Direction,
     GoldenSignalDetector,
-    detector_for_signal,
+    golden_for_signal,
     series_nbytes,
 )
 
@@ -46,7 +46,7 @@ def awkward_stream(rng: random.Random) -> list[float]:
 
 @pytest.mark.parametrize("signal", SIGNALS)
 def test_scores_zero_during_warmup(signal: str) -> None:
-    detector = detector_for_signal(signal, warmup=12)
+    detector = golden_for_signal(signal, warmup=12)
     rng = random.Random(1)
     for i, value in enumerate(noisy(rng, 0.5, 0.05, 12)):
         assert detector.n_seen == i
@@ -58,7 +58,7 @@ def test_scores_zero_during_warmup(signal: str) -> None:
 
 @pytest.mark.parametrize("signal", SIGNALS)
 def test_scores_are_finite_and_in_unit_interval(signal: str) -> None:
-    detector = detector_for_signal(signal)
+    detector = golden_for_signal(signal)
     scores = feed(detector, awkward_stream(random.Random(2)))
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert math.isfinite(detector.expected)
@@ -70,7 +70,7 @@ def test_scores_are_finite_and_in_unit_interval(signal: str) -> None:
 @pytest.mark.parametrize("learned", [5, 300])  # mid warm-up, and steady state
 def test_pickle_round_trip_scores_identically(signal: str, learned: int) -> None:
     rng = random.Random(3)
-    detector = detector_for_signal(signal)
+    detector = golden_for_signal(signal)
     feed(detector, noisy(rng, 0.6, 0.02, learned))
     restored = pickle.loads(pickle.dumps(detector))
     later = awkward_stream(rng)
@@ -81,7 +81,7 @@ def test_pickle_round_trip_scores_identically(signal: str, learned: int) -> None
 
 @pytest.mark.parametrize("signal", SIGNALS)
 def test_clone_is_fresh_with_same_params(signal: str) -> None:
-    detector = detector_for_signal(signal, warmup=7)
+    detector = golden_for_signal(signal, warmup=7)
     feed(detector, [1.0, 2.0, 3.0])
     clone = detector.clone()
     assert clone.n_seen == 0
@@ -90,7 +90,7 @@ def test_clone_is_fresh_with_same_params(signal: str) -> None:
 
 @pytest.mark.parametrize("signal", SIGNALS)
 def test_bytes_per_series_stay_small(signal: str) -> None:
-    detector = detector_for_signal(signal)
+    detector = golden_for_signal(signal)
     sizes = [series_nbytes(detector)]
     for value in awkward_stream(random.Random(4)):
         detector.learn_one(value)
@@ -101,7 +101,7 @@ def test_bytes_per_series_stay_small(signal: str) -> None:
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_values_score_zero_and_are_not_learned(value: float) -> None:
-    detector = detector_for_signal("generic", warmup=3)
+    detector = golden_for_signal("generic", warmup=3)
     feed(detector, [10.0, 11.0, 10.5, 10.2])
     before = (detector.n_seen, detector.expected, detector.spread_above, detector.spread_below)
     assert detector.score_one(value) == 0.0
@@ -160,7 +160,7 @@ def creeping(start: float, stop: float, sd: float, n: int = 400) -> Series:
     ],
 )
 def test_signal_semantics(signal: str, history: Series, probe: float, alarms: bool) -> None:
-    detector = detector_for_signal(signal)
+    detector = golden_for_signal(signal)
     feed(detector, history(random.Random(5)))
     score = detector.score_one(probe)
     if alarms:
@@ -171,14 +171,14 @@ def test_signal_semantics(signal: str, history: Series, probe: float, alarms: bo
 
 @pytest.mark.parametrize("signal", ["latency", "errors", "saturation"])
 def test_upward_only_signals_score_zero_on_drops(signal: str) -> None:
-    detector = detector_for_signal(signal)
+    detector = golden_for_signal(signal)
     feed(detector, steady(0.5, 0.01)(random.Random(6)))
     assert detector.score_one(0.4) == 0.0
 
 
 def test_saturation_ceiling_follows_its_unit() -> None:
     # Percent utilisation: the same shape against a ceiling of 100.
-    detector = detector_for_signal("saturation", ceiling=100.0)
+    detector = golden_for_signal("saturation", ceiling=100.0)
     feed(detector, creeping(50.0, 96.0, 0.3)(random.Random(7)))
     assert detector.score_one(97.0) > THRESHOLD
     assert detector.score_one(85.0) < THRESHOLD
@@ -196,7 +196,7 @@ def test_saturation_ceiling_follows_its_unit() -> None:
     ],
 )
 def test_constant_series(level: float, probe: float, alarms: bool) -> None:
-    detector = detector_for_signal("generic")
+    detector = golden_for_signal("generic")
     feed(detector, [level] * 100)
     assert (detector.score_one(probe) > THRESHOLD) is alarms
 
@@ -212,7 +212,7 @@ def test_gaussian_noise_false_alarm_rate_is_well_under_one_percent(direction: Di
 
 @pytest.mark.parametrize("seed", range(5))
 def test_six_sigma_step_scores_above_three_nines(seed: int) -> None:
-    detector = detector_for_signal("traffic")
+    detector = golden_for_signal("traffic")
     feed(detector, noisy(random.Random(seed), 100.0, 5.0, 500))
     assert detector.score_one(130.0) > 0.999
     assert detector.score_one(70.0) > 0.999
@@ -233,7 +233,7 @@ def test_level_shift_alarms_then_is_learned(
     signal: str, before: float, after: float, sd: float, within: int
 ) -> None:
     rng = random.Random(9)
-    detector = detector_for_signal(signal)
+    detector = golden_for_signal(signal)
     feed(detector, noisy(rng, before, sd, 300))
     scores = feed(detector, noisy(rng, after, sd, within + 200))
     assert scores[0] > 0.999
@@ -262,14 +262,14 @@ def poisson(rng: random.Random, mean: float) -> int:
 )
 def test_skewed_series_rarely_page(signal: str, series: Callable[[random.Random], float]) -> None:
     rng = random.Random(11)
-    detector = detector_for_signal(signal)
+    detector = golden_for_signal(signal)
     scores = feed(detector, [series(rng) for _ in range(5000)])
     assert sum(s > THRESHOLD for s in scores) / len(scores) < 0.01
 
 
 def test_one_wild_point_does_not_blind_the_detector() -> None:
     rng = random.Random(10)
-    detector = detector_for_signal("latency")
+    detector = golden_for_signal("latency")
     feed(detector, noisy(rng, 0.2, 0.01, 300))
     feed(detector, [5.0])  # a 480-spread outlier, learned clipped
     feed(detector, noisy(rng, 0.2, 0.01, 5))
@@ -303,7 +303,7 @@ def test_rejects_bad_parameters(kwargs: dict[str, object]) -> None:
 
 def test_unknown_signal_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown signal 'throughput'"):
-        detector_for_signal("throughput")
+        golden_for_signal("throughput")
 
 
 @pytest.mark.parametrize(
@@ -317,5 +317,5 @@ def test_unknown_signal_is_rejected() -> None:
     ],
 )
 def test_factory_directions(signal: str, direction: str, ceiling: float | None) -> None:
-    detector = detector_for_signal(signal, ceiling=2.0, warmup=9)
+    detector = golden_for_signal(signal, ceiling=2.0, warmup=9)
     assert (detector.direction, detector.ceiling, detector.warmup) == (direction, ceiling, 9)

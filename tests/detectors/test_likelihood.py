@@ -9,6 +9,7 @@ import random
 import pytest
 
 from detectors.golden import Direction
+from detectors.golden import GoldenSignalDetector
 from detectors.likelihood import (
     AnomalyLikelihood,
     LikelihoodDetector,
@@ -60,9 +61,25 @@ def test_one_sided_confidence(t: float, df: int, expected: float) -> None:
     ],
 )
 def test_range_breach(direction: Direction, value: float, expected: float) -> None:
-    breach = RangeBreach(tolerance=0.05, direction=direction)
+    breach = RangeBreach(tolerance=0.05, direction=direction, young=0.0)
     for x in (0.0, 20.0, 10.0):
         breach.learn_one(x)
+    assert breach.score_one(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("seen", "value", "expected"),
+    [
+        (10, 35.0, 0.0),  # 10 values 0..9: the margin is 30/10 = 3 ranges (27) above the max 9
+        (10, 37.0, 1.0),
+        (3000, 9.1, 1.0),  # a mature series: the 1% tolerance
+        (3000, 9.05, 0.0),
+    ],
+)
+def test_young_range_needs_a_clear_break_out(seen: int, value: float, expected: float) -> None:
+    breach = RangeBreach(tolerance=0.01, young=30.0)
+    for i in range(seen):
+        breach.learn_one(float(i % 10))
     assert breach.score_one(value) == expected
 
 
@@ -180,12 +197,37 @@ def test_memory_is_constant_and_small() -> None:
     assert late < 4096
 
 
-def test_a_burst_alarms_once_then_is_muted() -> None:
-    values = _noise(10, 1000) + [v + 60.0 for v in _noise(11, 10)] + _noise(12, 100)
-    scores = _feed(LikelihoodDetector(), values)
+def test_a_burst_alarms_once_then_is_muted_yet_continues() -> None:
+    burst = [160.0 - step for step in range(10)]  # its first point is its peak
+    values = _noise(10, 1000) + burst + _noise(12, 100)
+    detector = LikelihoodDetector()
+    scores, going_on = [], []
+    for x in values:
+        scores.append(detector.score_one(x))
+        going_on.append(detector.continues(x))
+        detector.learn_one(x)
     assert scores[1000] > 0.99
     assert max(scores[1001:1031]) == 0.0  # the refractory period
-    assert sum(s >= 0.99 for s in scores[:1000]) <= 5  # noise: a few new records at most
+    assert all(going_on[1001:1010])  # the burst is still going on: the stage keeps emitting
+    assert not any(going_on[1010:])  # and it is over with the burst
+    assert sum(s >= 0.99 for s in scores[130:1000]) <= 8  # noise: a few new records at most
+
+
+def test_an_escalating_event_alarms_again_while_muted() -> None:
+    values = _noise(10, 1000) + [160.0, 150.0, 200.0, 150.0]
+    scores = _feed(LikelihoodDetector(), values)
+    assert scores[1000] == 1.0
+    assert scores[1001] == 0.0  # muted
+    assert scores[1002] == 1.0  # a new record: the event got worse
+    assert scores[1003] == 0.0  # and the quiet period started again
+
+
+def test_a_benign_record_does_not_hide_a_real_spike() -> None:
+    values = _noise(10, 1000)
+    record = max(values)
+    scores = _feed(LikelihoodDetector(), [*values, record + 1.5, 100.0, 100.0, record + 100.0])
+    assert scores[1000] == 1.0  # a small new record alarms and mutes
+    assert scores[1003] == 1.0  # the spike two points later is not muted
 
 
 @pytest.mark.parametrize(
@@ -201,3 +243,39 @@ def test_direction(direction: Direction, shift: float, alarms: bool) -> None:
     values = _noise(13, 1000) + [v + shift for v in _noise(14, 10)]
     scores = _feed(LikelihoodDetector(direction=direction), values)
     assert (max(scores[1000:]) > 0.99) is alarms
+
+
+def test_a_young_series_scores_with_the_golden_model_until_the_likelihood_is_live() -> None:
+    detector = LikelihoodDetector(warmup=20, likelihood_warmup=100)
+    golden = GoldenSignalDetector(direction="both", warmup=20, alpha=0.01)
+    for x in _noise(3, 60):
+        assert detector.score_one(x) == golden.score_one(x)
+        detector.learn_one(x)
+        golden.learn_one(x)
+    assert not detector.live
+    assert detector.score_one(200.0) > 0.99  # a young series still alarms on a wild point
+    quiet = LikelihoodDetector(warmup=20, early_scores=False)
+    _feed(quiet, _noise(3, 60))
+    assert quiet.score_one(200.0) == 0.0
+
+
+def test_ceiling_pressure_is_never_muted() -> None:
+    detector = LikelihoodDetector(direction="up", ceiling=1.0)
+    _feed(detector, _noise(4, 1000, level=0.5, sd=0.02))
+    scores = _feed(detector, [0.99] * 40)
+    assert scores[0] == 1.0  # a new record
+    assert min(scores) > 0.99  # pinned at the ceiling: alarms on every point
+
+
+def test_continues_only_while_muted() -> None:
+    detector = LikelihoodDetector()
+    _feed(detector, _noise(6, 1000))
+    assert not detector.continues(160.0)  # not muted: a fresh alarm is a score, not a carry-on
+    detector.learn_one(160.0)
+    assert detector.continues(160.0)
+    assert not detector.continues(100.0)
+
+
+def test_hold_sigmas_must_fit_under_the_cap() -> None:
+    with pytest.raises(ValueError, match="hold_sigmas"):
+        LikelihoodDetector(hold_sigmas=7.0)

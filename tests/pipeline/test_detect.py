@@ -104,3 +104,43 @@ def test_scope_label_and_bytes_per_series() -> None:
     assert anomaly is not None
     assert anomaly.scope == "eu"
     assert 0 < stage.bytes_per_series() < 4096
+
+
+def test_a_sustained_shift_keeps_emitting_while_it_continues_then_stops() -> None:
+    stage = DetectStage(DetectConfig(warmup_points=20))
+    rng = random.Random(5)
+    _steady(stage, "http_request_duration_seconds", 400, 0.2, rng)
+    stuck = [
+        stage.observe(_point("http_request_duration_seconds", 0.6, 4000.0 + 10 * i))
+        for i in range(60)
+    ]
+    emitted = [a is not None for a in stuck]
+    # The detector's own score alarms once and is then muted; the stage goes on emitting the
+    # event (at the threshold) while the detector says it continues, so the correlator sees
+    # a persistent series, and stops once the new level has been learned.
+    assert emitted[:6] == [True] * 6
+    assert not any(emitted[40:])
+    first = stuck[0]
+    assert first is not None and first.score > first.threshold
+    assert all(a.score == a.threshold for a in stuck[1:6] if a is not None)
+    assert stage.stats.continued >= 5
+
+
+def test_continuation_needs_an_emitted_event() -> None:
+    class _AlwaysContinues:
+        """A model that claims every point continues an event but never alarms."""
+
+        expected = 0.0
+        n_seen = 0
+
+        def score_one(self, x: float) -> float:
+            return 0.0
+
+        def continues(self, x: float) -> bool:
+            return True
+
+        def learn_one(self, x: float) -> None:
+            return None
+
+    stage = DetectStage(DetectConfig(), factory=lambda signal: _AlwaysContinues())
+    assert [stage.observe(_point("latency_seconds", 1.0, float(i))) for i in range(5)] == [None] * 5

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from detectors.golden import detector_for_signal
+from detectors.likelihood import detector_for_signal
 from pipeline.bench.nab import load_corpus, run_detector, run_nab, split_half
 from pipeline.bench.nab_score import Window
 from pipeline.cli import main
@@ -112,15 +112,16 @@ def test_bench_nab_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_bench_nab_scores_a_clean_detection(tmp_path: Path) -> None:
     _write_nab(tmp_path)
     console = Console(file=io.StringIO(), width=200)
-    (report,) = run_nab(tmp_path, ["shipped"], console=console)
-    # Only the shift fires, 10 rows into each 30-row window: the hit is worth
+    (report,) = run_nab(tmp_path, ["golden"], console=console)
+    # The per-point golden model fires only on the shift, 10 rows into each 30-row window
+    # (the shipped model also fires on the records a young series sets): the hit is worth
     # h = sigma(-20/30) / sigma(-1) = 0.943742 a window; with 2 windows, standard and low FP
     # score 100 * (2h + 2) / 4, low FN 100 * (2h + 4) / 6.
     corpus = report.columns["corpus"]
     assert corpus["standard"].score == pytest.approx(97.1871, abs=1e-3)
     assert corpus["reward_low_FP_rate"].score == pytest.approx(97.1871, abs=1e-3)
     assert corpus["reward_low_FN_rate"].score == pytest.approx(98.1247, abs=1e-3)
-    # At the shipped 0.99 the noise also fires now and then: a lower score, the same windows.
+    # At 0.99 the noise also fires now and then: a lower score, the same windows.
     assert 0 < report.columns["at 0.99"]["standard"].score < corpus["standard"].score
     assert corpus["standard"].threshold > 0.99
     # One window per half: half a alone scores 100 * (h + 1) / 2, the same figure.
@@ -141,3 +142,23 @@ def test_bench_nab_rejects_a_directory_that_is_not_nab(
 ) -> None:
     assert main(["bench", "nab", "--data", str(tmp_path)]) == 2
     assert "not a NAB directory" in capsys.readouterr().err
+
+
+def test_shipped_detector_finds_both_shifts_and_its_stage_stream_emits_more(
+    tmp_path: Path,
+) -> None:
+    _write_nab(tmp_path)
+    files = load_corpus(tmp_path)
+    shipped = run_detector("shipped", files)
+    stage = run_detector("shipped-stage", files)
+    for nab_file in files:
+        scores = shipped.scores[nab_file.relative_path]
+        emitted = stage.scores[nab_file.relative_path]
+        for window in nab_file.windows:
+            assert max(scores[window.first : window.last + 1]) >= 0.99
+        assert sum(s >= 0.99 for s in emitted) >= sum(s >= 0.99 for s in scores)
+    # The shift lasts: the stage goes on emitting it while the shipped score is muted.
+    one = "realThings/one.csv"
+    assert sum(s >= 0.99 for s in stage.scores[one][300:330]) > sum(
+        s >= 0.99 for s in shipped.scores[one][300:330]
+    )
