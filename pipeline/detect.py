@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from detectors import SeriesDetector
-from detectors.golden import series_nbytes
+from detectors.golden import golden_for_signal, series_nbytes
 from detectors.likelihood import detector_for_signal
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
@@ -125,7 +125,8 @@ class DetectStage:
         self._services: OrderedDict[tuple[str, str], ServiceClock] = OrderedDict()
 
     def _default_factory(self, signal: Signal) -> SeriesDetector:
-        return detector_for_signal(
+        make = detector_for_signal if self.config.model == "likelihood" else golden_for_signal
+        return make(
             signal.value, ceiling=self.config.saturation_ceiling, warmup=self.config.warmup_points
         )
 

@@ -41,6 +41,7 @@ from pipeline.bench.nab_score import (
     load_profiles,
     windows_from_timestamps,
 )
+from pipeline.config import DetectConfig
 from pipeline.errors import QuietpagerError
 
 __all__ = [
@@ -89,11 +90,15 @@ class StreamDetector(Protocol):
 
 
 def _shipped() -> StreamDetector:
-    return detector_for_signal("generic")
+    """The model a default `detect` section gives a `generic` series."""
+    if DetectConfig().model == "likelihood":
+        return detector_for_signal("generic")
+    return golden_for_signal("generic")
 
 
 class StageStream:
-    """What the detect stage emits for one series at the shipped threshold, as a score stream.
+    """What the detect stage (`model: likelihood`) emits for one series at the shipped
+    threshold, as a score stream.
 
     The stage emits an anomaly when the score reaches its threshold, and keeps emitting while
     the detector says the event `continues` (so the correlator can see it persist). Here an
@@ -123,16 +128,17 @@ class StageStream:
 
 
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
-# From golden-slow to likelihood, each name adds one idea to the one before it, so their rows
-# show what each idea adds (detectors/README.md).
+# `shipped` is the model of the default configuration. From golden-slow to likelihood, each
+# name adds one idea to the one before it, so their rows show what each idea adds
+# (detectors/README.md).
 DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     "shipped": _shipped,
-    "shipped-stage": StageStream,
     "golden": lambda: golden_for_signal("generic"),
     "golden-slow": lambda: GoldenSignalDetector(direction="both", alpha=0.01),
     "likelihood-only": lambda: LikelihoodDetector(range_tolerance=None, refractory=0),
     "likelihood-range": lambda: LikelihoodDetector(refractory=0),
     "likelihood": LikelihoodDetector,
+    "likelihood-stage": StageStream,
 }
 
 

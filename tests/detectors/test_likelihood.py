@@ -8,8 +8,7 @@ import random
 
 import pytest
 
-from detectors.golden import Direction
-from detectors.golden import GoldenSignalDetector
+from detectors.golden import Direction, GoldenSignalDetector
 from detectors.likelihood import (
     AnomalyLikelihood,
     LikelihoodDetector,
@@ -214,7 +213,7 @@ def test_a_burst_alarms_once_then_is_muted_yet_continues() -> None:
 
 
 def test_an_escalating_event_alarms_again_while_muted() -> None:
-    values = _noise(10, 1000) + [160.0, 150.0, 200.0, 150.0]
+    values = [*_noise(10, 1000), 160.0, 150.0, 200.0, 150.0]
     scores = _feed(LikelihoodDetector(), values)
     assert scores[1000] == 1.0
     assert scores[1001] == 0.0  # muted

@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from pydantic import ValidationError
 
+from detectors.golden import GoldenSignalDetector
+from detectors.likelihood import LikelihoodDetector
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.detect import DetectStage, SignalClassifier
 from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
@@ -107,7 +110,7 @@ def test_scope_label_and_bytes_per_series() -> None:
 
 
 def test_a_sustained_shift_keeps_emitting_while_it_continues_then_stops() -> None:
-    stage = DetectStage(DetectConfig(warmup_points=20))
+    stage = DetectStage(DetectConfig(warmup_points=20, model="likelihood"))
     rng = random.Random(5)
     _steady(stage, "http_request_duration_seconds", 400, 0.2, rng)
     stuck = [
@@ -121,7 +124,8 @@ def test_a_sustained_shift_keeps_emitting_while_it_continues_then_stops() -> Non
     assert emitted[:6] == [True] * 6
     assert not any(emitted[40:])
     first = stuck[0]
-    assert first is not None and first.score > first.threshold
+    assert first is not None
+    assert first.score > first.threshold
     assert all(a.score == a.threshold for a in stuck[1:6] if a is not None)
     assert stage.stats.continued >= 5
 
@@ -144,3 +148,22 @@ def test_continuation_needs_an_emitted_event() -> None:
 
     stage = DetectStage(DetectConfig(), factory=lambda signal: _AlwaysContinues())
     assert [stage.observe(_point("latency_seconds", 1.0, float(i))) for i in range(5)] == [None] * 5
+
+
+@pytest.mark.parametrize(
+    ("model", "kind"),
+    [("golden", GoldenSignalDetector), ("likelihood", LikelihoodDetector)],
+)
+def test_config_chooses_the_series_model(model: str, kind: type) -> None:
+    stage = DetectStage(DetectConfig.model_validate({"model": model}))
+    stage.observe(_point("http_request_duration_seconds", 0.2, 0.0))
+    (state,) = stage._series.values()
+    detector = state.detector
+    assert isinstance(detector, kind)
+    assert isinstance(detector, GoldenSignalDetector | LikelihoodDetector)
+    assert detector.direction == "up"
+
+
+def test_config_rejects_an_unknown_model() -> None:
+    with pytest.raises(ValidationError, match="model"):
+        DetectConfig.model_validate({"model": "htm"})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from detectors.likelihood import detector_for_signal
+from detectors.golden import golden_for_signal
 from pipeline.bench.nab import load_corpus, run_detector, run_nab, split_half
 from pipeline.bench.nab_score import Window
 from pipeline.cli import main
@@ -80,7 +80,7 @@ def test_run_scores_each_point_before_learning_it(tmp_path: Path) -> None:
     _write_nab(tmp_path)
     files = load_corpus(tmp_path)
     run = run_detector("shipped", files)
-    detector = detector_for_signal("generic")
+    detector = golden_for_signal("generic")
     expected = []
     for x in files[2].values:
         expected.append(detector.score_one(x))
@@ -144,20 +144,18 @@ def test_bench_nab_rejects_a_directory_that_is_not_nab(
     assert "not a NAB directory" in capsys.readouterr().err
 
 
-def test_shipped_detector_finds_both_shifts_and_its_stage_stream_emits_more(
-    tmp_path: Path,
-) -> None:
+def test_likelihood_finds_both_shifts_and_its_stage_stream_emits_more(tmp_path: Path) -> None:
     _write_nab(tmp_path)
     files = load_corpus(tmp_path)
-    shipped = run_detector("shipped", files)
-    stage = run_detector("shipped-stage", files)
+    shipped = run_detector("likelihood", files)
+    stage = run_detector("likelihood-stage", files)
     for nab_file in files:
         scores = shipped.scores[nab_file.relative_path]
         emitted = stage.scores[nab_file.relative_path]
         for window in nab_file.windows:
             assert max(scores[window.first : window.last + 1]) >= 0.99
         assert sum(s >= 0.99 for s in emitted) >= sum(s >= 0.99 for s in scores)
-    # The shift lasts: the stage goes on emitting it while the shipped score is muted.
+    # The shift lasts: the stage goes on emitting it while the detector's score is muted.
     one = "realThings/one.csv"
     assert sum(s >= 0.99 for s in stage.scores[one][300:330]) > sum(
         s >= 0.99 for s in shipped.scores[one][300:330]
