@@ -16,6 +16,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 from detectors import SeriesDetector
@@ -25,6 +26,18 @@ from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
 
 DetectorFactory = Callable[[Signal], SeriesDetector]
+
+
+def series_model(config: DetectConfig, signal: Signal) -> SeriesDetector:
+    """A fresh model for one series of `signal`, as `config.model` says (the stage's default).
+
+    >>> type(series_model(DetectConfig(), Signal.LATENCY)).__name__
+    'GoldenSignalDetector'
+    >>> type(series_model(DetectConfig(model="likelihood"), Signal.LATENCY)).__name__
+    'LikelihoodDetector'
+    """
+    make = detector_for_signal if config.model == "likelihood" else golden_for_signal
+    return make(signal.value, ceiling=config.saturation_ceiling, warmup=config.warmup_points)
 
 
 class SignalClassifier:
@@ -116,19 +129,13 @@ class DetectStage:
     def __init__(self, config: DetectConfig, factory: DetectorFactory | None = None) -> None:
         self.config = config
         self.classifier = SignalClassifier(config.signal_rules)
-        self._factory = factory or self._default_factory
+        self._factory = factory or partial(series_model, config)
         self._series: OrderedDict[SeriesKey, SeriesState] = OrderedDict()
         self.stats = DetectStats()
         self.watermark = float("-inf")
         self._next_ttl_sweep = float("-inf")
         # (scope, service) -> its clock, least recently heard first; bounded like the series.
         self._services: OrderedDict[tuple[str, str], ServiceClock] = OrderedDict()
-
-    def _default_factory(self, signal: Signal) -> SeriesDetector:
-        make = detector_for_signal if self.config.model == "likelihood" else golden_for_signal
-        return make(
-            signal.value, ceiling=self.config.saturation_ceiling, warmup=self.config.warmup_points
-        )
 
     @property
     def series_keys(self) -> KeysView[SeriesKey]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from detectors import SeriesDetector
 from pipeline.model import Anomaly, SeriesKey, Signal
 
 T0 = 1_795_683_600.0  # 2026-11-26T09:00:00Z
@@ -28,3 +31,12 @@ def alert(
         threshold=0.99,
         scope=scope,
     )
+
+
+def feed(detector: SeriesDetector, values: Iterable[float]) -> list[float]:
+    """Score then learn each value, as the detect stage does; return the scores."""
+    scores = []
+    for value in values:
+        scores.append(detector.score_one(value))
+        detector.learn_one(value)
+    return scores

@@ -42,7 +42,9 @@ from pipeline.bench.nab_score import (
     windows_from_timestamps,
 )
 from pipeline.config import DetectConfig
+from pipeline.detect import series_model
 from pipeline.errors import QuietpagerError
+from pipeline.model import Signal
 
 __all__ = [
     "COLUMN_HELP",
@@ -91,9 +93,7 @@ class StreamDetector(Protocol):
 
 def _shipped() -> StreamDetector:
     """The model a default `detect` section gives a `generic` series."""
-    if DetectConfig().model == "likelihood":
-        return detector_for_signal("generic")
-    return golden_for_signal("generic")
+    return series_model(DetectConfig(), Signal.GENERIC)
 
 
 class StageStream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pytest
 
@@ -15,18 +15,10 @@ from detectors.golden import (
     golden_for_signal,
     series_nbytes,
 )
+from tests.builders import feed
 
 SIGNALS = ["latency", "errors", "traffic", "saturation", "generic"]
 THRESHOLD = 0.99  # the shipped default threshold for every signal
-
-
-def feed(detector: GoldenSignalDetector, values: Iterable[float]) -> list[float]:
-    """Score then learn each value, as the detect stage does; return the scores."""
-    scores = []
-    for value in values:
-        scores.append(detector.score_one(value))
-        detector.learn_one(value)
-    return scores
 
 
 def noisy(rng: random.Random, level: float, sd: float, n: int) -> list[float]:

@@ -16,14 +16,7 @@ from detectors.likelihood import (
     Refractory,
     one_sided_confidence,
 )
-
-
-def _feed(detector: LikelihoodDetector, values: list[float]) -> list[float]:
-    scores = []
-    for value in values:
-        scores.append(detector.score_one(value))
-        detector.learn_one(value)
-    return scores
+from tests.builders import feed
 
 
 def _noise(seed: int, n: int, level: float = 100.0, sd: float = 5.0) -> list[float]:
@@ -149,13 +142,13 @@ def test_likelihood_rejects_bad_parameters(kwargs: dict[str, float], message: st
 def test_scores_are_in_unit_interval_on_awkward_input() -> None:
     values = [*_noise(1, 300), 0.0, -1e300, 1e300, math.nan, math.inf, -math.inf, 5.0]
     values += _noise(2, 100)
-    scores = _feed(LikelihoodDetector(), values)
+    scores = feed(LikelihoodDetector(), values)
     assert all(0.0 <= s <= 1.0 for s in scores)
 
 
 def test_non_finite_values_score_zero_and_are_not_learned() -> None:
     detector = LikelihoodDetector()
-    _feed(detector, _noise(3, 200))
+    feed(detector, _noise(3, 200))
     before = pickle.dumps(detector)
     assert detector.score_one(math.nan) == 0.0
     detector.learn_one(math.inf)
@@ -164,7 +157,7 @@ def test_non_finite_values_score_zero_and_are_not_learned() -> None:
 
 def test_scoring_does_not_learn() -> None:
     detector = LikelihoodDetector()
-    _feed(detector, _noise(4, 300))
+    feed(detector, _noise(4, 300))
     first = detector.score_one(140.0)
     detector.score_one(55.0)  # scoring another value in between changes nothing
     assert detector.score_one(140.0) == first
@@ -173,24 +166,24 @@ def test_scoring_does_not_learn() -> None:
 
 def test_pickle_round_trip_continues_identically() -> None:
     detector = LikelihoodDetector()
-    _feed(detector, _noise(5, 500))
+    feed(detector, _noise(5, 500))
     copy = pickle.loads(pickle.dumps(detector))
     rest = _noise(6, 300)
-    assert _feed(copy, rest) == _feed(detector, rest)
+    assert feed(copy, rest) == feed(detector, rest)
 
 
 def test_clone_is_a_fresh_model_with_the_same_parameters() -> None:
     detector = LikelihoodDetector(refractory=10, direction="up")
-    _feed(detector, _noise(7, 100))
+    feed(detector, _noise(7, 100))
     fresh = detector.clone()
     assert (fresh.refractory, fresh.direction, fresh.n_seen) == (10, "up", 0)
 
 
 def test_memory_is_constant_and_small() -> None:
     detector = LikelihoodDetector()
-    _feed(detector, _noise(8, 3000))
+    feed(detector, _noise(8, 3000))
     early = len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))
-    _feed(detector, _noise(9, 20000))
+    feed(detector, _noise(9, 20000))
     late = len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))
     assert late == early
     assert late < 4096
@@ -214,7 +207,7 @@ def test_a_burst_alarms_once_then_is_muted_yet_continues() -> None:
 
 def test_an_escalating_event_alarms_again_while_muted() -> None:
     values = [*_noise(10, 1000), 160.0, 150.0, 200.0, 150.0]
-    scores = _feed(LikelihoodDetector(), values)
+    scores = feed(LikelihoodDetector(), values)
     assert scores[1000] == 1.0
     assert scores[1001] == 0.0  # muted
     assert scores[1002] == 1.0  # a new record: the event got worse
@@ -224,7 +217,7 @@ def test_an_escalating_event_alarms_again_while_muted() -> None:
 def test_a_benign_record_does_not_hide_a_real_spike() -> None:
     values = _noise(10, 1000)
     record = max(values)
-    scores = _feed(LikelihoodDetector(), [*values, record + 1.5, 100.0, 100.0, record + 100.0])
+    scores = feed(LikelihoodDetector(), [*values, record + 1.5, 100.0, 100.0, record + 100.0])
     assert scores[1000] == 1.0  # a small new record alarms and mutes
     assert scores[1003] == 1.0  # the spike two points later is not muted
 
@@ -240,7 +233,7 @@ def test_a_benign_record_does_not_hide_a_real_spike() -> None:
 )
 def test_direction(direction: Direction, shift: float, alarms: bool) -> None:
     values = _noise(13, 1000) + [v + shift for v in _noise(14, 10)]
-    scores = _feed(LikelihoodDetector(direction=direction), values)
+    scores = feed(LikelihoodDetector(direction=direction), values)
     assert (max(scores[1000:]) > 0.99) is alarms
 
 
@@ -254,21 +247,21 @@ def test_a_young_series_scores_with_the_golden_model_until_the_likelihood_is_liv
     assert not detector.live
     assert detector.score_one(200.0) > 0.99  # a young series still alarms on a wild point
     quiet = LikelihoodDetector(warmup=20, early_scores=False)
-    _feed(quiet, _noise(3, 60))
+    feed(quiet, _noise(3, 60))
     assert quiet.score_one(200.0) == 0.0
 
 
 def test_ceiling_pressure_is_never_muted() -> None:
     detector = LikelihoodDetector(direction="up", ceiling=1.0)
-    _feed(detector, _noise(4, 1000, level=0.5, sd=0.02))
-    scores = _feed(detector, [0.99] * 40)
+    feed(detector, _noise(4, 1000, level=0.5, sd=0.02))
+    scores = feed(detector, [0.99] * 40)
     assert scores[0] == 1.0  # a new record
     assert min(scores) > 0.99  # pinned at the ceiling: alarms on every point
 
 
 def test_continues_only_while_muted() -> None:
     detector = LikelihoodDetector()
-    _feed(detector, _noise(6, 1000))
+    feed(detector, _noise(6, 1000))
     assert not detector.continues(160.0)  # not muted: a fresh alarm is a score, not a carry-on
     detector.learn_one(160.0)
     assert detector.continues(160.0)

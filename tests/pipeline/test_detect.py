@@ -167,3 +167,13 @@ def test_config_chooses_the_series_model(model: str, kind: type) -> None:
 def test_config_rejects_an_unknown_model() -> None:
     with pytest.raises(ValidationError, match="model"):
         DetectConfig.model_validate({"model": "htm"})
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import pipeline.detect
+
+    result = doctest.testmod(pipeline.detect)
+    assert result.attempted > 0
+    assert result.failed == 0
