@@ -83,7 +83,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replay each scenario without and with log streams; compare quietpager's pages",
     )
+    denoise.add_argument(
+        "--model",
+        choices=["golden", "likelihood"],
+        default=None,
+        help="detect.model for every scenario (default: the scenario config's)",
+    )
     tput = bench_sub.add_parser("throughput", help="broker drain ceiling vs worker rate, latency")
+    tput.add_argument(
+        "--model", choices=["golden", "likelihood"], default="golden", help="detect.model"
+    )
     tput.add_argument("--points", type=int, default=200_000)
     tput.add_argument("--series", type=int, default=2_000)
     tput.add_argument("--batch", type=int, default=20, help="points per Kafka message")
@@ -183,7 +192,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.logs:
             verdict = run_denoise_logs(args.scenario or DEFAULT_SCENARIOS, args.seed, args.out)
             return 0 if verdict.ok else 1
-        run_denoise(args.scenario or DEFAULT_SCENARIOS, args.seed, args.out)
+        run_denoise(args.scenario or DEFAULT_SCENARIOS, args.seed, args.out, model=args.model)
         return 0
     if args.command == "bench" and args.bench == "logs":
         from pipeline.bench.logs import SYSTEMS, run_logs
@@ -210,7 +219,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         asyncio.run(
             run_throughput(
-                points=args.points, series=args.series, batch=args.batch, bootstrap=args.bootstrap
+                points=args.points,
+                series=args.series,
+                batch=args.batch,
+                bootstrap=args.bootstrap,
+                model=args.model,
             )
         )
         return 0

@@ -201,10 +201,18 @@ def _episode(incident: TrueIncident, at: float) -> int:
     return index
 
 
-def run_scenario(name: str, seed: int = 1, logs: bool = False) -> ScenarioResult:
-    """Replay one scenario (with `logs`, its log streams too) through both systems; score both."""
+def run_scenario(
+    name: str, seed: int = 1, logs: bool = False, model: str | None = None
+) -> ScenarioResult:
+    """Replay one scenario (with `logs`, its log streams too) through both systems; score both.
+
+    `model` overrides the scenario config's `detect.model`.
+    """
     sim: Simulation = simulate.build(name, seed, logs=logs)
-    config = parse_config(simulate.config_data(sim), f"<scenario {name}>")
+    data = simulate.config_data(sim)
+    if model is not None:
+        data.setdefault("detect", {})["model"] = model
+    config = parse_config(data, f"<scenario {name}>")
     pipeline = _CapturingPipeline(config)
     limit = config.kafka.max_message_bytes
     for message in simulate.messages(sim):
@@ -273,10 +281,11 @@ def run_denoise(
     seed: int = 1,
     out_dir: Path | None = None,
     stream: IO[str] | None = None,
+    model: str | None = None,
 ) -> list[ScenarioResult]:
     """Run the benchmark, print the tables; with `out_dir`, also write results.json there."""
     out = stream or sys.stdout
-    results = [run_scenario(name, seed) for name in scenarios]
+    results = [run_scenario(name, seed, model=model) for name in scenarios]
     out.write(render(results))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def load_messages(points: int, series: int, batch: int, seed: int = 1) -> list[b
     return messages
 
 
-def _config(bootstrap: str, prefix: str) -> Config:
+def _config(bootstrap: str, prefix: str, model: str = "golden") -> Config:
     return parse_config(
         {
             "kafka": {
@@ -93,6 +93,7 @@ def _config(bootstrap: str, prefix: str) -> Config:
             "receivers": [{"name": "null", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
             "route": {"receivers": ["null"]},
             "worker": {"stages": ["detect", "correlate"]},
+            "detect": {"model": model},
         },
         "<bench>",
     )
@@ -190,6 +191,7 @@ async def run_throughput(
     batch: int = 20,
     bootstrap: str | None = None,
     console: Console | None = None,
+    model: str = "golden",
 ) -> dict[str, float]:
     """Run the three measurements and print one table; returns the figures."""
     console = console or Console()
@@ -200,7 +202,7 @@ async def run_throughput(
         bootstrap = broker.bootstrap
     try:
         prefix = uuid.uuid4().hex[:8]
-        config = _config(bootstrap, prefix)
+        config = _config(bootstrap, prefix, model)
         options = client_options(config.kafka)
         topics = config.topics
         await ensure_topics(
@@ -221,7 +223,7 @@ async def run_throughput(
         console.print(f"worker measured: {worker_rate:,.0f} points/s")
 
         # Latency: a fresh group over a fresh topic, fed at half the worker's rate.
-        latency_config = _config(bootstrap, f"{prefix}-lat")
+        latency_config = _config(bootstrap, f"{prefix}-lat", model)
         lt = latency_config.topics
         await ensure_topics(
             options, dict.fromkeys([lt.metrics, lt.logs, lt.anomalies, lt.pages, lt.dlq], 1)
@@ -278,7 +280,7 @@ async def run_throughput(
     }
     table = Table(
         title=f"bench throughput — {platform.machine()}, {platform.python_version()}, "
-        f"{points} points / {series} series / {batch} per message"
+        f"{points} points / {series} series / {batch} per message, detect.model {model}"
     )
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -180,3 +180,11 @@ def test_score_pools() -> None:
     a, b = Score(raw_alerts=10, pages=1, time_to_page=[1.0]), Score(raw_alerts=5, pages=2)
     a.add(b)
     assert (a.raw_alerts, a.pages, a.time_to_page) == (15, 3, [1.0])
+
+
+def test_model_override_changes_the_anomaly_stream_not_the_page() -> None:
+    golden = run_scenario("stopped", 1, model="golden")
+    likelihood = run_scenario("stopped", 1, model="likelihood")
+    assert golden.quietpager.raw_alerts != likelihood.quietpager.raw_alerts
+    for result in (golden, likelihood):
+        assert (result.quietpager.detected, result.quietpager.false_pages) == (1, 0)
