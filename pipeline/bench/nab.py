@@ -31,8 +31,9 @@ from typing import Literal, Protocol
 from rich.console import Console
 from rich.table import Table
 
+from detectors import SeriesDetector
 from detectors.golden import GoldenSignalDetector, golden_for_signal
-from detectors.likelihood import LikelihoodDetector, detector_for_signal
+from detectors.likelihood import LikelihoodDetector
 from pipeline.bench.nab_score import (
     PROFILE_NAMES,
     CorpusScorer,
@@ -42,9 +43,9 @@ from pipeline.bench.nab_score import (
     windows_from_timestamps,
 )
 from pipeline.config import DetectConfig
-from pipeline.detect import series_model
+from pipeline.detect import DetectStage, series_model
 from pipeline.errors import QuietpagerError
-from pipeline.model import Signal
+from pipeline.model import MetricPoint, SeriesKey, Signal
 
 __all__ = [
     "COLUMN_HELP",
@@ -97,34 +98,45 @@ def _shipped() -> StreamDetector:
 
 
 class StageStream:
-    """What the detect stage (`model: likelihood`) emits for one series at the shipped
-    threshold, as a score stream.
+    """What the detect stage emits, with `detect.model: likelihood`, for one series at the
+    shipped thresholds, as a score stream: the stage itself (`DetectStage`) runs each point.
 
     The stage emits an anomaly when the score reaches its threshold, and keeps emitting while
-    the detector says the event `continues` (so the correlator can see it persist). Here an
-    emitted continuation scores 1.0; everything else is the detector's own score. Only the
+    the model says the event `continues` (so the correlator can see it persist). Here an
+    emitted continuation scores 1.0; every other point scores the model's own score. Only the
     "at 0.99" column of this row is the stage's exact output.
+
+    The stage scores and learns a point in one step, so `score_one` runs it and `learn_one`
+    only checks that it is handed the same point.
     """
 
-    def __init__(self, threshold: float = 0.99) -> None:
-        self.threshold = threshold
-        self._detector = detector_for_signal("generic")
-        self._in_event = False
+    _SERIES = SeriesKey.of("nab_value", {"service": "nab"})  # no signal rule claims it: generic
+
+    def __init__(self) -> None:
+        self._stage = DetectStage(DetectConfig(model="likelihood"), factory=self._model)
+        self._detector: SeriesDetector | None = None
+        self._ts = 0.0
+        self._pending: float | None = None
+
+    def _model(self, signal: Signal) -> SeriesDetector:
+        self._detector = series_model(self._stage.config, signal)
+        return self._detector
 
     def score_one(self, x: float) -> float:
-        """The detector's score, or 1.0 for a point the stage emits as a continuation."""
-        score = self._detector.score_one(x)
-        if score < self.threshold and self._in_event and self._detector.continues(x):
-            return 1.0
-        return score
+        """Run `x` through the stage: 1.0 when emitted as a continuation, else the model's score."""
+        self._ts += 1.0
+        continued = self._stage.stats.continued
+        detector = self._detector
+        own = detector.score_one(x) if detector is not None else 0.0
+        self._stage.observe(MetricPoint(self._SERIES, x, self._ts))
+        self._pending = x
+        return 1.0 if self._stage.stats.continued > continued else own
 
     def learn_one(self, x: float) -> None:
-        """Track the stage's event state, then let the detector learn `x`."""
-        detector = self._detector
-        self._in_event = detector.score_one(x) >= self.threshold or (
-            self._in_event and detector.continues(x)
-        )
-        detector.learn_one(x)
+        """Nothing left to learn: `score_one` ran the stage on `x`."""
+        if self._pending != x:
+            raise ValueError("learn_one must follow score_one on the same value")
+        self._pending = None
 
 
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
