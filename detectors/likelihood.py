@@ -93,8 +93,8 @@ class AnomalyLikelihood(base.Base):
         self._recent: deque[float] = deque(maxlen=max(short_window - 1, 0))
         # An EWMean starts at its first value; with a small alpha that one value would weigh
         # for thousands of points, so plain means run first and seed the weighted ones.
-        self._plain_level: stats.Mean | None = stats.Mean()
-        self._plain_power: stats.Var | None = stats.Var(ddof=0)
+        # (A River `Var` keeps the plain mean of what it sees, so it holds both.)
+        self._plain: stats.Var | None = stats.Var(ddof=0)
         self._level = stats.EWMean(fading_factor=alpha)
         self._power = stats.EWMean(fading_factor=alpha)
         self._n_seen = 0
@@ -134,15 +134,14 @@ class AnomalyLikelihood(base.Base):
         mean = self.short_mean(surprise)
         if self.short_window > 1:
             self._recent.append(surprise)
-        if self._plain_level is not None and self._plain_power is not None:
-            self._plain_level.update(mean)
-            self._plain_power.update(mean)
-            level, power = self._plain_level.get(), self._plain_power.get()
-            if self._plain_level.n >= 1.0 / self.alpha:
+        plain = self._plain
+        if plain is not None:
+            plain.update(mean)
+            level, power = plain.mean.get(), plain.get()
+            if plain.n >= 1.0 / self.alpha:
                 self._level.update(level)
                 self._power.update(power)
-                self._plain_level = None
-                self._plain_power = None
+                self._plain = None
         else:
             deviation = mean - self._level.get()
             self._power.update(deviation * deviation)
