@@ -31,3 +31,7 @@ class SeriesDetector(Protocol):
     def learn_one(self, x: float) -> None:
         """Learn `x`."""
         ...
+
+    def step(self, x: float) -> tuple[float, bool]:
+        """`(score_one(x), continues(x))`, then `learn_one(x)`: the stage's one call per point."""
+        ...

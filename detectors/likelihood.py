@@ -35,6 +35,9 @@ def one_sided_confidence(t: float, df: int) -> float:
     >>> one_sided_confidence(0.0, 2), round(one_sided_confidence(6.965, 2), 4)
     (0.5, 0.99)
     """
+    if df == 2 and math.isfinite(t):
+        # The closed form for two degrees of freedom (the default tail), a quarter of the cost.
+        return 0.5 + 0.5 * t / math.sqrt(t * t + 2.0)
     half = 0.5 * two_sided_confidence(t, df)
     return 0.5 + half if t >= 0 else 0.5 - half
 
@@ -95,11 +98,10 @@ class AnomalyLikelihood(base.Base):
         # for thousands of points, so plain means run first and seed the weighted ones.
         # (A River `Var` keeps the plain mean of what it sees, so it holds both.)
         self._plain: stats.Var | None = stats.Var(ddof=0)
-        self._level = stats.EWMean(fading_factor=alpha)
-        self._power = stats.EWMean(fading_factor=alpha)
         self._n_seen = 0
-        # The long-term mean and spread of short means, read once per learned surprise.
+        # The long-term mean, power (variance) and spread of short means.
         self._mean = 0.0
+        self._power = 0.0
         self._spread = min_spread
 
     @property
@@ -129,9 +131,22 @@ class AnomalyLikelihood(base.Base):
 
     def learn_one(self, surprise: float) -> None:
         """Fold a surprise into the short window and its short mean into the long history."""
+        if math.isfinite(surprise):
+            self._learn(surprise, self.short_mean(surprise))
+
+    def step(self, surprise: float) -> float:
+        """`score_one(surprise)`, then `learn_one(surprise)`: one short mean for both."""
         if not math.isfinite(surprise):
-            return
-        mean = self.short_mean(surprise)
+            return 0.0
+        recent = self._recent
+        mean = (sum(recent) + surprise) / (len(recent) + 1)  # `short_mean`, written out
+        score = 0.0
+        if self._n_seen >= self.warmup:
+            score = one_sided_confidence((mean - self._mean) / self._spread, self.tail_df)
+        self._learn(surprise, mean)
+        return score
+
+    def _learn(self, surprise: float, mean: float) -> None:
         if self.short_window > 1:
             self._recent.append(surprise)
         plain = self._plain
@@ -139,15 +154,15 @@ class AnomalyLikelihood(base.Base):
             plain.update(mean)
             level, power = plain.mean.get(), plain.get()
             if plain.n >= 1.0 / self.alpha:
-                self._level.update(level)
-                self._power.update(power)
                 self._plain = None
         else:
-            deviation = mean - self._level.get()
-            self._power.update(deviation * deviation)
-            self._level.update(mean)
-            level, power = self._level.get(), self._power.get()
+            # River's EWMean recurrence, written out as in `GoldenSignalDetector`.
+            alpha = self.alpha
+            deviation = mean - self._mean
+            power = alpha * deviation * deviation + (1.0 - alpha) * self._power
+            level = alpha * mean + (1.0 - alpha) * self._mean
         self._mean = level
+        self._power = power
         self._spread = max(math.sqrt(max(power, 0.0)), self.min_spread)
         self._n_seen += 1
 
@@ -155,7 +170,7 @@ class AnomalyLikelihood(base.Base):
 class RangeBreach(base.Base):
     """Flags a value beyond everything the series has shown, by more than a margin of its range.
 
-    Running River `stats.Min` and `stats.Max`, so the range only ever widens; a breach scores 1
+    A running minimum and maximum, so the range only ever widens; a breach scores 1
     and anything else 0, counted only in `direction`. The margin is `tolerance` of the range,
     or `young / n` of it after `n` values when that is larger: a young series has not shown
     its whole range yet, and its noise sets new records often (about once in `n` points per
@@ -185,15 +200,17 @@ class RangeBreach(base.Base):
         self.tolerance = tolerance
         self.direction = direction
         self.young = young
-        self._low = stats.Min()
-        self._high = stats.Max()
+        # The running minimum and maximum (River's `stats.Min`/`Max` hold the same two floats,
+        # behind a method call each way).
+        self._low = math.inf
+        self._high = -math.inf
         self._n_seen = 0
 
     def score_one(self, x: float) -> float:
         """1.0 when `x` breaks out of the range seen so far (by the margin), else 0.0."""
         if self._n_seen == 0 or not math.isfinite(x):
             return 0.0
-        low, high = self._low.get(), self._high.get()
+        low, high = self._low, self._high
         margin = max(self.tolerance, self.young / self._n_seen) * (high - low)
         if x > high + margin and self.direction != "down":
             return 1.0
@@ -201,12 +218,33 @@ class RangeBreach(base.Base):
             return 1.0
         return 0.0
 
+    def step(self, x: float) -> float:
+        """`score_one(x)`, then `learn_one(x)`, in one call (the detector's per-point path)."""
+        if not math.isfinite(x):
+            return 0.0
+        low, high, n = self._low, self._high, self._n_seen
+        self._n_seen = n + 1
+        if x < low:
+            self._low = x
+        if x > high:
+            self._high = x
+        if n == 0:
+            return 0.0
+        margin = max(self.tolerance, self.young / n) * (high - low)
+        if (x > high + margin and self.direction != "down") or (
+            x < low - margin and self.direction != "up"
+        ):
+            return 1.0
+        return 0.0
+
     def learn_one(self, x: float) -> None:
         """Widen the range to include `x`; non-finite values are ignored."""
         if not math.isfinite(x):
             return
-        self._low.update(x)
-        self._high.update(x)
+        if x < self._low:
+            self._low = x
+        if x > self._high:
+            self._high = x
         self._n_seen += 1
 
 
@@ -383,7 +421,8 @@ class LikelihoodDetector(base.Base):
             z = -residual / golden.spread_below
         else:
             return 0.0
-        return min(z, self.surprise_cap) ** 2
+        z = min(z, self.surprise_cap)
+        return z * z
 
     def score_one(self, x: float) -> float:
         """How unusual `x` is for this series, in [0, 1]; does not learn it."""
@@ -401,6 +440,51 @@ class LikelihoodDetector(base.Base):
         if not self._refractory.muted or not math.isfinite(x):
             return False
         return self._assess(x)[0] >= self.hold_sigmas * self.hold_sigmas
+
+    def step(self, x: float) -> tuple[float, bool]:
+        """`score_one(x)` and `continues(x)`, then `learn_one(x)`, in one pass (the stage's call).
+
+        Each part scores and learns in one call, so nothing is computed twice; a test holds
+        this equal to the three calls.
+        """
+        if not math.isfinite(x):
+            return 0.0, False
+        golden = self._golden
+        learned = golden.n_seen >= self.warmup
+        surprise = 0.0
+        if learned:  # `surprise(x)`, written out
+            residual = x - golden.expected
+            if residual > 0 and self.direction != "down":
+                z = residual / golden.spread_above
+                z = z if z < self.surprise_cap else self.surprise_cap
+                surprise = z * z
+            elif residual < 0 and self.direction != "up":
+                z = -residual / golden.spread_below
+                z = z if z < self.surprise_cap else self.surprise_cap
+                surprise = z * z
+        likelihood = self._likelihood
+        live = likelihood.ready
+        # The likelihood learns once the golden model is warm; it scores once it is live.
+        score = likelihood.step(surprise) if learned else 0.0
+        if not live:
+            score = golden.score_one(x) if self.early_scores else 0.0
+        breach = False
+        # The range learns every value; its breach counts once the likelihood is live.
+        if self._range is not None and self._range.step(x) >= 1.0 and live:
+            score, breach = 1.0, True
+        refractory = self._refractory
+        muted = refractory.muted
+        out = 0.0 if muted and not breach else score
+        if self.ceiling is not None:
+            out = max(out, golden.ceiling_pressure(x))
+        going_on = muted and surprise >= self.hold_sigmas * self.hold_sigmas
+        if live:
+            if breach:
+                refractory.reset()
+            refractory.learn_one(score)
+        self._last = None
+        golden.learn_one(x)
+        return out, going_on
 
     def learn_one(self, x: float) -> None:
         """Learn `x` into every part; non-finite values are ignored."""

@@ -165,17 +165,15 @@ class DetectStage:
         state.last_ts = point.ts
         self._heard(state, point.ts)
         detector = state.detector
-        value = point.value
-        score = detector.score_one(value)
         expected = detector.expected
+        score, going_on = detector.step(point.value)
         threshold = self.config.thresholds[state.signal]
         # A detector mutes its score after an alarm so that one event alarms once; the
         # correlator still needs to see the event persist (hold) and end (resolve), so an
         # emitted event keeps emitting, at the threshold, while the detector says it continues.
-        if score < threshold and state.in_event and detector.continues(value):
+        if score < threshold and state.in_event and going_on:
             score = threshold
             self.stats.continued += 1
-        detector.learn_one(value)
         state.in_event = score >= threshold
         if not state.in_event:
             return None

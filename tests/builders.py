@@ -34,9 +34,5 @@ def alert(
 
 
 def feed(detector: SeriesDetector, values: Iterable[float]) -> list[float]:
-    """Score then learn each value, as the detect stage does; return the scores."""
-    scores = []
-    for value in values:
-        scores.append(detector.score_one(value))
-        detector.learn_one(value)
-    return scores
+    """Score then learn each value in one `step`, as the detect stage does; return the scores."""
+    return [detector.step(value)[0] for value in values]

@@ -311,3 +311,43 @@ def test_unknown_signal_is_rejected() -> None:
 def test_factory_directions(signal: str, direction: str, ceiling: float | None) -> None:
     detector = golden_for_signal(signal, ceiling=2.0, warmup=9)
     assert (detector.direction, detector.ceiling, detector.warmup) == (direction, ceiling, 9)
+
+
+def test_weighted_means_follow_river_ewmean() -> None:
+    # After the warm-up the baseline and the two powers are River's EWMean recurrence,
+    # written out; seeded from the warm-up's plain means as an EWMean takes its first value.
+    from river import stats
+
+    rng = random.Random(8)
+    detector = GoldenSignalDetector(warmup=30, alpha=0.05, spread_alpha=0.01)
+    values = noisy(rng, 100.0, 5.0, 2000)
+    values[500:520] = [160.0] * 20  # clipped residuals
+    for x in values[:30]:
+        detector.learn_one(x)
+    level, above, below = stats.EWMean(0.05), stats.EWMean(0.01), stats.EWMean(0.01)
+    level.update(detector.expected)
+    above.update(detector.spread_above**2)
+    below.update(detector.spread_below**2)
+    for x in values[30:]:
+        residual = x - detector.expected
+        clipped = max(-4.0 * detector.spread_below, min(residual, 4.0 * detector.spread_above))
+        if residual >= 0:
+            above.update(clipped * clipped)
+        if residual <= 0:
+            below.update(clipped * clipped)
+        level.update(detector.expected + clipped)
+        detector.learn_one(x)
+        assert detector.expected == level.get()
+        assert detector.spread_above == math.sqrt(above.get())
+        assert detector.spread_below == math.sqrt(below.get())
+
+
+def test_step_is_score_then_learn() -> None:
+    rng = random.Random(9)
+    stepped, called = GoldenSignalDetector(ceiling=200.0), GoldenSignalDetector(ceiling=200.0)
+    values = [*noisy(rng, 100.0, 5.0, 1000), math.nan, 190.0, math.inf, *noisy(rng, 150.0, 5.0, 50)]
+    for x in values:
+        expected = called.score_one(x)
+        called.learn_one(x)
+        assert stepped.step(x) == (expected, False)
+    assert stepped.expected == called.expected

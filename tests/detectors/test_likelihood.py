@@ -7,6 +7,7 @@ import pickle
 import random
 
 import pytest
+from river import stats
 
 from detectors.golden import Direction, GoldenSignalDetector
 from detectors.likelihood import (
@@ -271,3 +272,84 @@ def test_continues_only_while_muted() -> None:
 def test_hold_sigmas_must_fit_under_the_cap() -> None:
     with pytest.raises(ValueError, match="hold_sigmas"):
         LikelihoodDetector(hold_sigmas=7.0)
+
+
+# --- one call per point ----------------------------------------------------------------------
+
+
+def _awkward_stream(seed: int, n: int = 6000) -> list[float]:
+    """Noise with spikes, a sustained burst, a level shift and a few non-finite values."""
+    rng = random.Random(seed)
+    values = []
+    for i in range(n):
+        x = rng.gauss(50.0, 5.0)
+        if rng.random() < 0.01:
+            x += rng.choice([1.0, -1.0]) * rng.expovariate(0.02)
+        if 2000 <= i < 2040:
+            x += 100.0
+        if i >= 4000:
+            x += 30.0
+        if rng.random() < 0.002:
+            x = rng.choice([math.nan, math.inf, -math.inf])
+        values.append(x)
+    return values
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"direction": "up", "ceiling": 100.0},
+        {"direction": "down", "range_tolerance": None},
+        {"refractory": 0, "early_scores": False},
+        {"warmup": 5, "likelihood_warmup": 10, "tail_df": 3},
+    ],
+)
+def test_step_is_score_continues_then_learn(kwargs: dict[str, object]) -> None:
+    stepped = LikelihoodDetector(**kwargs)  # type: ignore[arg-type]
+    called = LikelihoodDetector(**kwargs)  # type: ignore[arg-type]
+    alarms = 0
+    for x in _awkward_stream(seed=len(kwargs)):
+        expected = (called.score_one(x), called.continues(x))
+        called.learn_one(x)
+        assert stepped.step(x) == expected
+        alarms += expected[0] >= 0.99
+    assert alarms > 0  # the stream exercised the alarm and refractory paths
+
+
+def test_parts_step_is_score_then_learn() -> None:
+    likelihood_stepped = AnomalyLikelihood(warmup=20)
+    likelihood_called = AnomalyLikelihood(warmup=20)
+    breach_stepped, breach_called = RangeBreach(), RangeBreach()
+    for x in _awkward_stream(seed=11, n=3000):
+        surprise = abs(x - 50.0) / 5.0 if math.isfinite(x) else x
+        expected = likelihood_called.score_one(surprise)
+        likelihood_called.learn_one(surprise)
+        assert likelihood_stepped.step(surprise) == expected
+        expected = breach_called.score_one(x)
+        breach_called.learn_one(x)
+        assert breach_stepped.step(x) == expected
+
+
+def test_long_history_follows_river_statistics() -> None:
+    # The plain phase is a River Var; the weighted phase writes out River's EWMean recurrence.
+    likelihood = AnomalyLikelihood(short_window=1, alpha=0.01, warmup=1)
+    plain = stats.Var(ddof=0)
+    level, power = stats.EWMean(0.01), stats.EWMean(0.01)
+    rng = random.Random(5)
+    for i in range(400):
+        surprise = rng.expovariate(1.0)
+        likelihood.learn_one(surprise)
+        if i < 100:
+            plain.update(surprise)
+            mean, spread = plain.mean.get(), math.sqrt(plain.get())
+            if i == 99:  # 1 / alpha short means seen: they seed the weighted means
+                level.update(plain.mean.get())
+                power.update(plain.get())
+        else:
+            deviation = surprise - level.get()
+            power.update(deviation * deviation)
+            level.update(surprise)
+            mean, spread = level.get(), math.sqrt(power.get())
+        # With a one-point short window, z_one(0) reads the long-term mean and spread.
+        assert likelihood.z_one(0.0) == -mean / max(spread, likelihood.min_spread)

@@ -146,6 +146,9 @@ def test_continuation_needs_an_emitted_event() -> None:
         def learn_one(self, x: float) -> None:
             return None
 
+        def step(self, x: float) -> tuple[float, bool]:
+            return self.score_one(x), self.continues(x)
+
     stage = DetectStage(DetectConfig(), factory=lambda signal: _AlwaysContinues())
     assert [stage.observe(_point("latency_seconds", 1.0, float(i))) for i in range(5)] == [None] * 5
 
