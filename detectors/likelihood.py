@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from river import base, stats
+from river import base
 
 from detectors.golden import Direction, GoldenSignalDetector, signal_direction
 from detectors.scoring import two_sided_confidence
@@ -45,9 +45,12 @@ def one_sided_confidence(t: float, df: int) -> float:
 class AnomalyLikelihood(base.Base):
     """How unusual the recent mean of a surprise signal is against that signal's long history.
 
-    The short-term mean is a River rolling mean over the last `short_window` surprises; its
-    long-term mean and spread are River running means while fewer than `1 / alpha` short
-    means have been seen, then exponentially weighted ones (`alpha`) seeded from them. The
+    The short-term mean is the mean of the last `short_window` surprises. Its long-term mean
+    and variance follow one incremental recurrence (West 1979; Finch 2009) with weight
+    `max(alpha, 1 / n)` for the n-th short mean: the plain mean and population variance while
+    fewer than `1 / alpha` have been seen, then exponentially weighted ones that start from
+    them (a weighted mean started on its first value would let that value weigh for
+    thousands of points). The
     score is `one_sided_confidence(z, tail_df)` of the short mean (counting the new surprise)
     standardized by the long-term mean and spread: Student's t with few degrees of freedom,
     because short means of surprise are heavy tailed (a Gaussian reading would call a z of 5
@@ -94,10 +97,6 @@ class AnomalyLikelihood(base.Base):
         # plain deque summed per point (ten floats) is cheaper than River's `utils.Rolling`
         # and cannot drift the way a running sum does.
         self._recent: deque[float] = deque(maxlen=max(short_window - 1, 0))
-        # An EWMean starts at its first value; with a small alpha that one value would weigh
-        # for thousands of points, so plain means run first and seed the weighted ones.
-        # (A River `Var` keeps the plain mean of what it sees, so it holds both.)
-        self._plain: stats.Var | None = stats.Var(ddof=0)
         self._n_seen = 0
         # The long-term mean, power (variance) and spread of short means.
         self._mean = 0.0
@@ -108,6 +107,16 @@ class AnomalyLikelihood(base.Base):
     def n_seen(self) -> int:
         """How many surprises were learned."""
         return self._n_seen
+
+    @property
+    def long_mean(self) -> float:
+        """The long-term mean of short means."""
+        return self._mean
+
+    @property
+    def long_spread(self) -> float:
+        """The long-term standard deviation of short means (at least `min_spread`)."""
+        return self._spread
 
     @property
     def ready(self) -> bool:
@@ -149,20 +158,14 @@ class AnomalyLikelihood(base.Base):
     def _learn(self, surprise: float, mean: float) -> None:
         if self.short_window > 1:
             self._recent.append(surprise)
-        plain = self._plain
-        if plain is not None:
-            plain.update(mean)
-            level, power = plain.mean.get(), plain.get()
-            if plain.n >= 1.0 / self.alpha:
-                self._plain = None
-        else:
-            # River's EWMean recurrence, written out as in `GoldenSignalDetector`.
-            alpha = self.alpha
-            deviation = mean - self._mean
-            power = alpha * deviation * deviation + (1.0 - alpha) * self._power
-            level = alpha * mean + (1.0 - alpha) * self._mean
-        self._mean = level
-        self._power = power
+        # One recurrence for both phases, a few multiplications on the per-point path; a test
+        # holds its plain phase to River's `stats.Var`.
+        n = self._n_seen + 1
+        weight = 1.0 / n if n * self.alpha < 1.0 else self.alpha
+        deviation = mean - self._mean
+        increment = weight * deviation
+        self._mean += increment
+        power = self._power = (1.0 - weight) * (self._power + deviation * increment)
         self._spread = max(math.sqrt(max(power, 0.0)), self.min_spread)
         self._n_seen += 1
 

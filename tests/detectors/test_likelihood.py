@@ -331,25 +331,22 @@ def test_parts_step_is_score_then_learn() -> None:
         assert breach_stepped.step(x) == expected
 
 
-def test_long_history_follows_river_statistics() -> None:
-    # The plain phase is a River Var; the weighted phase writes out River's EWMean recurrence.
+def test_long_history_is_plain_then_exponentially_weighted() -> None:
     likelihood = AnomalyLikelihood(short_window=1, alpha=0.01, warmup=1)
     plain = stats.Var(ddof=0)
-    level, power = stats.EWMean(0.01), stats.EWMean(0.01)
     rng = random.Random(5)
-    for i in range(400):
+    for _ in range(100):  # 1 / alpha short means: River's plain mean and population variance
         surprise = rng.expovariate(1.0)
         likelihood.learn_one(surprise)
-        if i < 100:
-            plain.update(surprise)
-            mean, spread = plain.mean.get(), math.sqrt(plain.get())
-            if i == 99:  # 1 / alpha short means seen: they seed the weighted means
-                level.update(plain.mean.get())
-                power.update(plain.get())
-        else:
-            deviation = surprise - level.get()
-            power.update(deviation * deviation)
-            level.update(surprise)
-            mean, spread = level.get(), math.sqrt(power.get())
-        # With a one-point short window, z_one(0) reads the long-term mean and spread.
-        assert likelihood.z_one(0.0) == -mean / max(spread, likelihood.min_spread)
+        plain.update(surprise)
+        assert likelihood.long_mean == pytest.approx(plain.mean.get(), rel=1e-12)
+        spread = max(math.sqrt(plain.get()), likelihood.min_spread)
+        assert likelihood.long_spread == pytest.approx(spread, rel=1e-9)
+    # Then weighted by alpha: after k short means at a new level, the mean has moved by a
+    # fraction 1 - (1 - alpha) ** k of the step.
+    start = likelihood.long_mean
+    for k in range(1, 301):
+        likelihood.learn_one(start + 10.0)
+        moved = 10.0 * (1.0 - (1.0 - 0.01) ** k)
+        assert likelihood.long_mean == pytest.approx(start + moved, rel=1e-9)
+    assert likelihood.long_spread > 1.0  # the step itself widened the spread
