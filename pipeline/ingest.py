@@ -73,6 +73,10 @@ class Decoded:
     rejects: list[Reject] = field(default_factory=list)
 
 
+#: An absent field, told apart from JSON null (`"value": null` is wrong_type, not missing).
+_MISSING: Any = object()
+
+
 class _ItemError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -184,15 +188,20 @@ def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
         raise _ItemError("missing_field", "name")
     if not isinstance(name, str) or not name:
         raise _ItemError("wrong_type", "name must be a non-empty string")
-    if "value" not in item:
-        raise _ItemError("missing_field", "value")
-    value = item["value"]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _ItemError("wrong_type", f"value is {type(value).__name__}, not a number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise _ItemError("not_finite", f"value is {value}")
-    ts = _timestamp(item)
+    value = item.get("value", _MISSING)
+    # Fast path first: orjson gives finite floats for nearly every value and timestamp; the
+    # general checks below keep every reject reason and detail for the rest.
+    if type(value) is not float or not math.isfinite(value):
+        if value is _MISSING:
+            raise _ItemError("missing_field", "value")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _ItemError("wrong_type", f"value is {type(value).__name__}, not a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise _ItemError("not_finite", f"value is {value}")
+    ts = item.get("ts")
+    if type(ts) is not float or not math.isfinite(ts):
+        ts = _timestamp(item)
     signal_text = item.get("signal")
     signal: Signal | None = None
     if signal_text is not None:
@@ -200,7 +209,40 @@ def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
             signal = Signal(signal_text)
         except ValueError:
             raise _ItemError("unknown_signal", f"signal {signal_text!r}") from None
-    return MetricPoint(SeriesKey.of(name, _labels(item)), value, ts, signal)
+    return MetricPoint(_series_key(name, item), value, ts, signal)
+
+
+#: Series keys by metric name and labels as received (in the sender's order). A known
+#: series skips label validation, sorting and building its key, and all points of a series
+#: share one key object, so the per-point dict and set lookups downstream match by identity
+#: instead of comparing label tuples. Bounded: when full it is emptied and refills.
+_SERIES_KEYS: dict[tuple[str, tuple[tuple[str, Any], ...]], SeriesKey] = {}
+_SERIES_KEYS_MAX = 200_000
+
+
+def _series_key(name: str, item: Mapping[str, Any]) -> SeriesKey:
+    labels = item.get("labels")
+    received: tuple[tuple[str, Any], ...] | None = None
+    if labels is None or isinstance(labels, dict):
+        received = tuple(labels.items()) if labels else ()
+        try:
+            key = _SERIES_KEYS.get((name, received))
+        except TypeError:  # a label value is an object or an array: rejected below
+            received = None
+        else:
+            if key is not None:
+                return key
+    key = SeriesKey.of(name, _labels(item))
+    if len(_SERIES_KEYS) >= _SERIES_KEYS_MAX:
+        _SERIES_KEYS.clear()
+    # The sorted form is itself a way to send the labels: one key object for either order.
+    key = _SERIES_KEYS.setdefault((name, key.labels), key)
+    # Labels are cached as received only when all are strings: a hit then proves they are
+    # valid again (no number equals a string), whereas 1, 1.0 and true are equal as dict
+    # keys but are "1", "1.0" and bad_labels as labels.
+    if received and all(type(value) is str for _, value in received):
+        _SERIES_KEYS[(name, received)] = key
+    return key
 
 
 def _log_record(item: Mapping[str, Any]) -> LogRecord:

@@ -88,6 +88,50 @@ def test_rejects_metrics(raw: bytes, reason: str) -> None:
     assert [r.reason for r in decoded.rejects] == [reason]
 
 
+def _labels_of(*labels: object) -> list[str]:
+    """Each label set, decoded in turn: its series id, or its reject reason."""
+    out = []
+    for x in labels:
+        decoded = decode_message(
+            orjson.dumps({"name": "up", "value": 1, "ts": 1, "labels": x}), "metrics"
+        )
+        out.extend([p.series.id for p in decoded.points] + [r.reason for r in decoded.rejects])
+    return out
+
+
+def test_a_known_series_shares_one_key_object_in_any_label_order() -> None:
+    raw = orjson.dumps(
+        [
+            {"name": "up", "value": 1, "ts": 1, "labels": {"b": "2", "a": "1"}},
+            {"name": "up", "value": 1, "ts": 2, "labels": {"a": "1", "b": "2"}},
+            {"name": "up", "value": 1, "ts": 3, "labels": {"b": "2", "a": "1"}},
+        ]
+    )
+    first, second, third = (p.series for p in decode_message(raw, "metrics").points)
+    assert first is second is third
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        # a number is its text, but a cached string label must not let a boolean through
+        (({"v": "1"}, {"v": 1}, {"v": True}), ['up{v="1"}', 'up{v="1"}', "bad_labels"]),
+        # 1 and 1.0 are one dict key but two label values
+        (({"v": 1}, {"v": 1.0}), ['up{v="1"}', 'up{v="1.0"}']),
+        # a known series name with a nested value or an empty label name is still rejected
+        (({"v": "x"}, {"v": {}}, {"v": ["x"]}), ['up{v="x"}', "bad_labels", "bad_labels"]),
+        (({"v": "x"}, {"v": "x", "": "y"}), ['up{v="x"}', "bad_labels"]),
+        # no labels, null labels and an empty object are the same series
+        (({}, None), ["up", "up"]),
+    ],
+)
+def test_label_validation_is_the_same_for_known_series(
+    labels: tuple[object, ...], expected: list[str]
+) -> None:
+    assert _labels_of(*labels) == expected
+    assert _labels_of(*labels) == expected  # again, with every series known
+
+
 def test_oversized_message_is_rejected_before_parsing() -> None:
     decoded = decode_message(b"[" + b"1," * 600 + b"1]", "metrics", max_bytes=1024)
     assert [r.reason for r in decoded.rejects] == ["too_large"]
