@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import operator
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -269,8 +271,8 @@ LOG_STAGE_ITEM = "__log_stage__"
 PRODUCED_HEADER = "qp.produced_ms"
 
 
-def _event_time(entry: tuple[MetricPoint, int, TopicPartition]) -> float:
-    return entry[0].ts
+#: A metric point's event time (C-level, for keys and maps on the per-point path).
+_event_time = operator.attrgetter("ts")
 
 
 def _log_time(entry: tuple[LogRecord, int, TopicPartition]) -> float:
@@ -337,9 +339,13 @@ class DetectRunner(StageRunner):
         sends: list[Awaitable[Any]] = []
         partitions = sorted(await self.producer.partitions_for(topics.anomalies))
         # Each point keeps its message's produce time, passed on with its anomaly so the
-        # latency from produce to page decision can be measured downstream.
-        points: list[tuple[MetricPoint, int, TopicPartition]] = []
+        # latency from produce to page decision can be measured downstream. `origins` runs in
+        # step with `points`: one (produce time, partition) tuple per message, shared by all
+        # of its points, so the per-point path allocates nothing here.
+        points: list[MetricPoint] = []
+        origins: list[tuple[int, TopicPartition]] = []
         logs: list[tuple[LogRecord, int, TopicPartition]] = []
+        metric_events = 0
         wall = time.monotonic()
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
@@ -360,24 +366,36 @@ class DetectRunner(StageRunner):
                     decoded.points, rejects = self._split_by_range(decoded.points)
                     sends.extend(self._dead_letter(record, reject) for reject in rejects)
                 if decoded.points:
-                    self.metrics.events_in.labels("metrics").inc(len(decoded.points))
-                    points.extend((point, record.timestamp, tp) for point in decoded.points)
-                    self._note_partition_time(tp, max(p.ts for p in decoded.points), wall)
+                    metric_events += len(decoded.points)
+                    points += decoded.points
+                    origins += [(record.timestamp, tp)] * len(decoded.points)
+                    newest = max(map(_event_time, decoded.points))
+                    self._note_partition_time(tp, newest, wall)
+        if metric_events:
+            self.metrics.events_in.labels("metrics").inc(metric_events)
         # Kafka orders only within a partition; a fetched batch can hold one partition's
         # future before another's past. Scoring in event-time order keeps series in order.
-        points.sort(key=_event_time)
+        times = list(map(_event_time, points))
+        if not all(map(operator.le, times, times[1:])):
+            # A stable sort of the indices by time, applied to both lists (C-level keys).
+            order = sorted(range(len(points)), key=times.__getitem__)
+            points = [points[i] for i in order]
+            origins = [origins[i] for i in order]
         logs.sort(key=_log_time)
         next_log = 0
+        next_log_ts = logs[0][0].ts if logs else math.inf
         low_watermark = self._low_watermark(wall)
         tick_every = self.config.detect.tick_every
+        observe = self.core.observe
         last_tp: TopicPartition | None = None
         dirty: set[SeriesKey] = set()
-        for point, produced_ms, tp in points:
+        for point, (produced_ms, tp) in zip(points, origins, strict=True):
             # Log records take their place in event time among the points (a simple merge).
-            while next_log < len(logs) and logs[next_log][0].ts <= point.ts:
+            while next_log_ts <= point.ts:
                 sends.extend(await self._observe_log(*logs[next_log]))
                 next_log += 1
-            anomaly = self.core.observe(point)
+                next_log_ts = logs[next_log][0].ts if next_log < len(logs) else math.inf
+            anomaly = observe(point)
             if tp is not last_tp:
                 last_tp = tp
                 dirty = self._dirty.setdefault(tp, set())
