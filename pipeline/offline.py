@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,31 +83,36 @@ class OfflinePipeline:
 
     def feed(self, decoded: Decoded) -> list[Delivery]:
         """Run one decoded message through the stages; return what would be sent."""
+        self.summary.points += len(decoded.points)
         self.summary.logs += len(decoded.logs)
         self.summary.rejects.update(r.reason for r in decoded.rejects)
         out: list[Delivery] = []
-        events: list[MetricPoint | LogRecord] = [*decoded.points]
-        if self.logs is not None and decoded.logs:
-            events.extend(decoded.logs)
+        logs = self.logs
+        events: Sequence[MetricPoint | LogRecord] = decoded.points
+        if logs is not None and decoded.logs:
+            mixed: list[MetricPoint | LogRecord] = [*decoded.points, *decoded.logs]
             # One message may mix both; in event-time order a log anomaly folds where it belongs.
-            events.sort(key=_event_time)
+            mixed.sort(key=_event_time)
+            events = mixed
+        detect = self.detect
+        tick_every = self.config.detect.tick_every
         for event in events:
             if isinstance(event, MetricPoint):
-                self.summary.points += 1
-                anomaly = self.detect.observe(event)
+                anomaly = detect.observe(event)
                 if anomaly is not None:
                     out.extend(self._observe(anomaly))
-            elif self.logs is not None:
-                for log_anomaly in self.logs.observe(event):
+            elif logs is not None:
+                for log_anomaly in logs.observe(event):
                     out.extend(self._observe(log_anomaly))
-            watermark = self.watermark
-            if watermark >= self._last_tick + self.config.detect.tick_every:
+            # `self.watermark`, inlined as it is read once per event.
+            watermark = detect.watermark if logs is None else max(detect.watermark, logs.watermark)
+            if watermark >= self._last_tick + tick_every:
                 # Same cadence as the worker's ticks, so replay pages at the times live would.
                 self._last_tick = watermark
-                if self.logs is not None:
-                    for log_anomaly in self.logs.advance(watermark):
+                if logs is not None:
+                    for log_anomaly in logs.advance(watermark):
                         out.extend(self._observe(log_anomaly))
-                for absent in self.detect.absences(watermark):
+                for absent in detect.absences(watermark):
                     out.extend(self._observe(absent))
                 out.extend(self._handle(self.correlator.advance(watermark)))
         return out
