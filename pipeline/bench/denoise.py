@@ -45,6 +45,7 @@ class Trigger:
     key: str
     root: str
     services: frozenset[str]
+    resolved_at: float | None = None  # when its resolve went out, if one did
 
 
 @dataclass(slots=True)
@@ -63,6 +64,9 @@ class Score:
     root_correct: int = 0
     time_to_page: list[float] = field(default_factory=list)  # faults and storms
     time_to_page_stopped: list[float] = field(default_factory=list)
+    # From each detected incident's true end to the resolve of its first page (all kinds).
+    time_to_resolve: list[float] = field(default_factory=list)
+    unresolved: int = 0  # detected incidents whose first page was never resolved
 
     def add(self, other: Score) -> None:
         """Pool another scenario's counts into this one."""
@@ -90,6 +94,8 @@ class Score:
             f"({self.transient_paged}/{self.transient})",
             "time to page p50 / p95 (faults)": _seconds(self.time_to_page),
             "time to page p50 / p95 (stopped)": _seconds(self.time_to_page_stopped),
+            "time to resolve after the end p50 / p95": _seconds(self.time_to_resolve)
+            + (f" ({self.unresolved} never)" if self.unresolved else ""),
             "root cause correct": f"{_ratio(self.root_correct, self.detected)} "
             f"({self.root_correct}/{self.detected})",
             "pages in maintenance windows": str(self.maintenance_pages),
@@ -180,6 +186,10 @@ def score(truth: Sequence[TrueIncident], triggers: Sequence[Trigger], raw_alerts
             else:
                 result.time_to_page.append(delay)
             result.root_correct += int(first.root == incident.root)
+            if first.resolved_at is None:
+                result.unresolved += 1
+            else:
+                result.time_to_resolve.append(first.resolved_at - incident.end)
         elif incident.kind == "blip":
             result.transient += 1
             result.transient_paged += int(bool(hits))
@@ -218,12 +228,16 @@ def run_scenario(
     for message in simulate.messages(sim):
         pipeline.feed(decode_message(message, "auto", limit))
     pipeline.finish()
+    resolves = {
+        page.dedup_key: page.at for page in pipeline.summary.pages if page.action == "resolve"
+    }
     ours = [
         Trigger(
             page.at,
             page.dedup_key,
             page.root_service,
             frozenset(page.custom_details.get("services", ())) | {page.root_service},
+            resolves.get(page.dedup_key),
         )
         for page in pipeline.summary.pages
         if page.action == "trigger"
@@ -233,11 +247,18 @@ def run_scenario(
     for anomaly in pipeline.anomalies:
         notifications.extend(baseline.observe(anomaly))
     notifications.extend(baseline.advance(float("inf")))
-    theirs = [
-        Trigger(n.at, n.group, n.service, frozenset({n.service}))
-        for n in notifications
-        if n.kind == "first"
-    ]
+    # A group key can fire again after it resolved: each "first" takes the next resolve.
+    their_resolves: dict[str, list[float]] = {}
+    for n in notifications:
+        if n.kind == "resolve":
+            their_resolves.setdefault(n.group, []).append(n.at)
+    theirs = []
+    for n in notifications:
+        if n.kind == "first":
+            after = [at for at in their_resolves.get(n.group, ()) if at >= n.at]
+            theirs.append(
+                Trigger(n.at, n.group, n.service, frozenset({n.service}), min(after, default=None))
+            )
     raw = len(pipeline.anomalies)
     return ScenarioResult(
         name=name,

@@ -38,9 +38,12 @@ Rules, in the order they apply to one anomaly:
    page carries the final root. The summary names the incident's most upstream service
    (`Topology.entry_points`), where users feel it, then the suspected root.
 5. Resolve. After `resolve_after` without an anomaly, an incident closes: a resolve page with
-   the same dedup_key if it paged, otherwise a suppressed "blip_recovered". The decision and
-   page time is the moment it became due (`last anomaly + resolve_after`), found on the first
-   `observe`/`advance` at or past it.
+   the same dedup_key if it paged, otherwise a suppressed "blip_recovered". Once it paged,
+   only recurring anomalies count (a series' anomaly at most `resolve_after` after its
+   previous one in the incident): one-offs still fold in, but do not keep it open, so the
+   fleet's background noise does not hold a big incident open after its fault ended. The
+   decision and page time is the moment it became due (`last anomaly + resolve_after`), found
+   on the first `observe`/`advance` at or past it.
 6. Bounds. At most `max_incidents` are open; opening one more first closes the least recently
    active one ("evicted"), with a resolve page if it had paged.
 7. Flapping (`pipeline/correlate/flap.py`). A series that keeps re-entering anomaly (flap
@@ -536,11 +539,17 @@ class Correlator:
     def _fold(self, incident: _Incident, anomaly: Anomaly, flapping: bool = False) -> None:
         """Record `anomaly` in `incident`: alert count, series peak, services and suspected root."""
         incident.alerts += 1
-        incident.last_ts = max(incident.last_ts, anomaly.ts)
         seen = incident.service_last.get(anomaly.service, anomaly.ts)
         incident.service_last[anomaly.service] = max(seen, anomaly.ts)
         series_id = anomaly.series.id
         state = incident.series.get(series_id)
+        # Once paged, an incident stays open on recurring evidence only: a series' first
+        # anomaly in it, or one after more than `resolve_after` of quiet, folds in but does not
+        # keep it open. A big incident relates to most of the fleet, whose one-off noise would
+        # otherwise keep it open for hours after the fault ended.
+        recurring = state is not None and anomaly.ts - state.last_ts <= self.config.resolve_after
+        if incident.paged_at is None or recurring:
+            incident.last_ts = max(incident.last_ts, anomaly.ts)
         if state is None:
             incident.series[series_id] = _SeriesState(
                 series=anomaly.series,

@@ -100,8 +100,10 @@ def truth(kind: str, onset: float, end: float, root: str = "db", **extra: object
     return TrueIncident(f"{kind}-{onset:g}", kind, onset, end, root, affected, episodes)  # type: ignore[arg-type]
 
 
-def trigger(at: float, root: str = "db", *services: str) -> Trigger:
-    return Trigger(at, f"k{at:g}", root, frozenset({root, *services}))
+def trigger(
+    at: float, root: str = "db", *services: str, resolved_at: float | None = None
+) -> Trigger:
+    return Trigger(at, f"k{at:g}", root, frozenset({root, *services}), resolved_at)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +132,17 @@ def trigger(at: float, root: str = "db", *services: str) -> Trigger:
         ([truth("maintenance", 0, 600)], [trigger(100)], "maintenance_pages", 1),
         # a stopped service's delay is kept apart from the faults'
         ([truth("stopped", 0, 600)], [trigger(210)], "time_to_page_stopped", [210.0]),
+        # the resolve of an incident's first page counts from the incident's true end
+        ([truth("fault", 0, 600)], [trigger(120, resolved_at=900)], "time_to_resolve", [300.0]),
+        # ... a later page's resolve does not
+        (
+            [truth("fault", 0, 600)],
+            [trigger(120), trigger(300, resolved_at=900)],
+            "time_to_resolve",
+            [],
+        ),
+        # a first page that never resolved is counted as such
+        ([truth("fault", 0, 600)], [trigger(120), trigger(300, resolved_at=900)], "unresolved", 1),
     ],
 )
 def test_score(

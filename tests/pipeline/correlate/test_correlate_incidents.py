@@ -141,6 +141,44 @@ def test_cascade_pages_once_with_root_and_resolves_with_same_key(symptoms_first:
     assert trigger.source == "quietpager"
 
 
+@pytest.mark.parametrize(
+    ("after", "closes_at"),
+    [
+        # no more anomalies: quiet from the last one at +180
+        ([], 480.0),
+        # one-offs on series new to the incident fold in but do not keep it open
+        ([alert(400.0, "frontend", "traffic"), alert(450.0, "checkout", "traffic")], 480.0),
+        # the root's series again within resolve_after of its last anomaly: still going on
+        ([alert(400.0, "payments-db", "latency")], 700.0),
+        # ... not a series' anomaly after more than resolve_after of its own quiet
+        (
+            [
+                alert(100.0, "frontend", "traffic"),
+                alert(400.0, "payments-db", "latency"),
+                alert(450.0, "frontend", "traffic"),
+            ],
+            700.0,
+        ),
+    ],
+)
+def test_a_paged_incident_stays_open_on_recurring_anomalies_only(
+    after: list[Anomaly], closes_at: float
+) -> None:
+    fault = every("payments-db", "latency", 0.0, 180.0)
+    decisions = feed(correlator(), [*by_time(fault, after), at(2000.0)])
+    closes = [d for d in decisions if d.kind == "page" and d.page and d.page.action == "resolve"]
+    assert [d.at for d in closes] == [T0 + closes_at]
+    assert sum(d.kind == "page" for d in decisions) == 2  # one trigger, one resolve
+
+
+def test_a_held_incident_is_kept_open_by_any_related_anomaly() -> None:
+    # Before it pages, an incident still waits out every anomaly that joins it.
+    blip = every("payments-db", "latency", 0.0, 30.0)
+    decisions = feed(correlator(), [*blip, alert(200.0, "checkout", "latency"), at(2000.0)])
+    closes = [d for d in decisions if d.reason == "blip_recovered"]
+    assert [d.at for d in closes] == [T0 + 500.0]
+
+
 def test_cascade_fold_reasons_when_root_arrives_last() -> None:
     decisions = feed(correlator(), cascade(symptoms_first=True))
     first_of_each: dict[str, str] = {}
