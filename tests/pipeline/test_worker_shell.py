@@ -157,3 +157,30 @@ async def test_points_far_from_the_wall_clock_go_to_the_dlq() -> None:
         )
         == 2
     )
+
+
+async def test_a_batch_is_scored_in_event_time_order_across_partitions() -> None:
+    config = _config()
+    producer = FakeProducer(partitions=1)
+    runner = DetectRunner(config, producer, Metrics.create())
+    even = TopicPartition(config.topics.metrics, 0)
+    odd = TopicPartition(config.topics.metrics, 1)
+
+    def point(i: int, value: float = 0.4) -> dict[str, object]:
+        return {"name": "cpu_utilization", "value": value, "ts": T0 + i, "labels": {"service": "a"}}
+
+    # One series split over two partitions; in fetch order all of partition 0 comes first.
+    evens = [_record(even.topic, 0, 0, orjson.dumps([point(i) for i in range(0, 40, 2)]), 1_000)]
+    odds = [
+        _record(odd.topic, 1, 0, orjson.dumps([point(i) for i in range(1, 31, 2)]), 2_000),
+        _record(odd.topic, 1, 1, orjson.dumps(point(31, 0.99)), 7_777),
+    ]
+    await runner.handle({even: evens, odd: odds})
+    assert (runner.core.stats.points, runner.core.stats.out_of_order) == (36, 0)
+    anomalies = [p for p in producer.sent if p["value"]["kind"] == "anomaly"]
+    assert [(a["value"]["ts"], a["headers"][PRODUCED_HEADER]) for a in anomalies] == [
+        (T0 + 31, b"7777")
+    ]
+    # The series learned from both partitions, so both will checkpoint it.
+    key = SeriesKey.of("cpu_utilization", {"service": "a"})
+    assert runner._dirty == {even: {key}, odd: {key}}
