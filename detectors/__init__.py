@@ -32,6 +32,9 @@ class SeriesDetector(Protocol):
         """Learn `x`."""
         ...
 
-    def step(self, x: float) -> tuple[float, bool]:
-        """`(score_one(x), continues(x))`, then `learn_one(x)`: the stage's one call per point."""
+    def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
+        """`(score_one(x), continues(x))`, then `learn_one(x)`: the stage's one call per point.
+
+        `t` is the point's event time in seconds, for models that know time of day.
+        """
         ...

@@ -180,8 +180,8 @@ class GoldenSignalDetector(base.Base):
         """Always false: this model never mutes itself, so an ongoing event scores on its own."""
         return False
 
-    def step(self, x: float) -> tuple[float, bool]:
-        """`score_one(x)` and `continues(x)` (always false), then `learn_one(x)`."""
+    def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
+        """`score_one(x)` and `continues(x)` (always false), then `learn_one(x)`; `t` unused."""
         score = self.score_one(x)
         self.learn_one(x)
         return score, False

@@ -12,12 +12,12 @@ anomaly likelihood, Ahmad et al. 2017, here over a Gaussian residual model).
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from river import base
 
 from detectors.golden import Direction, GoldenSignalDetector, signal_direction
-from detectors.scoring import two_sided_confidence
+from detectors.scoring import AnomalyLikelihood, one_sided_confidence
+from detectors.views import DriftLikelihood, Gate, SeasonalLikelihood
 
 __all__ = [
     "AnomalyLikelihood",
@@ -27,147 +27,6 @@ __all__ = [
     "detector_for_signal",
     "one_sided_confidence",
 ]
-
-
-def one_sided_confidence(t: float, df: int) -> float:
-    """P(T <= t) for Student's t with integer `df`: the confidence that t is unusually high.
-
-    >>> one_sided_confidence(0.0, 2), round(one_sided_confidence(6.965, 2), 4)
-    (0.5, 0.99)
-    """
-    if df == 2 and math.isfinite(t):
-        # The closed form for two degrees of freedom (the default tail), a quarter of the cost.
-        return 0.5 + 0.5 * t / math.sqrt(t * t + 2.0)
-    half = 0.5 * two_sided_confidence(t, df)
-    return 0.5 + half if t >= 0 else 0.5 - half
-
-
-class AnomalyLikelihood(base.Base):
-    """How unusual the recent mean of a surprise signal is against that signal's long history.
-
-    The short-term mean is the mean of the last `short_window` surprises. Its long-term mean
-    and variance follow one incremental recurrence (West 1979; Finch 2009) with weight
-    `max(alpha, 1 / n)` for the n-th short mean: the plain mean and population variance while
-    fewer than `1 / alpha` have been seen, then exponentially weighted ones that start from
-    them (a weighted mean started on its first value would let that value weigh for
-    thousands of points). The
-    score is `one_sided_confidence(z, tail_df)` of the short mean (counting the new surprise)
-    standardized by the long-term mean and spread: Student's t with few degrees of freedom,
-    because short means of surprise are heavy tailed (a Gaussian reading would call a z of 5
-    one in three million, and on real series it is not). 0 for the first `warmup` surprises.
-
-    >>> import random
-    >>> rng = random.Random(3)
-    >>> likelihood = AnomalyLikelihood(warmup=50)
-    >>> for _ in range(2000):
-    ...     surprise = rng.expovariate(1.0)  # the usual roughness of this series
-    ...     likelihood.learn_one(surprise)
-    >>> likelihood.score_one(1.0) < 0.5
-    True
-    >>> round(likelihood.z_one(25.0), 1)  # a burst far beyond its usual roughness
-    7.6
-    >>> likelihood.score_one(25.0) > 0.99
-    True
-    """
-
-    def __init__(
-        self,
-        short_window: int = 10,
-        alpha: float = 0.0005,
-        warmup: int = 100,
-        tail_df: int = 2,
-        min_spread: float = 1e-6,
-    ) -> None:
-        if short_window < 1:
-            raise ValueError(f"short_window must be at least 1, got {short_window}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-        if warmup < 1:
-            raise ValueError(f"warmup must be at least 1, got {warmup}")
-        if tail_df < 1:
-            raise ValueError(f"tail_df must be a positive integer, got {tail_df}")
-        if not min_spread > 0:
-            raise ValueError(f"min_spread must be positive, got {min_spread}")
-        self.short_window = short_window
-        self.alpha = alpha
-        self.warmup = warmup
-        self.tail_df = tail_df
-        self.min_spread = min_spread
-        # The last `short_window - 1` surprises: with the new one they make the short mean. A
-        # plain deque summed per point (ten floats) is cheaper than River's `utils.Rolling`
-        # and cannot drift the way a running sum does.
-        self._recent: deque[float] = deque(maxlen=max(short_window - 1, 0))
-        self._n_seen = 0
-        # The long-term mean, power (variance) and spread of short means.
-        self._mean = 0.0
-        self._power = 0.0
-        self._spread = min_spread
-
-    @property
-    def n_seen(self) -> int:
-        """How many surprises were learned."""
-        return self._n_seen
-
-    @property
-    def long_mean(self) -> float:
-        """The long-term mean of short means."""
-        return self._mean
-
-    @property
-    def long_spread(self) -> float:
-        """The long-term standard deviation of short means (at least `min_spread`)."""
-        return self._spread
-
-    @property
-    def ready(self) -> bool:
-        """Whether the warm-up is over and scores are live."""
-        return self._n_seen >= self.warmup
-
-    def short_mean(self, surprise: float) -> float:
-        """The mean of the last `short_window` surprises, the new one included, not learned."""
-        recent = self._recent
-        return (sum(recent) + surprise) / (len(recent) + 1)
-
-    def z_one(self, surprise: float) -> float:
-        """The short mean standardized by the long-term mean and spread of short means."""
-        return (self.short_mean(surprise) - self._mean) / self._spread
-
-    def score_one(self, surprise: float) -> float:
-        """`one_sided_confidence` of `z_one`, in [0, 1]; 0 in warm-up or for a non-finite input."""
-        if self._n_seen < self.warmup or not math.isfinite(surprise):
-            return 0.0
-        return one_sided_confidence(self.z_one(surprise), self.tail_df)
-
-    def learn_one(self, surprise: float) -> None:
-        """Fold a surprise into the short window and its short mean into the long history."""
-        if math.isfinite(surprise):
-            self._learn(surprise, self.short_mean(surprise))
-
-    def step(self, surprise: float) -> float:
-        """`score_one(surprise)`, then `learn_one(surprise)`: one short mean for both."""
-        if not math.isfinite(surprise):
-            return 0.0
-        recent = self._recent
-        mean = (sum(recent) + surprise) / (len(recent) + 1)  # `short_mean`, written out
-        score = 0.0
-        if self._n_seen >= self.warmup:
-            score = one_sided_confidence((mean - self._mean) / self._spread, self.tail_df)
-        self._learn(surprise, mean)
-        return score
-
-    def _learn(self, surprise: float, mean: float) -> None:
-        if self.short_window > 1:
-            self._recent.append(surprise)
-        # One recurrence for both phases, a few multiplications on the per-point path; a test
-        # holds its plain phase to River's `stats.Var`.
-        n = self._n_seen + 1
-        weight = 1.0 / n if n * self.alpha < 1.0 else self.alpha
-        deviation = mean - self._mean
-        increment = weight * deviation
-        self._mean += increment
-        power = self._power = (1.0 - weight) * (self._power + deviation * increment)
-        self._spread = max(math.sqrt(max(power, 0.0)), self.min_spread)
-        self._n_seen += 1
 
 
 class RangeBreach(base.Base):
@@ -313,6 +172,12 @@ class LikelihoodDetector(base.Base):
        (`early_scores`), so a new series can alarm after `warmup` points.
     6. With a `ceiling`, the score is at least the golden ceiling pressure, never muted: a
        series pinned near its ceiling keeps alarming.
+    7. Two second opinions (`detectors.views`), each behind its own `Gate` (it counts at
+       `*_sigmas` or more, then keeps quiet `*_quiet` points), raise the score when sure:
+       a `DriftLikelihood` over the signed golden residual (`drift_window` points, None to
+       leave it out) for a small shift held for a while, and, when points come with their
+       time `t`, a `SeasonalLikelihood` (`seasonal_bins` per `seasonal_period` seconds,
+       None to leave it out) for a value wrong for its time of day.
 
     The score is what a threshold cuts and what NAB measures: it marks an event's onset. A
     stage that must know whether an event is still going on (the correlator holds incidents
@@ -320,7 +185,7 @@ class LikelihoodDetector(base.Base):
     is muted after an alarm and `x` itself still lies `hold_sigmas` or more beyond the
     baseline in the alarming direction.
 
-    Memory is constant: a few running statistics and the short window.
+    Memory is constant: a few running statistics, the short windows and the daily profile.
 
     >>> import random
     >>> rng = random.Random(7)
@@ -359,6 +224,14 @@ class LikelihoodDetector(base.Base):
         refractory_sigmas: float = 6.0,
         hold_sigmas: float = 4.0,
         early_scores: bool = True,
+        drift_window: int | None = 30,
+        drift_cap: float = 3.0,
+        drift_sigmas: float = 6.0,
+        drift_quiet: int = 100,
+        seasonal_bins: int | None = 48,
+        seasonal_period: float = 86400.0,
+        seasonal_sigmas: float = 8.0,
+        seasonal_quiet: int = 300,
     ) -> None:
         if not surprise_cap > 0:
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
@@ -381,6 +254,28 @@ class LikelihoodDetector(base.Base):
         self.refractory_sigmas = refractory_sigmas
         self.hold_sigmas = hold_sigmas
         self.early_scores = early_scores
+        self.drift_window = drift_window
+        self.drift_cap = drift_cap
+        self.drift_sigmas = drift_sigmas
+        self.drift_quiet = drift_quiet
+        self.seasonal_bins = seasonal_bins
+        self.seasonal_period = seasonal_period
+        self.seasonal_sigmas = seasonal_sigmas
+        self.seasonal_quiet = seasonal_quiet
+        self._drift = (
+            DriftLikelihood(
+                drift_window, drift_cap, direction, long_alpha, likelihood_warmup, tail_df
+            )
+            if drift_window is not None
+            else None
+        )
+        self._drift_gate = Gate(drift_sigmas, drift_quiet, tail_df)
+        self._seasonal = (
+            SeasonalLikelihood(seasonal_period, seasonal_bins, direction=direction, tail_df=tail_df)
+            if seasonal_bins is not None
+            else None
+        )
+        self._seasonal_gate = Gate(seasonal_sigmas, seasonal_quiet, tail_df)
         self._golden = GoldenSignalDetector(
             direction=direction,
             ceiling=ceiling,
@@ -427,8 +322,16 @@ class LikelihoodDetector(base.Base):
         z = min(z, self.surprise_cap)
         return z * z
 
-    def score_one(self, x: float) -> float:
-        """How unusual `x` is for this series, in [0, 1]; does not learn it."""
+    def residual_z(self, x: float) -> float:
+        """`x`'s signed standardized residual from the golden baseline (0 in its warm-up)."""
+        golden = self._golden
+        if golden.n_seen < self.warmup or not math.isfinite(x):
+            return 0.0
+        residual = x - golden.expected
+        return residual / (golden.spread_above if residual > 0 else golden.spread_below)
+
+    def score_one(self, x: float, t: float | None = None) -> float:
+        """How unusual `x` (at time `t`, seconds, if known) is, in [0, 1]; does not learn it."""
         if not math.isfinite(x):
             return 0.0
         _, score, breach = self._assess(x)
@@ -436,6 +339,12 @@ class LikelihoodDetector(base.Base):
             score = 0.0
         if self.ceiling is not None:
             score = max(score, self._golden.ceiling_pressure(x))
+        if self._drift is not None and self._golden.n_seen >= self.warmup:
+            score = max(
+                score, self._drift_gate.score_one(self._drift.score_one(self.residual_z(x)))
+            )
+        if self._seasonal is not None and t is not None:
+            score = max(score, self._seasonal_gate.score_one(self._seasonal.score_one(t, x)))
         return score
 
     def continues(self, x: float) -> bool:
@@ -444,8 +353,9 @@ class LikelihoodDetector(base.Base):
             return False
         return self._assess(x)[0] >= self.hold_sigmas * self.hold_sigmas
 
-    def step(self, x: float) -> tuple[float, bool]:
-        """`score_one(x)` and `continues(x)`, then `learn_one(x)`, in one pass (the stage's call).
+    def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
+        """`score_one(x, t)` and `continues(x)`, then `learn_one(x, t)`, in one pass (the
+        stage's call).
 
         Each part scores and learns in one call, so nothing is computed twice; a test holds
         this equal to the three calls.
@@ -454,17 +364,19 @@ class LikelihoodDetector(base.Base):
             return 0.0, False
         golden = self._golden
         learned = golden.n_seen >= self.warmup
-        surprise = 0.0
-        if learned:  # `surprise(x)`, written out
+        surprise = signed = 0.0
+        if learned:  # `residual_z(x)` and `surprise(x)`, written out
             residual = x - golden.expected
-            if residual > 0 and self.direction != "down":
-                z = residual / golden.spread_above
-                z = z if z < self.surprise_cap else self.surprise_cap
-                surprise = z * z
-            elif residual < 0 and self.direction != "up":
-                z = -residual / golden.spread_below
-                z = z if z < self.surprise_cap else self.surprise_cap
-                surprise = z * z
+            if residual > 0:
+                signed = residual / golden.spread_above
+                if self.direction != "down":
+                    z = signed if signed < self.surprise_cap else self.surprise_cap
+                    surprise = z * z
+            else:
+                signed = residual / golden.spread_below
+                if residual < 0 and self.direction != "up":
+                    z = -signed if -signed < self.surprise_cap else self.surprise_cap
+                    surprise = z * z
         likelihood = self._likelihood
         live = likelihood.ready
         # The likelihood learns once the golden model is warm; it scores once it is live.
@@ -485,14 +397,27 @@ class LikelihoodDetector(base.Base):
             if breach:
                 refractory.reset()
             refractory.learn_one(score)
+        if self._drift is not None and learned:
+            opinion = self._drift_gate.step(self._drift.step(signed))
+            out = out if out > opinion else opinion
+        if self._seasonal is not None and t is not None:
+            opinion = self._seasonal_gate.step(self._seasonal.step(t, x))
+            out = out if out > opinion else opinion
         self._last = None
         golden.learn_one(x)
         return out, going_on
 
-    def learn_one(self, x: float) -> None:
-        """Learn `x` into every part; non-finite values are ignored."""
+    def learn_one(self, x: float, t: float | None = None) -> None:
+        """Learn `x` (at time `t`, if known) into every part; non-finite values are ignored."""
         if not math.isfinite(x):
             return
+        if self._drift is not None and self._golden.n_seen >= self.warmup:
+            z = self.residual_z(x)
+            self._drift_gate.step(self._drift.score_one(z))
+            self._drift.learn_one(z)
+        if self._seasonal is not None and t is not None:
+            self._seasonal_gate.step(self._seasonal.score_one(t, x))
+            self._seasonal.learn_one(t, x)
         surprise, score, breach = self._assess(x)
         if self._likelihood.ready:
             if breach:

@@ -156,10 +156,11 @@ class DetectConfig(_Strict):
     signal_rules: list[SignalRule] = Field(default_factory=_default_rules)
     thresholds: dict[Signal, float] = Field(default_factory=_default_thresholds)
     warmup_points: int = Field(default=30, ge=1)
-    # Which series model scores metric points (detectors/README.md): `golden`, the per-point
-    # model (fast; alarms on every point of an event), or `likelihood`, the anomaly likelihood
-    # with range breaches (far better on NAB; about half the worker's throughput).
-    model: Literal["golden", "likelihood"] = "golden"
+    # Which series model scores metric points (detectors/README.md): `likelihood`, the anomaly
+    # likelihood with range breaches, a refractory period and the drift and seasonal views
+    # (alarms once per event; far better on NAB), or `golden`, the per-point model (alarms on
+    # every point of an event; cheaper).
+    model: Literal["golden", "likelihood"] = "likelihood"
     saturation_ceiling: float = Field(default=1.0, gt=0)
     series_ttl: Duration = 6 * 3600.0
     max_series: int = Field(default=200_000, ge=1)

@@ -32,9 +32,9 @@ def series_model(config: DetectConfig, signal: Signal) -> SeriesDetector:
     """A fresh model for one series of `signal`, as `config.model` says (the stage's default).
 
     >>> type(series_model(DetectConfig(), Signal.LATENCY)).__name__
-    'GoldenSignalDetector'
-    >>> type(series_model(DetectConfig(model="likelihood"), Signal.LATENCY)).__name__
     'LikelihoodDetector'
+    >>> type(series_model(DetectConfig(model="golden"), Signal.LATENCY)).__name__
+    'GoldenSignalDetector'
     """
     make = detector_for_signal if config.model == "likelihood" else golden_for_signal
     return make(signal.value, ceiling=config.saturation_ceiling, warmup=config.warmup_points)
@@ -166,7 +166,7 @@ class DetectStage:
         self._heard(state, point.ts)
         detector = state.detector
         expected = detector.expected
-        score, going_on = detector.step(point.value)
+        score, going_on = detector.step(point.value, point.ts)
         threshold = self.config.thresholds[state.signal]
         # A detector mutes its score after an alarm so that one event alarms once; the
         # correlator still needs to see the event persist (hold) and end (resolve), so an

@@ -24,7 +24,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -85,11 +85,9 @@ REFERENCE_SCORES: tuple[tuple[str, float, float, float], ...] = (
 
 
 class StreamDetector(Protocol):
-    """What the bench needs of a detector: River's score-then-learn pair."""
+    """What the bench needs of a detector: the detect stage's score-then-learn `step`."""
 
-    def score_one(self, x: float) -> float: ...
-
-    def learn_one(self, x: float) -> None: ...
+    def step(self, x: float, t: float | None = None) -> tuple[float, bool]: ...
 
 
 def _shipped() -> StreamDetector:
@@ -98,45 +96,67 @@ def _shipped() -> StreamDetector:
 
 
 class StageStream:
-    """What the detect stage emits, with `detect.model: likelihood`, for one series at the
+    """What the detect stage emits, with the default configuration, for one series at the
     shipped thresholds, as a score stream: the stage itself (`DetectStage`) runs each point.
 
     The stage emits an anomaly when the score reaches its threshold, and keeps emitting while
     the model says the event `continues` (so the correlator can see it persist). Here an
     emitted continuation scores 1.0; every other point scores the model's own score. Only the
     "at 0.99" column of this row is the stage's exact output.
-
-    The stage scores and learns a point in one step, so `score_one` runs it and `learn_one`
-    only checks that it is handed the same point.
     """
 
     _SERIES = SeriesKey.of("nab_value", {"service": "nab"})  # no signal rule claims it: generic
 
     def __init__(self) -> None:
-        self._stage = DetectStage(DetectConfig(model="likelihood"), factory=self._model)
-        self._detector: SeriesDetector | None = None
+        self._stage = DetectStage(DetectConfig(), factory=self._model)
+        self._model_seen: _Recording | None = None
         self._ts = 0.0
-        self._pending: float | None = None
 
     def _model(self, signal: Signal) -> SeriesDetector:
-        self._detector = series_model(self._stage.config, signal)
-        return self._detector
+        self._model_seen = _Recording(series_model(self._stage.config, signal))
+        return self._model_seen
+
+    def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
+        """Run `x` (at time `t`) through the stage: 1.0 when emitted as a continuation."""
+        # Without a time, points are one second apart (the stage needs them in order).
+        self._ts = t if t is not None else self._ts + 1.0
+        if self._model_seen is not None:
+            self._model_seen.last = 0.0
+        continued = self._stage.stats.continued
+        self._stage.observe(MetricPoint(self._SERIES, x, self._ts))
+        if self._stage.stats.continued > continued:
+            return 1.0, True
+        return (self._model_seen.last if self._model_seen is not None else 0.0), False
+
+
+class _Recording:
+    """A series model that remembers the score of its last `step` (for `StageStream`), with
+    every other call passed through."""
+
+    def __init__(self, model: SeriesDetector) -> None:
+        self._model = model
+        self.last = 0.0
+
+    @property
+    def expected(self) -> float:
+        return self._model.expected
+
+    @property
+    def n_seen(self) -> int:
+        return self._model.n_seen
 
     def score_one(self, x: float) -> float:
-        """Run `x` through the stage: 1.0 when emitted as a continuation, else the model's score."""
-        self._ts += 1.0
-        continued = self._stage.stats.continued
-        detector = self._detector
-        own = detector.score_one(x) if detector is not None else 0.0
-        self._stage.observe(MetricPoint(self._SERIES, x, self._ts))
-        self._pending = x
-        return 1.0 if self._stage.stats.continued > continued else own
+        return self._model.score_one(x)
+
+    def continues(self, x: float) -> bool:
+        return self._model.continues(x)
 
     def learn_one(self, x: float) -> None:
-        """Nothing left to learn: `score_one` ran the stage on `x`."""
-        if self._pending != x:
-            raise ValueError("learn_one must follow score_one on the same value")
-        self._pending = None
+        self._model.learn_one(x)
+
+    def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
+        self.last, going_on = self._model.step(x, t)
+        return self.last, going_on
 
 
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
@@ -147,8 +167,14 @@ DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     "shipped": _shipped,
     "golden": lambda: golden_for_signal("generic"),
     "golden-slow": lambda: GoldenSignalDetector(direction="both", alpha=0.01),
-    "likelihood-only": lambda: LikelihoodDetector(range_tolerance=None, refractory=0),
-    "likelihood-range": lambda: LikelihoodDetector(refractory=0),
+    "likelihood-only": lambda: LikelihoodDetector(
+        range_tolerance=None, refractory=0, drift_window=None, seasonal_bins=None
+    ),
+    "likelihood-range": lambda: LikelihoodDetector(
+        refractory=0, drift_window=None, seasonal_bins=None
+    ),
+    "likelihood-refractory": lambda: LikelihoodDetector(drift_window=None, seasonal_bins=None),
+    "likelihood-drift": lambda: LikelihoodDetector(seasonal_bins=None),
     "likelihood": LikelihoodDetector,
     "likelihood-stage": StageStream,
 }
@@ -160,6 +186,7 @@ class NabFile:
 
     relative_path: str
     timestamps: tuple[str, ...]
+    seconds: tuple[float, ...]  # the timestamps as epoch seconds (UTC when they name no zone)
     values: tuple[float, ...]
     windows: tuple[Window, ...]
     half: Literal["a", "b"]
@@ -223,6 +250,9 @@ def load_corpus(root: Path, half: Half = "all") -> list[NabFile]:
             NabFile(
                 relative_path=relative,
                 timestamps=tuple(stamps),
+                seconds=tuple(
+                    (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp() for d in parsed
+                ),
                 values=tuple(values),
                 windows=tuple(windows_from_timestamps(parsed, limits)),
                 half=halves[relative],
@@ -257,7 +287,8 @@ class DetectorRun:
 
 
 def run_detector(name: str, files: Sequence[NabFile]) -> DetectorRun:
-    """Stream every file through a fresh detector `name`: score each point, then learn it."""
+    """Stream every file through a fresh detector `name`: score each point (with its time),
+    then learn it."""
     factory = DETECTORS.get(name)
     if factory is None:
         raise QuietpagerError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
@@ -267,12 +298,9 @@ def run_detector(name: str, files: Sequence[NabFile]) -> DetectorRun:
     largest = 0
     for nab_file in files:
         detector = factory()
-        out: list[float] = []
-        score_one, learn_one, append = detector.score_one, detector.learn_one, out.append
+        step = detector.step
         started = time.perf_counter()
-        for x in nab_file.values:
-            append(score_one(x))
-            learn_one(x)
+        out = [step(x, t)[0] for x, t in zip(nab_file.values, nab_file.seconds, strict=True)]
         elapsed += time.perf_counter() - started
         points += len(nab_file.values)
         largest = max(largest, len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL)))

@@ -120,14 +120,17 @@ def test_a_sustained_shift_keeps_emitting_while_it_continues_then_stops() -> Non
     emitted = [a is not None for a in stuck]
     # The detector's own score alarms once and is then muted; the stage goes on emitting the
     # event (at the threshold) while the detector says it continues, so the correlator sees
-    # a persistent series, and stops once the new level has been learned.
+    # a persistent series, and stops once the new level has been learned. Of the points
+    # after the onset, one may alarm on its own: the drift view seeing the held shift.
     assert emitted[:6] == [True] * 6
     assert not any(emitted[40:])
     first = stuck[0]
     assert first is not None
     assert first.score > first.threshold
-    assert all(a.score == a.threshold for a in stuck[1:6] if a is not None)
-    assert stage.stats.continued >= 5
+    after = [a for a in stuck[1:6] if a is not None]
+    assert sum(a.score > a.threshold for a in after) <= 1
+    assert sum(a.score == a.threshold for a in after) >= 4
+    assert stage.stats.continued >= 4
 
 
 def test_continuation_needs_an_emitted_event() -> None:
@@ -146,7 +149,7 @@ def test_continuation_needs_an_emitted_event() -> None:
         def learn_one(self, x: float) -> None:
             return None
 
-        def step(self, x: float) -> tuple[float, bool]:
+        def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
             return self.score_one(x), self.continues(x)
 
     stage = DetectStage(DetectConfig(), factory=lambda signal: _AlwaysContinues())

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from detectors.golden import golden_for_signal
+from detectors.likelihood import LikelihoodDetector
 from pipeline.bench.nab import load_corpus, run_detector, run_nab, split_half
 from pipeline.bench.nab_score import Window
 from pipeline.cli import main
+from pipeline.config import DetectConfig
+from pipeline.detect import series_model
+from pipeline.model import Signal
 
 N_ROWS = 400
 START = datetime(2015, 3, 1)
@@ -80,11 +83,12 @@ def test_run_scores_each_point_before_learning_it(tmp_path: Path) -> None:
     _write_nab(tmp_path)
     files = load_corpus(tmp_path)
     run = run_detector("shipped", files)
-    detector = golden_for_signal("generic")
+    detector = series_model(DetectConfig(), Signal.GENERIC)
+    assert isinstance(detector, LikelihoodDetector)  # the shipped model
     expected = []
-    for x in files[2].values:
-        expected.append(detector.score_one(x))
-        detector.learn_one(x)
+    for x, t in zip(files[2].values, files[2].seconds, strict=True):
+        expected.append(detector.score_one(x, t))
+        detector.learn_one(x, t)
     assert run.scores["realThings/one.csv"] == expected
     assert run.points == 4 * N_ROWS
     assert 0 < run.bytes_per_series < 4096

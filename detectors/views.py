@@ -1,0 +1,273 @@
+"""Second opinions for the likelihood detector: a level drift and a broken daily pattern.
+
+The likelihood detector scores how rare a point's squared residual is. Two kinds of anomaly
+slip past it: a small shift held for a while (each residual is ordinary, their mean is not),
+and a daily pattern that fails to happen (a value that is ordinary for the series but not for
+the time of day). Each view below turns one of them into its own anomaly likelihood; a `Gate`
+lets a view's score through only when it is sure, so a view adds alarms, not noise.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from river import base
+
+from detectors.golden import Direction
+from detectors.scoring import AnomalyLikelihood, one_sided_confidence
+
+__all__ = ["DriftLikelihood", "Gate", "SeasonalLikelihood", "SeasonalProfile"]
+
+
+class Gate(base.Base):
+    """Lets a score through only at or above the level of `sigmas` (Student's t, `tail_df`),
+    then keeps quiet for `quiet` scores: a second opinion speaks up once per event.
+
+    >>> gate = Gate(sigmas=6.0, quiet=2)
+    >>> [gate.step(s) for s in (0.9, 0.99, 0.999, 0.999, 0.999)]
+    [0.0, 0.99, 0.0, 0.0, 0.999]
+    """
+
+    def __init__(self, sigmas: float = 6.0, quiet: int = 100, tail_df: int = 2) -> None:
+        if not sigmas > 0:
+            raise ValueError(f"sigmas must be positive, got {sigmas}")
+        if quiet < 0:
+            raise ValueError(f"quiet must be >= 0, got {quiet}")
+        self.sigmas = sigmas
+        self.quiet = quiet
+        self.tail_df = tail_df
+        self.level = one_sided_confidence(sigmas, tail_df)
+        self._left = 0
+
+    def score_one(self, score: float) -> float:
+        """What `step(score)` would return; changes nothing."""
+        if self._left > 0 or score < self.level:
+            return 0.0
+        return score
+
+    def step(self, score: float) -> float:
+        """The score if it passes (and start the quiet period), else 0.0."""
+        if self._left > 0:
+            self._left -= 1
+            return 0.0
+        if score < self.level:
+            return 0.0
+        self._left = self.quiet
+        return score
+
+
+class DriftLikelihood(base.Base):
+    """How unusual the recent mean of the *signed* residual is: a small shift held for a while.
+
+    The input is a standardized residual z (clipped to `cap`, so one spike cannot pass for a
+    shift) into an `AnomalyLikelihood` over a `window`-point mean: one-sided on z for an
+    upward `direction`, on -z for a downward one, two-sided for both.
+
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> drift = DriftLikelihood(window=30)
+    >>> quiet = [drift.step(rng.gauss(0.0, 1.0)) for _ in range(3000)]
+    >>> max(quiet[200:]) < 0.95
+    True
+    >>> shifted = [drift.step(rng.gauss(2.0, 1.0)) for _ in range(30)]  # 2 spreads, held
+    >>> max(shifted) > 0.99
+    True
+    """
+
+    def __init__(
+        self,
+        window: int = 30,
+        cap: float = 3.0,
+        direction: Direction = "both",
+        long_alpha: float = 0.0005,
+        warmup: int = 100,
+        tail_df: int = 2,
+    ) -> None:
+        if not cap > 0:
+            raise ValueError(f"cap must be positive, got {cap}")
+        self.window = window
+        self.cap = cap
+        self.direction = direction
+        self.long_alpha = long_alpha
+        self.warmup = warmup
+        self.tail_df = tail_df
+        self._sign = -1.0 if direction == "down" else 1.0
+        self._likelihood = AnomalyLikelihood(
+            window, long_alpha, warmup, tail_df, two_sided=direction == "both"
+        )
+
+    def _clip(self, z: float) -> float:
+        cap = self.cap
+        z *= self._sign
+        return cap if z > cap else -cap if z < -cap else z
+
+    def score_one(self, z: float) -> float:
+        """How unusual the drift is with `z` counted; does not learn it."""
+        return self._likelihood.score_one(self._clip(z))
+
+    def learn_one(self, z: float) -> None:
+        """Learn `z` (non-finite values are ignored)."""
+        self._likelihood.learn_one(self._clip(z))
+
+    def step(self, z: float) -> float:
+        """`score_one(z)`, then `learn_one(z)`."""
+        return self._likelihood.step(self._clip(z))
+
+
+class SeasonalProfile(base.Base):
+    """A series' usual value by time of day: `bins` exponentially weighted means over one
+    `period` of seconds, read with linear interpolation between neighbouring bins.
+
+    A value updates the two bins around its time with weights in proportion to their
+    closeness; each bin is the weighted mean of what it was given until that weight reaches
+    `1 / alpha`, then exponentially weighted (each value's rate `alpha` times its weight).
+    `predict_one(t)` is None until the bins around `t` have seen a value. The bins are two
+    compact arrays (16 bytes a bin). A peak narrower than a few bins is read flattened.
+
+    >>> profile = SeasonalProfile(bins=24)
+    >>> for step in range(288 * 3):  # three days, every 5 minutes: 100 at noon, 0 at midnight
+    ...     hour = step / 12 % 24
+    ...     profile.learn_one(step * 300.0, 100.0 - abs(hour - 12) * 100.0 / 12)
+    >>> round(profile.predict_one(12 * 3600.0)), round(profile.predict_one(6 * 3600.0))
+    (95, 51)
+    >>> SeasonalProfile().predict_one(0.0) is None
+    True
+    """
+
+    def __init__(self, period: float = 86400.0, bins: int = 48, alpha: float = 0.1) -> None:
+        if not period > 0:
+            raise ValueError(f"period must be positive, got {period}")
+        if bins < 2:
+            raise ValueError(f"bins must be at least 2, got {bins}")
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
+        self.period = period
+        self.bins = bins
+        self.alpha = alpha
+        self._means = array("d", bytes(8 * bins))
+        self._counts = array("d", bytes(8 * bins))  # the weight each bin has been given
+
+    def _place(self, t: float) -> tuple[int, int, float]:
+        position = (t % self.period) / self.period * self.bins - 0.5
+        low = math.floor(position)
+        return low % self.bins, (low + 1) % self.bins, position - low
+
+    def predict_one(self, t: float) -> float | None:
+        """The usual value at time `t` (seconds), or None before both its bins have data."""
+        if not math.isfinite(t):
+            return None
+        low, high, weight = self._place(t)
+        if not self._counts[low] or (weight > 0.0 and not self._counts[high]):
+            return None
+        return self._means[low] * (1.0 - weight) + self._means[high] * weight
+
+    def learn_one(self, t: float, x: float) -> None:
+        """Fold `x`, seen at time `t`, into the two bins around `t`."""
+        if not (math.isfinite(t) and math.isfinite(x)):
+            return
+        low, high, weight = self._place(t)
+        for index, share in ((low, 1.0 - weight), (high, weight)):
+            if share <= 0.0:
+                continue
+            weight = self._counts[index] = self._counts[index] + share
+            rate = share / weight if weight * self.alpha < 1.0 else self.alpha * share
+            self._means[index] += rate * (x - self._means[index])
+
+
+class SeasonalLikelihood(base.Base):
+    """How unusual a value is for its time of day: residuals from a `SeasonalProfile`,
+    standardized by their own exponentially weighted spread (`spread_alpha`, plain at first),
+    capped at `cap` and squared, into an `AnomalyLikelihood` over `window` points. Counted
+    only in `direction`; silent until `min_residuals` residuals have set the spread.
+
+    >>> import math, random
+    >>> rng = random.Random(2)
+    >>> seasonal = SeasonalLikelihood()
+    >>> def daily(t):  # a daily cycle between 0 and 100, sampled every 5 minutes
+    ...     return 50.0 + 50.0 * math.sin(2 * math.pi * t / 86400.0) + rng.gauss(0.0, 2.0)
+    >>> usual = [seasonal.step(step * 300.0, daily(step * 300.0)) for step in range(288 * 5)]
+    >>> max(usual[288 * 2:]) < 0.99
+    True
+    >>> flat = [seasonal.step(step * 300.0, 50.0) for step in range(288 * 5, 288 * 5 + 72)]
+    >>> max(flat) > 0.99  # the cycle stopped: 50 is ordinary overall, not at these times
+    True
+    """
+
+    def __init__(
+        self,
+        period: float = 86400.0,
+        bins: int = 48,
+        alpha: float = 0.1,
+        direction: Direction = "both",
+        spread_alpha: float = 0.01,
+        cap: float = 6.0,
+        window: int = 10,
+        min_residuals: int = 50,
+        long_alpha: float = 0.0005,
+        warmup: int = 100,
+        tail_df: int = 2,
+    ) -> None:
+        if not 0 < spread_alpha < 1:
+            raise ValueError(f"spread_alpha must lie in (0, 1), got {spread_alpha}")
+        if not cap > 0:
+            raise ValueError(f"cap must be positive, got {cap}")
+        self.period = period
+        self.bins = bins
+        self.alpha = alpha
+        self.direction = direction
+        self.spread_alpha = spread_alpha
+        self.cap = cap
+        self.window = window
+        self.min_residuals = min_residuals
+        self.long_alpha = long_alpha
+        self.warmup = warmup
+        self.tail_df = tail_df
+        self._profile = SeasonalProfile(period, bins, alpha)
+        self._likelihood = AnomalyLikelihood(window, long_alpha, warmup, tail_df)
+        self._power = 0.0
+        self._residuals = 0
+
+    def _surprise(self, residual: float) -> float:
+        if (residual > 0 and self.direction == "down") or (residual < 0 and self.direction == "up"):
+            return 0.0
+        if self._power <= 0.0:
+            return 0.0
+        z = abs(residual) / math.sqrt(self._power)
+        z = z if z < self.cap else self.cap
+        return z * z
+
+    def score_one(self, t: float, x: float) -> float:
+        """How unusual `x` is at time `t`; does not learn it."""
+        expected = self._profile.predict_one(t)
+        if expected is None or not math.isfinite(x) or self._residuals <= self.min_residuals:
+            return 0.0
+        return self._likelihood.score_one(self._surprise(x - expected))
+
+    def learn_one(self, t: float, x: float) -> None:
+        """Learn `x` at time `t` (non-finite values are ignored)."""
+        self._learn(t, x, score=False)
+
+    def step(self, t: float, x: float) -> float:
+        """`score_one(t, x)`, then `learn_one(t, x)`."""
+        return self._learn(t, x, score=True)
+
+    def _learn(self, t: float, x: float, score: bool) -> float:
+        if not (math.isfinite(t) and math.isfinite(x)):
+            return 0.0
+        out = 0.0
+        expected = self._profile.predict_one(t)
+        if expected is not None:
+            residual = x - expected
+            if self._residuals > self.min_residuals:
+                surprise = self._surprise(residual)
+                if score:
+                    out = self._likelihood.step(surprise)
+                else:
+                    self._likelihood.learn_one(surprise)
+            self._residuals += 1
+            weight = 1.0 / self._residuals
+            weight = weight if weight > self.spread_alpha else self.spread_alpha
+            self._power = (1.0 - weight) * self._power + weight * residual * residual
+        self._profile.learn_one(t, x)
+        return out

@@ -1,0 +1,214 @@
+"""The likelihood detector's second opinions: gate, drift, daily profile, seasonal likelihood."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+
+from detectors.golden import Direction
+from detectors.likelihood import LikelihoodDetector
+from detectors.scoring import one_sided_confidence
+from detectors.views import DriftLikelihood, Gate, SeasonalLikelihood, SeasonalProfile
+
+DAY = 86400.0
+STEP = 300.0  # five-minute points, as in NAB
+
+
+@pytest.mark.parametrize(
+    ("quiet", "scores", "expected"),
+    [
+        # below the level nothing passes, and nothing starts the quiet period
+        (3, [0.5, 0.9, 0.98], [0.0, 0.0, 0.0]),
+        # a pass, then `quiet` scores muted, then the next pass
+        (2, [0.99, 0.999, 0.999, 0.995], [0.99, 0.0, 0.0, 0.995]),
+        # no quiet period: every score at the level passes
+        (0, [0.99, 0.99, 0.5], [0.99, 0.99, 0.0]),
+    ],
+)
+def test_gate(quiet: int, scores: list[float], expected: list[float]) -> None:
+    gate = Gate(sigmas=6.0, quiet=quiet)  # level one_sided_confidence(6, 2) = 0.98675
+    out = []
+    for score in scores:
+        predicted = gate.score_one(score)  # what step will return, changing nothing
+        assert gate.score_one(score) == predicted
+        out.append(gate.step(score))
+        assert out[-1] == predicted
+    assert out == expected
+    assert gate.level == one_sided_confidence(6.0, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sigmas": 0.0}, "sigmas"),
+        ({"quiet": -1}, "quiet"),
+    ],
+)
+def test_gate_rejects_bad_parameters(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Gate(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("direction", "shift", "alarms"),
+    [
+        ("both", 2.0, True),
+        ("both", -2.0, True),
+        ("up", 2.0, True),
+        ("up", -2.0, False),
+        ("down", -2.0, True),
+        ("down", 2.0, False),
+    ],
+)
+def test_drift_sees_a_held_shift_in_its_direction(
+    direction: Direction, shift: float, alarms: bool
+) -> None:
+    rng = random.Random(4)
+    drift = DriftLikelihood(window=30, direction=direction)
+    calm = [drift.step(rng.gauss(0.0, 1.0)) for _ in range(3000)]
+    held = [drift.step(rng.gauss(shift, 1.0)) for _ in range(30)]
+    assert max(calm[200:]) < 0.97
+    assert (max(held) > 0.99) is alarms
+
+
+def test_drift_is_not_fooled_by_one_spike() -> None:
+    # Clipped at `cap`, one huge residual moves a 30-point mean by at most cap / 30.
+    rng = random.Random(6)
+    drift = DriftLikelihood(window=30, cap=3.0)
+    for _ in range(3000):
+        drift.step(rng.gauss(0.0, 1.0))
+    assert drift.score_one(1e6) < 0.99
+
+
+def test_drift_step_is_score_then_learn() -> None:
+    rng = random.Random(8)
+    stepped, called = DriftLikelihood(), DriftLikelihood()
+    for i in range(2000):
+        z = rng.gauss(1.5 if 1500 <= i < 1540 else 0.0, 1.0)
+        expected = called.score_one(z)
+        called.learn_one(z)
+        assert stepped.step(z) == expected
+
+
+def _daily(t: float, rng: random.Random) -> float:
+    return 50.0 + 40.0 * math.sin(2 * math.pi * t / DAY) + rng.gauss(0.0, 2.0)
+
+
+def test_profile_learns_the_daily_shape() -> None:
+    rng = random.Random(1)
+    profile = SeasonalProfile(bins=48)
+    for step in range(int(4 * DAY / STEP)):
+        profile.learn_one(step * STEP, _daily(step * STEP, rng))
+    for hour in (0, 6, 12, 18):
+        truth = 50.0 + 40.0 * math.sin(2 * math.pi * hour / 24)
+        predicted = profile.predict_one(hour * 3600.0)
+        assert predicted is not None
+        assert predicted == pytest.approx(truth, abs=3.0)
+
+
+def test_profile_is_silent_before_data_and_ignores_non_finite_input() -> None:
+    profile = SeasonalProfile(bins=4)
+    assert profile.predict_one(0.0) is None
+    profile.learn_one(math.nan, 1.0)
+    profile.learn_one(0.0, math.inf)
+    assert profile.predict_one(0.0) is None
+    profile.learn_one(DAY / 8, 10.0)  # the middle of bin 0
+    assert profile.predict_one(DAY / 8) == 10.0
+    assert profile.predict_one(math.nan) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"period": 0.0}, "period"), ({"bins": 1}, "bins"), ({"alpha": 0.0}, "alpha")],
+)
+def test_profile_rejects_bad_parameters(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SeasonalProfile(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("direction", "level", "alarms"),
+    [
+        # the cycle stops at its mean: wrong for the time of day in both directions
+        ("both", 50.0, True),
+        # stuck at the daily low: only ever too low
+        ("down", 10.0, True),
+        ("up", 10.0, False),
+    ],
+)
+def test_seasonal_sees_a_missing_cycle(direction: Direction, level: float, alarms: bool) -> None:
+    rng = random.Random(2)
+    seasonal = SeasonalLikelihood(direction=direction)
+    days = int(5 * DAY / STEP)
+    usual = [seasonal.step(i * STEP, _daily(i * STEP, rng)) for i in range(days)]
+    # Noon to midnight of day six: the cycle does not happen.
+    start = days + int(DAY / 4 / STEP)
+    stuck = [seasonal.step(i * STEP, level) for i in range(start, start + int(DAY / 2 / STEP))]
+    assert max(usual[int(2 * DAY / STEP) :]) < 0.99
+    assert (max(stuck) > 0.99) is alarms
+
+
+def test_seasonal_step_is_score_then_learn_and_pickles() -> None:
+    rng = random.Random(3)
+    stepped, called = SeasonalLikelihood(), SeasonalLikelihood()
+    for i in range(int(3 * DAY / STEP)):
+        t, x = i * STEP, _daily(i * STEP, rng)
+        if i % 500 == 7:
+            x = math.nan
+        expected = called.score_one(t, x)
+        called.learn_one(t, x)
+        assert stepped.step(t, x) == expected
+    clone = pickle.loads(pickle.dumps(stepped))
+    assert clone.step(DAY * 3, 90.0) == stepped.step(DAY * 3, 90.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"direction": "up", "ceiling": 200.0},
+        {"drift_window": None},
+        {"seasonal_bins": None, "direction": "down"},
+    ],
+)
+def test_detector_step_with_time_is_score_continues_then_learn(
+    kwargs: dict[str, object],
+) -> None:
+    rng = random.Random(9)
+    stepped = LikelihoodDetector(**kwargs)  # type: ignore[arg-type]
+    called = LikelihoodDetector(**kwargs)  # type: ignore[arg-type]
+    alarms = 0
+    for i in range(int(4 * DAY / STEP)):
+        t = i * STEP
+        x = _daily(t, rng)
+        if int(3 * DAY / STEP) <= i < int(3.5 * DAY / STEP):
+            x = 50.0  # the cycle stops for half a day
+        if i in (int(2.5 * DAY / STEP), int(2.6 * DAY / STEP)):
+            x = 500.0 if i == int(2.5 * DAY / STEP) else -400.0  # a spike and a dip
+        if i % 997 == 5:
+            x = math.inf
+        expected = (called.score_one(x, t), called.continues(x))
+        called.learn_one(x, t)
+        assert stepped.step(x, t) == expected
+        alarms += expected[0] >= 0.99
+    assert alarms > 0
+
+
+def test_the_seasonal_view_alarms_where_the_point_model_does_not() -> None:
+    # A daily cycle that stops at its own mean: no point is unusual for the series as a
+    # whole, only for its time of day.
+    def run(seasonal_bins: int | None) -> float:
+        rng = random.Random(10)
+        detector = LikelihoodDetector(seasonal_bins=seasonal_bins)
+        scores = []
+        for i in range(int(5 * DAY / STEP)):
+            t = i * STEP
+            stopped = int(4 * DAY / STEP) <= i
+            scores.append(detector.step(50.0 if stopped else _daily(t, rng), t)[0])
+        return max(scores[int(4 * DAY / STEP) :])
+
+    assert run(seasonal_bins=None) < 0.99
+    assert run(seasonal_bins=48) > 0.99
