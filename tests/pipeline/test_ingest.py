@@ -78,6 +78,9 @@ def test_log_record_design_example() -> None:
         (b'{"name": "x", "value": 1, "ts": "2026-13-40"}', "bad_timestamp"),  # impossible date
         (b'{"name": "x", "value": 1, "ts": "2026-11-26T09:00:00"}', "bad_timestamp"),  # no zone
         (b'{"name": "x", "value": 1, "ts": 1, "signal": "vibes"}', "unknown_signal"),  # bad signal
+        (b'{"name": "x", "value": 1, "ts": 1, "signal": "LATENCY"}', "unknown_signal"),  # a name
+        (b'{"name": "x", "value": 1, "ts": 1, "signal": 5}', "unknown_signal"),  # not a string
+        (b'{"name": "x", "value": 1, "ts": 1, "signal": ["errors"]}', "unknown_signal"),  # array
         (b'{"name": "x", "value": 1, "ts": 1, "labels": [1]}', "bad_labels"),  # labels not a map
         (b'{"name": "x", "value": 1, "ts": 1, "labels": {"a": {}}}', "bad_labels"),  # nested
     ],
@@ -86,6 +89,12 @@ def test_rejects_metrics(raw: bytes, reason: str) -> None:
     decoded = decode_message(raw, "metrics")
     assert decoded.points == []
     assert [r.reason for r in decoded.rejects] == [reason]
+
+
+@pytest.mark.parametrize("signal", list(Signal))
+def test_every_signal_decodes_to_its_member(signal: Signal) -> None:
+    raw = orjson.dumps({"name": "x", "value": 1, "ts": 1, "signal": signal.value})
+    assert decode_message(raw, "metrics").points[0].signal is signal
 
 
 def _labels_of(*labels: object) -> list[str]:
