@@ -186,7 +186,12 @@ class AnomalyLikelihood(base.Base):
         score = 0.0
         if self._n_seen >= self.warmup:
             z = (mean - self._mean) / self._spread
-            score = one_sided_confidence(abs(z) if self.two_sided else z, self.tail_df)
+            if self.two_sided and z < 0:
+                z = -z
+            if self.tail_df == 2:  # `one_sided_confidence`, written out for the default tail
+                score = 0.5 + 0.5 * z / math.sqrt(z * z + 2.0)
+            else:
+                score = one_sided_confidence(z, self.tail_df)
         self._learn(surprise, mean)
         return score
 
@@ -212,5 +217,6 @@ class AnomalyLikelihood(base.Base):
         increment = weight * deviation
         self._mean += increment
         power = self._power = (1.0 - weight) * (self._power + deviation * increment)
-        self._spread = max(math.sqrt(max(power, 0.0)), self.min_spread)
+        spread = math.sqrt(power) if power > 0.0 else 0.0
+        self._spread = spread if spread > self.min_spread else self.min_spread
         self._n_seen += 1

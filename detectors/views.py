@@ -149,9 +149,15 @@ class SeasonalProfile(base.Base):
         self._counts = array("d", bytes(8 * bins))  # the weight each bin has been given
 
     def _place(self, t: float) -> tuple[int, int, float]:
-        position = (t % self.period) / self.period * self.bins - 0.5
+        """The bins before and after `t` and how far `t` lies from the first, in bins."""
+        bins = self.bins
+        position = (t % self.period) / self.period * bins - 0.5
         low = math.floor(position)
-        return low % self.bins, (low + 1) % self.bins, position - low
+        weight = position - low
+        if low < 0:
+            low += bins
+        high = low + 1
+        return low, (high if high < bins else 0), weight
 
     def predict_one(self, t: float) -> float | None:
         """The usual value at time `t` (seconds), or None before both its bins have data."""
@@ -164,15 +170,29 @@ class SeasonalProfile(base.Base):
 
     def learn_one(self, t: float, x: float) -> None:
         """Fold `x`, seen at time `t`, into the two bins around `t`."""
+        self.step(t, x)
+
+    def step(self, t: float, x: float) -> float | None:
+        """`predict_one(t)`, then `learn_one(t, x)` (one placement for both)."""
         if not (math.isfinite(t) and math.isfinite(x)):
-            return
+            return None
         low, high, weight = self._place(t)
-        for index, share in ((low, 1.0 - weight), (high, weight)):
-            if share <= 0.0:
-                continue
-            weight = self._counts[index] = self._counts[index] + share
-            rate = share / weight if weight * self.alpha < 1.0 else self.alpha * share
-            self._means[index] += rate * (x - self._means[index])
+        means, counts, alpha = self._means, self._counts, self.alpha
+        seen_low, seen_high = counts[low], counts[high]
+        predicted = None
+        if seen_low and (weight == 0.0 or seen_high):
+            predicted = means[low] * (1.0 - weight) + means[high] * weight
+        # The two bins' updates, written out (this runs for every point of every series).
+        share = 1.0 - weight
+        if share > 0.0:
+            total = counts[low] = seen_low + share
+            rate = share / total if total * alpha < 1.0 else alpha * share
+            means[low] += rate * (x - means[low])
+        if weight > 0.0:
+            total = counts[high] = seen_high + weight
+            rate = weight / total if total * alpha < 1.0 else alpha * weight
+            means[high] += rate * (x - means[high])
+        return predicted
 
 
 class SeasonalLikelihood(base.Base):
@@ -256,11 +276,19 @@ class SeasonalLikelihood(base.Base):
         if not (math.isfinite(t) and math.isfinite(x)):
             return 0.0
         out = 0.0
-        expected = self._profile.predict_one(t)
+        expected = self._profile.step(t, x)  # learns x after predicting
         if expected is not None:
             residual = x - expected
             if self._residuals > self.min_residuals:
-                surprise = self._surprise(residual)
+                surprise = 0.0  # `_surprise(residual)`, written out
+                power = self._power
+                if power > 0.0 and not (
+                    (residual > 0 and self.direction == "down")
+                    or (residual < 0 and self.direction == "up")
+                ):
+                    z = abs(residual) / math.sqrt(power)
+                    z = z if z < self.cap else self.cap
+                    surprise = z * z
                 if score:
                     out = self._likelihood.step(surprise)
                 else:
@@ -269,5 +297,4 @@ class SeasonalLikelihood(base.Base):
             weight = 1.0 / self._residuals
             weight = weight if weight > self.spread_alpha else self.spread_alpha
             self._power = (1.0 - weight) * self._power + weight * residual * residual
-        self._profile.learn_one(t, x)
         return out
