@@ -103,12 +103,15 @@ class StageStream:
     the model says the event `continues` (so the correlator can see it persist). Here an
     emitted continuation scores 1.0; every other point scores the model's own score. Only the
     "at 0.99" column of this row is the stage's exact output.
+
+    Points keep their NAB timestamps, so the stage skips a repeated one as out of order; its
+    `series_ttl` is a year, so the day-long gaps of some NAB files do not reset the model.
     """
 
     _SERIES = SeriesKey.of("nab_value", {"service": "nab"})  # no signal rule claims it: generic
 
     def __init__(self) -> None:
-        self._stage = DetectStage(DetectConfig(), factory=self._model)
+        self._stage = DetectStage(DetectConfig(series_ttl=366 * 86400.0), factory=self._model)
         self._model_seen: _Recording | None = None
         self._ts = 0.0
 
