@@ -91,7 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     tput = bench_sub.add_parser("throughput", help="broker drain ceiling vs worker rate, latency")
     tput.add_argument(
-        "--model", choices=["golden", "likelihood"], default="golden", help="detect.model"
+        "--model",
+        choices=["golden", "likelihood"],
+        default="likelihood",
+        help="detect.model (default: likelihood, the product's default)",
     )
     tput.add_argument("--points", type=int, default=200_000)
     tput.add_argument("--series", type=int, default=2_000)

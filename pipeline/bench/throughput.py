@@ -71,7 +71,7 @@ def load_messages(points: int, series: int, batch: int, seed: int = 1) -> list[b
     return messages
 
 
-def _config(bootstrap: str, prefix: str, model: str = "golden") -> Config:
+def _config(bootstrap: str, prefix: str, model: str = "likelihood") -> Config:
     return parse_config(
         {
             "kafka": {
@@ -191,7 +191,7 @@ async def run_throughput(
     batch: int = 20,
     bootstrap: str | None = None,
     console: Console | None = None,
-    model: str = "golden",
+    model: str = "likelihood",
 ) -> dict[str, float]:
     """Run the three measurements and print one table; returns the figures."""
     console = console or Console()
