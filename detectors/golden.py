@@ -41,10 +41,11 @@ class GoldenSignalDetector(base.Base):
 
     The baseline is an exponentially weighted mean (`alpha` is the weight of the newest point).
     There are two spreads: the root of an exponentially weighted mean of squared one-step-ahead
-    residuals above the baseline, and the same below it (`spread_alpha`), all River
-    `stats.EWMean`. Two sides because golden signals are skewed: latency has a long upper tail
-    and a sparse error count sits at zero with rare ones, and neither should page on its usual
-    shape. On symmetric noise both equal the residual standard deviation.
+    residuals above the baseline, and the same below it (`spread_alpha`), all River's
+    `stats.EWMean` recurrence (written out on the per-point path). Two sides because golden
+    signals are skewed: latency has a long upper tail and a sparse error count sits at zero
+    with rare ones, and neither should page on its usual shape. On symmetric noise both equal
+    the residual standard deviation.
 
     A score is `two_sided_confidence(z, tail_df)` of the standardized residual
     `z = (x - expected) / spread` on x's side, counted only in `direction`, so one threshold

@@ -1,5 +1,7 @@
-"""Scores that mean "rare for this series": an anomaly likelihood over the golden residuals,
-range breaches and a refractory period. Each piece is a small River-style model.
+"""Scores that mean "rare for this series": an anomaly likelihood over the golden residuals
+(`detectors.scoring.AnomalyLikelihood`), range breaches, a refractory period, and the drift
+and seasonal second opinions of `detectors.views`. Each piece is a small River-style model;
+`LikelihoodDetector` puts them together and is the detect stage's default model.
 
 Why: the golden detector's per-point tail probability assumes its spread describes the
 residuals. On real streams (NAB's CPU, traffic, tweet counts) residuals are far heavier
