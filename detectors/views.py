@@ -19,6 +19,8 @@ from detectors.scoring import AnomalyLikelihood, one_sided_confidence
 
 __all__ = ["DriftLikelihood", "Gate", "SeasonalLikelihood", "SeasonalProfile"]
 
+_ABSURD_SPREADS = 1000.0
+
 
 class Gate(base.Base):
     """Lets a score through only at or above the level of `sigmas` (Student's t, `tail_df`),
@@ -172,8 +174,11 @@ class SeasonalProfile(base.Base):
         """Fold `x`, seen at time `t`, into the two bins around `t`."""
         self.step(t, x)
 
-    def step(self, t: float, x: float) -> float | None:
-        """`predict_one(t)`, then `learn_one(t, x)` (one placement for both)."""
+    def step(
+        self, t: float, x: float, limit: float = math.inf, clip: float = math.inf
+    ) -> float | None:
+        """`predict_one(t)`, then `learn_one(t, x)` (one placement for both); an `x` more than
+        `limit` off the prediction is learned as `clip` off it, on its side."""
         if not (math.isfinite(t) and math.isfinite(x)):
             return None
         low, high, weight = self._place(t)
@@ -182,6 +187,10 @@ class SeasonalProfile(base.Base):
         predicted = None
         if seen_low and (weight == 0.0 or seen_high):
             predicted = means[low] * (1.0 - weight) + means[high] * weight
+            if x > predicted + limit:
+                x = predicted + clip
+            elif x < predicted - limit:
+                x = predicted - clip
         # The two bins' updates, written out (this runs for every point of every series).
         share = 1.0 - weight
         if share > 0.0:
@@ -199,7 +208,8 @@ class SeasonalLikelihood(base.Base):
     """How unusual a value is for its time of day: residuals from a `SeasonalProfile`,
     standardized by their own exponentially weighted spread (`spread_alpha`, plain at first),
     capped at `cap` and squared, into an `AnomalyLikelihood` over `window` points. Counted
-    only in `direction`; silent until `min_residuals` residuals have set the spread.
+    only in `direction`; silent until `min_residuals` residuals have set the spread. Once
+    they have, a value over 1,000 spreads off is learned as `cap` spreads off.
 
     >>> import math, random
     >>> rng = random.Random(2)
@@ -276,7 +286,18 @@ class SeasonalLikelihood(base.Base):
         if not (math.isfinite(t) and math.isfinite(x)):
             return 0.0
         out = 0.0
-        expected = self._profile.step(t, x)  # learns x after predicting
+        # Once the spread is known, a value more than `_ABSURD_SPREADS` of it off the profile
+        # (1e300 from a broken exporter, say) is learned as `cap` spreads off, by the profile
+        # and the spread alike: it cannot poison a bin or the spread for days, and a real jump
+        # that big is still learned, a few spreads a point. Ordinary residuals, even of tens of
+        # spreads, are learned as they are: clipping those (at 6 or 20 spreads, as the golden
+        # model does) slowed the profile on real level changes, 1.9 and 1.4 worse on NAB's a.
+        power = self._power
+        spread = math.sqrt(power)
+        known = self._residuals > self.min_residuals
+        limit = _ABSURD_SPREADS * spread if known else math.inf
+        clip = self.cap * spread
+        expected = self._profile.step(t, x, limit, clip)  # learns x after predicting
         if expected is not None:
             residual = x - expected
             if self._residuals > self.min_residuals:
@@ -296,5 +317,8 @@ class SeasonalLikelihood(base.Base):
             self._residuals += 1
             weight = 1.0 / self._residuals
             weight = weight if weight > self.spread_alpha else self.spread_alpha
-            self._power = (1.0 - weight) * self._power + weight * residual * residual
+            learned = residual if -limit <= residual <= limit else math.copysign(clip, residual)
+            square = learned * learned
+            if math.isfinite(square):  # near the float limits, keep the old spread
+                self._power = (1.0 - weight) * power + weight * square
         return out

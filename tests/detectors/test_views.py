@@ -212,3 +212,17 @@ def test_the_seasonal_view_alarms_where_the_point_model_does_not() -> None:
 
     assert run(seasonal_bins=None) < 0.99
     assert run(seasonal_bins=48) > 0.99
+
+
+def test_extreme_values_keep_scores_in_the_unit_interval_and_the_views_alive() -> None:
+    rng = random.Random(11)
+    detector = LikelihoodDetector()
+    steps = int(3 * DAY / STEP)
+    values = [_daily(i * STEP, rng) for i in range(steps)]
+    values[steps // 2] = 1e300  # one absurd value: its square overflows
+    values[steps // 2 + 1] = -1e300
+    scores = [detector.step(x, i * STEP)[0] for i, x in enumerate(values)]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    # The seasonal view still works afterwards: the cycle stopping is seen on day four.
+    stuck = [detector.step(50.0, (steps + i) * STEP)[0] for i in range(int(DAY / 2 / STEP))]
+    assert max(stuck) > 0.99
