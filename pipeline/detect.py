@@ -82,6 +82,11 @@ class SeriesState:
     in_event: bool = False
 
 
+#: The layout of a checkpointed series (`export_series`): bump it whenever a model class
+#: changes shape. A checkpoint of another layout, or of another model than `detect.model`
+#: makes, is not restored: its series starts a fresh model (counted in `DetectStats`).
+STATE_VERSION: Final = 2
+
 ABSENCE_SERIES: Final = "quietpager_series_absent"
 #: A service is absent after this many of its usual intervals without a point.
 ABSENCE_INTERVALS: Final = 3.0
@@ -121,6 +126,8 @@ class DetectStats:
     absences: int = 0
     out_of_order: int = 0
     evicted: dict[str, int] = field(default_factory=lambda: {"ttl": 0, "lru": 0})
+    # Checkpointed series not restored: another layout or model (they start afresh).
+    state_dropped: int = 0
 
 
 class DetectStage:
@@ -270,20 +277,41 @@ class DetectStage:
             del self._services[service_key]
 
     def export_series(self, keys: Iterable[SeriesKey]) -> dict[str, bytes]:
-        """Checkpoint form of the given series' state (pickled), by series id."""
+        """Checkpoint form of the given series' state (pickled, with `STATE_VERSION`), by id."""
         out: dict[str, bytes] = {}
         for key in keys:
             state = self._series.get(key)
             if state is not None:
-                out[key.id] = pickle.dumps((key, state), pickle.HIGHEST_PROTOCOL)
+                out[key.id] = pickle.dumps((STATE_VERSION, key, state), pickle.HIGHEST_PROTOCOL)
         return out
 
     def import_series(self, items: Iterable[bytes]) -> list[SeriesKey]:
-        """Restore series from `export_series` values (a newer live state is kept)."""
+        """Restore series from `export_series` values (a newer live state is kept).
+
+        A checkpoint written by another version of the models, or holding another model than
+        this stage's factory makes (`detect.model` changed), is skipped and counted in
+        `stats.state_dropped`: its series starts a fresh model, where restoring it would fail
+        on its first point or score with the wrong model.
+        """
         restored: list[SeriesKey] = []
+        expected_models: dict[Signal, type] = {}
         for blob in items:
-            # Only quietpager writes its changelog topics (see pipeline/state.py).
-            key, state = pickle.loads(blob)
+            # Only quietpager writes its changelog topics (see pipeline/state.py); an older
+            # quietpager wrote (key, state) pairs, or classes that no longer exist.
+            try:
+                version, key, state = pickle.loads(blob)
+            except Exception:  # any unreadable checkpoint is dropped alike
+                self.stats.state_dropped += 1
+                continue
+            if version != STATE_VERSION or not isinstance(state, SeriesState):
+                self.stats.state_dropped += 1
+                continue
+            model = expected_models.get(state.signal)
+            if model is None:
+                model = expected_models[state.signal] = type(self._factory(state.signal))
+            if type(state.detector) is not model:
+                self.stats.state_dropped += 1
+                continue
             current = self._series.get(key)
             if current is not None and current.last_ts >= state.last_ts:
                 continue

@@ -545,10 +545,20 @@ class DetectRunner(StageRunner):
                     )
             if not items:
                 continue
+            dropped = self.core.stats.state_dropped
             restored = self.core.import_series(items.values())
             self._owned.setdefault(tp, set()).update(restored)
             self.metrics.restored.labels(self.name).inc(len(restored))
             log.info("state_restored", stage=self.name, partition=owner(tp), series=len(restored))
+            if self.core.stats.state_dropped > dropped:
+                # Written by other model versions or another detect.model: those series
+                # start fresh models (and warm up again) rather than fail on their next point.
+                log.warning(
+                    "state_dropped",
+                    stage=self.name,
+                    partition=owner(tp),
+                    series=self.core.stats.state_dropped - dropped,
+                )
 
     def reset(self) -> None:
         self.core = DetectStage(self.config.detect)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
@@ -183,3 +184,30 @@ def test_doctests() -> None:
     result = doctest.testmod(pipeline.detect)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_checkpoints_of_another_layout_or_model_start_fresh() -> None:
+    likelihood = DetectStage(DetectConfig(model="likelihood"))
+    golden = DetectStage(DetectConfig(model="golden"))
+    rng = random.Random(3)
+    for stage in (likelihood, golden):
+        _steady(stage, "http_request_duration_seconds", 50, 0.2, rng)
+    (key,) = likelihood.series_keys
+    blob = likelihood.export_series([key])[key.id]
+    old_layout = pickle.dumps((key, next(iter(likelihood._series.values()))))
+    cases = [
+        (blob, 1, 0),  # the same model and layout: restored
+        (golden.export_series([key])[key.id], 0, 1),  # detect.model changed since
+        (old_layout, 0, 1),  # written before STATE_VERSION
+        (b"not a pickle", 0, 1),
+    ]
+    for item, restored, dropped in cases:
+        fresh = DetectStage(DetectConfig(model="likelihood"))
+        assert len(fresh.import_series([item])) == restored
+        assert fresh.stats.state_dropped == dropped
+        assert fresh.series_tracked == restored
+    # A dropped series is scored by a fresh model from its next point on.
+    fresh = DetectStage(DetectConfig(model="likelihood"))
+    fresh.import_series([old_layout])
+    assert fresh.observe(_point("http_request_duration_seconds", 0.2, 10_000.0)) is None
+    assert fresh.series_tracked == 1
