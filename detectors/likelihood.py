@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-class RangeBreach(base.Base):
+class RangeBreach:
     """Flags a value beyond everything the series has shown, by more than a margin of its range.
 
     A running minimum and maximum, so the range only ever widens; a breach scores 1
@@ -53,6 +53,8 @@ class RangeBreach(base.Base):
     >>> young.score_one(30.0), young.score_one(40.0)
     (0.0, 1.0)
     """
+
+    __slots__ = ("_high", "_low", "_n_seen", "direction", "tolerance", "young")
 
     def __init__(
         self, tolerance: float = 0.01, direction: Direction = "both", young: float = 30.0
@@ -112,7 +114,7 @@ class RangeBreach(base.Base):
         self._n_seen += 1
 
 
-class Refractory(base.Base):
+class Refractory:
     """Mutes scores for `period` points after one reaches `level`: one alarm per event.
 
     River-style on scores: `score_one(score)` is the score or 0.0 while muted, and
@@ -126,6 +128,8 @@ class Refractory(base.Base):
     >>> out
     [0.5, 0.95, 0.0, 0.0, 0.96]
     """
+
+    __slots__ = ("_quiet", "level", "period")
 
     def __init__(self, period: int = 50, level: float = 0.99) -> None:
         if period < 0:
@@ -264,20 +268,26 @@ class LikelihoodDetector(base.Base):
         self.seasonal_period = seasonal_period
         self.seasonal_sigmas = seasonal_sigmas
         self.seasonal_quiet = seasonal_quiet
-        self._drift = (
+        drift = (
             DriftLikelihood(
                 drift_window, drift_cap, direction, long_alpha, likelihood_warmup, tail_df
             )
             if drift_window is not None
             else None
         )
-        self._drift_gate = Gate(drift_sigmas, drift_quiet, tail_df)
-        self._seasonal = (
+        seasonal = (
             SeasonalLikelihood(seasonal_period, seasonal_bins, direction=direction, tail_df=tail_df)
             if seasonal_bins is not None
             else None
         )
-        self._seasonal_gate = Gate(seasonal_sigmas, seasonal_quiet, tail_df)
+        # The views and their gates in one tuple: with 28 attributes or fewer an instance's
+        # dict shares its keys with every other series' (about 1.3 KB less per series).
+        self._views: tuple[DriftLikelihood | None, Gate, SeasonalLikelihood | None, Gate] = (
+            drift,
+            Gate(drift_sigmas, drift_quiet, tail_df),
+            seasonal,
+            Gate(seasonal_sigmas, seasonal_quiet, tail_df),
+        )
         self._golden = GoldenSignalDetector(
             direction=direction,
             ceiling=ceiling,
@@ -290,9 +300,6 @@ class LikelihoodDetector(base.Base):
             RangeBreach(range_tolerance, direction) if range_tolerance is not None else None
         )
         self._refractory = Refractory(refractory, one_sided_confidence(refractory_sigmas, tail_df))
-        # The last scored value with its surprise and unmuted score, so learning it does not
-        # score it again.
-        self._last: tuple[float, float, float, bool] | None = None
 
     @property
     def expected(self) -> float:
@@ -341,12 +348,11 @@ class LikelihoodDetector(base.Base):
             score = 0.0
         if self.ceiling is not None:
             score = max(score, self._golden.ceiling_pressure(x))
-        if self._drift is not None and self._golden.n_seen >= self.warmup:
-            score = max(
-                score, self._drift_gate.score_one(self._drift.score_one(self.residual_z(x)))
-            )
-        if self._seasonal is not None and t is not None:
-            score = max(score, self._seasonal_gate.score_one(self._seasonal.score_one(t, x)))
+        drift, drift_gate, seasonal, seasonal_gate = self._views
+        if drift is not None and self._golden.n_seen >= self.warmup:
+            score = max(score, drift_gate.score_one(drift.score_one(self.residual_z(x))))
+        if seasonal is not None and t is not None:
+            score = max(score, seasonal_gate.score_one(seasonal.score_one(t, x)))
         return score
 
     def continues(self, x: float) -> bool:
@@ -399,13 +405,13 @@ class LikelihoodDetector(base.Base):
             if breach:
                 refractory.reset()
             refractory.learn_one(score)
-        if self._drift is not None and learned:
-            opinion = self._drift_gate.step(self._drift.step(signed))
+        drift, drift_gate, seasonal, seasonal_gate = self._views
+        if drift is not None and learned:
+            opinion = drift_gate.step(drift.step(signed))
             out = out if out > opinion else opinion
-        if self._seasonal is not None and t is not None:
-            opinion = self._seasonal_gate.step(self._seasonal.step(t, x))
+        if seasonal is not None and t is not None:
+            opinion = seasonal_gate.step(seasonal.step(t, x))
             out = out if out > opinion else opinion
-        self._last = None
         golden.learn_one(x)
         return out, going_on
 
@@ -413,19 +419,19 @@ class LikelihoodDetector(base.Base):
         """Learn `x` (at time `t`, if known) into every part; non-finite values are ignored."""
         if not math.isfinite(x):
             return
-        if self._drift is not None and self._golden.n_seen >= self.warmup:
+        drift, drift_gate, seasonal, seasonal_gate = self._views
+        if drift is not None and self._golden.n_seen >= self.warmup:
             z = self.residual_z(x)
-            self._drift_gate.step(self._drift.score_one(z))
-            self._drift.learn_one(z)
-        if self._seasonal is not None and t is not None:
-            self._seasonal_gate.step(self._seasonal.score_one(t, x))
-            self._seasonal.learn_one(t, x)
+            drift_gate.step(drift.score_one(z))
+            drift.learn_one(z)
+        if seasonal is not None and t is not None:
+            seasonal_gate.step(seasonal.score_one(t, x))
+            seasonal.learn_one(t, x)
         surprise, score, breach = self._assess(x)
         if self._likelihood.ready:
             if breach:
                 self._refractory.reset()
             self._refractory.learn_one(score)
-        self._last = None
         if self._golden.n_seen >= self.warmup:
             self._likelihood.learn_one(surprise)
         if self._range is not None:
@@ -433,10 +439,7 @@ class LikelihoodDetector(base.Base):
         self._golden.learn_one(x)
 
     def _assess(self, x: float) -> tuple[float, float, bool]:
-        """`x`'s surprise, unmuted score and whether it breaks the range, kept until learned."""
-        last = self._last
-        if last is not None and last[0] == x:
-            return last[1], last[2], last[3]
+        """`x`'s surprise, unmuted score and whether it breaks the range; changes nothing."""
         surprise = self.surprise(x)
         likelihood = self._likelihood
         breach = False
@@ -448,7 +451,6 @@ class LikelihoodDetector(base.Base):
             score = self._golden.score_one(x)
         else:
             score = 0.0
-        self._last = (x, surprise, score, breach)
         return surprise, score, breach
 
 

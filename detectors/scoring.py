@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from array import array
 
-from river import base
-
 __all__ = ["AnomalyLikelihood", "one_sided_confidence", "two_sided_confidence"]
 
 
@@ -71,7 +69,7 @@ def one_sided_confidence(t: float, df: int) -> float:
     return 0.5 + half if t >= 0 else 0.5 - half
 
 
-class AnomalyLikelihood(base.Base):
+class AnomalyLikelihood:
     """How unusual the recent mean of a surprise signal is against that signal's long history.
 
     The short-term mean is the mean of the last `short_window` surprises. Its long-term mean
@@ -100,6 +98,22 @@ class AnomalyLikelihood(base.Base):
     >>> likelihood.score_one(25.0) > 0.99
     True
     """
+
+    __slots__ = (
+        "_mean",
+        "_n_seen",
+        "_next",
+        "_power",
+        "_recent",
+        "_spread",
+        "_sum",
+        "alpha",
+        "min_spread",
+        "short_window",
+        "tail_df",
+        "two_sided",
+        "warmup",
+    )
 
     def __init__(
         self,

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from array import array
 
-from river import base
-
 from detectors.golden import Direction
 from detectors.scoring import AnomalyLikelihood, one_sided_confidence
 
@@ -22,7 +20,7 @@ __all__ = ["DriftLikelihood", "Gate", "SeasonalLikelihood", "SeasonalProfile"]
 _ABSURD_SPREADS = 1000.0
 
 
-class Gate(base.Base):
+class Gate:
     """Lets a score through only at or above the level of `sigmas` (Student's t, `tail_df`),
     then keeps quiet for `quiet` scores: a second opinion speaks up once per event.
 
@@ -30,6 +28,8 @@ class Gate(base.Base):
     >>> [gate.step(s) for s in (0.9, 0.99, 0.999, 0.999, 0.999)]
     [0.0, 0.99, 0.0, 0.0, 0.999]
     """
+
+    __slots__ = ("_left", "level", "quiet", "sigmas", "tail_df")
 
     def __init__(self, sigmas: float = 6.0, quiet: int = 100, tail_df: int = 2) -> None:
         if not sigmas > 0:
@@ -59,7 +59,7 @@ class Gate(base.Base):
         return score
 
 
-class DriftLikelihood(base.Base):
+class DriftLikelihood:
     """How unusual the recent mean of the *signed* residual is: a small shift held for a while.
 
     The input is a standardized residual z (clipped to `cap`, so one spike cannot pass for a
@@ -76,6 +76,17 @@ class DriftLikelihood(base.Base):
     >>> max(shifted) > 0.99
     True
     """
+
+    __slots__ = (
+        "_likelihood",
+        "_sign",
+        "cap",
+        "direction",
+        "long_alpha",
+        "tail_df",
+        "warmup",
+        "window",
+    )
 
     def __init__(
         self,
@@ -117,7 +128,7 @@ class DriftLikelihood(base.Base):
         return self._likelihood.step(self._clip(z))
 
 
-class SeasonalProfile(base.Base):
+class SeasonalProfile:
     """A series' usual value by time of day: `bins` exponentially weighted means over one
     `period` of seconds, read with linear interpolation between neighbouring bins.
 
@@ -136,6 +147,8 @@ class SeasonalProfile(base.Base):
     >>> SeasonalProfile().predict_one(0.0) is None
     True
     """
+
+    __slots__ = ("_counts", "_means", "alpha", "bins", "period")
 
     def __init__(self, period: float = 86400.0, bins: int = 48, alpha: float = 0.1) -> None:
         if not period > 0:
@@ -204,7 +217,7 @@ class SeasonalProfile(base.Base):
         return predicted
 
 
-class SeasonalLikelihood(base.Base):
+class SeasonalLikelihood:
     """How unusual a value is for its time of day: residuals from a `SeasonalProfile`,
     standardized by their own exponentially weighted spread (`spread_alpha`, plain at first),
     capped at `cap` and squared, into an `AnomalyLikelihood` over `window` points. Counted
@@ -223,6 +236,24 @@ class SeasonalLikelihood(base.Base):
     >>> max(flat) > 0.99  # the cycle stopped: 50 is ordinary overall, not at these times
     True
     """
+
+    __slots__ = (
+        "_likelihood",
+        "_power",
+        "_profile",
+        "_residuals",
+        "alpha",
+        "bins",
+        "cap",
+        "direction",
+        "long_alpha",
+        "min_residuals",
+        "period",
+        "spread_alpha",
+        "tail_df",
+        "warmup",
+        "window",
+    )
 
     def __init__(
         self,
