@@ -326,7 +326,8 @@ class SeasonalLikelihood:
         power = self._power
         spread = math.sqrt(power)
         known = self._residuals > self.min_residuals
-        limit = _ABSURD_SPREADS * spread if known else math.inf
+        # No spread yet (or a constant series: no scale at all) means nothing is absurd.
+        limit = _ABSURD_SPREADS * spread if known and spread > 0.0 else math.inf
         clip = self.cap * spread
         expected = self._profile.step(t, x, limit, clip)  # learns x after predicting
         if expected is not None:

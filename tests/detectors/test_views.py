@@ -226,3 +226,19 @@ def test_extreme_values_keep_scores_in_the_unit_interval_and_the_views_alive() -
     # The seasonal view still works afterwards: the cycle stopping is seen on day four.
     stuck = [detector.step(50.0, (steps + i) * STEP)[0] for i in range(int(DAY / 2 / STEP))]
     assert max(stuck) > 0.99
+
+
+def test_a_constant_series_that_starts_moving_is_learned() -> None:
+    # A constant series has no residual spread: nothing may count as absurd then, or the
+    # profile would never learn the series' new life and the view would stay silent.
+    seasonal = SeasonalLikelihood()
+    steps = int(2 * DAY / STEP)
+    for i in range(steps):
+        seasonal.step(i * STEP, 5.0)
+    rng = random.Random(12)
+    for i in range(steps, 3 * steps):
+        seasonal.step(i * STEP, _daily(i * STEP, rng))
+    predicted = seasonal._profile.predict_one(6 * 3600.0)
+    assert predicted is not None
+    assert predicted == pytest.approx(90.0, abs=10.0)  # the new daily shape, not the old 5
+    assert seasonal._power > 1.0
