@@ -202,10 +202,7 @@ class AnomalyLikelihood:
             z = (mean - self._mean) / self._spread
             if self.two_sided and z < 0:
                 z = -z
-            if self.tail_df == 2:  # `one_sided_confidence`, written out for the default tail
-                score = 0.5 + 0.5 * z / math.sqrt(z * z + 2.0)
-            else:
-                score = one_sided_confidence(z, self.tail_df)
+            score = one_sided_confidence(z, self.tail_df)
         self._learn(surprise, mean)
         return score
 

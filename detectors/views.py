@@ -332,16 +332,8 @@ class SeasonalLikelihood:
         expected = self._profile.step(t, x, limit, clip)  # learns x after predicting
         if expected is not None:
             residual = x - expected
-            if self._residuals > self.min_residuals:
-                surprise = 0.0  # `_surprise(residual)`, written out
-                power = self._power
-                if power > 0.0 and not (
-                    (residual > 0 and self.direction == "down")
-                    or (residual < 0 and self.direction == "up")
-                ):
-                    z = abs(residual) / math.sqrt(power)
-                    z = z if z < self.cap else self.cap
-                    surprise = z * z
+            if known:
+                surprise = self._surprise(residual)
                 if score:
                     out = self._likelihood.step(surprise)
                 else:
