@@ -104,8 +104,7 @@ class OfflinePipeline:
             elif logs is not None:
                 for log_anomaly in logs.observe(event):
                     out.extend(self._observe(log_anomaly))
-            # `self.watermark`, inlined as it is read once per event.
-            watermark = detect.watermark if logs is None else max(detect.watermark, logs.watermark)
+            watermark = self.watermark
             if watermark >= self._last_tick + tick_every:
                 # Same cadence as the worker's ticks, so replay pages at the times live would.
                 self._last_tick = watermark
