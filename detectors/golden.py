@@ -292,7 +292,7 @@ def golden_for_signal(
 ) -> GoldenSignalDetector:
     """A fresh per-point golden model for one signal (`ceiling` is used by saturation only).
 
-    The worker's metric series use `detectors.likelihood.detector_for_signal`, built on this
+    The worker's metric series use `detectors.compiled.detector_for_signal`, built on this
     model; log-line rates use this one directly (see `pipeline.logsignals`).
 
     >>> golden_for_signal("traffic").direction

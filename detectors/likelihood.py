@@ -1,7 +1,8 @@
 """Scores that mean "rare for this series": an anomaly likelihood over the golden residuals
 (`detectors.scoring.AnomalyLikelihood`), range breaches, a refractory period, and the drift
 and seasonal second opinions of `detectors.views`. Each piece is a small River-style model;
-`LikelihoodDetector` puts them together and is the detect stage's default model.
+`LikelihoodDetector` puts them together: the specification of the detect stage's default
+model, which runs it compiled (`detectors.compiled`).
 
 Why: the golden detector's per-point tail probability assumes its spread describes the
 residuals. On real streams (NAB's CPU, traffic, tweet counts) residuals are far heavier
@@ -17,7 +18,7 @@ import math
 
 from river import base
 
-from detectors.golden import Direction, GoldenSignalDetector, signal_direction
+from detectors.golden import Direction, GoldenSignalDetector
 from detectors.scoring import AnomalyLikelihood, one_sided_confidence
 from detectors.views import DriftLikelihood, Gate, SeasonalLikelihood
 
@@ -26,7 +27,6 @@ __all__ = [
     "LikelihoodDetector",
     "RangeBreach",
     "Refractory",
-    "detector_for_signal",
     "one_sided_confidence",
 ]
 
@@ -161,7 +161,8 @@ class Refractory:
 
 class LikelihoodDetector(base.Base):
     """One series' model: golden residuals turned into an anomaly likelihood, with range
-    breaches and a refractory period; score in [0, 1]. The worker's default (`detector_for`).
+    breaches and a refractory period; score in [0, 1]. The worker runs it compiled
+    (`detectors.compiled.CompiledLikelihood`, held equal to this one by tests).
 
     1. A `GoldenSignalDetector` (baseline `alpha`, spreads `spread_alpha`, `ceiling`) gives
        each point's standardized residual z on its side; its surprise is
@@ -452,22 +453,3 @@ class LikelihoodDetector(base.Base):
         else:
             score = 0.0
         return surprise, score, breach
-
-
-def detector_for_signal(
-    signal: str, *, ceiling: float = 1.0, warmup: int = 30
-) -> LikelihoodDetector:
-    """The worker's model for one series of a golden signal: a `LikelihoodDetector` alarming
-    in the signal's direction, with the `ceiling` for saturation only.
-
-    >>> detector_for_signal("latency").direction, detector_for_signal("traffic").direction
-    ('up', 'both')
-    >>> detector_for_signal("saturation", ceiling=100.0).ceiling
-    100.0
-    >>> detector_for_signal("errors").ceiling is None
-    True
-    """
-    direction = signal_direction(signal)
-    return LikelihoodDetector(
-        direction=direction, ceiling=ceiling if signal == "saturation" else None, warmup=warmup
-    )

@@ -20,8 +20,8 @@ from functools import partial
 from typing import Final
 
 from detectors import SeriesDetector
+from detectors.compiled import detector_for_signal, warm_up
 from detectors.golden import golden_for_signal, series_nbytes
-from detectors.likelihood import detector_for_signal
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
 
@@ -32,7 +32,7 @@ def series_model(config: DetectConfig, signal: Signal) -> SeriesDetector:
     """A fresh model for one series of `signal`, as `config.model` says (the stage's default).
 
     >>> type(series_model(DetectConfig(), Signal.LATENCY)).__name__
-    'LikelihoodDetector'
+    'CompiledLikelihood'
     >>> type(series_model(DetectConfig(model="golden"), Signal.LATENCY)).__name__
     'GoldenSignalDetector'
     """
@@ -85,7 +85,7 @@ class SeriesState:
 #: The layout of a checkpointed series (`export_series`): bump it whenever a model class
 #: changes shape. A checkpoint of another layout, or of another model than `detect.model`
 #: makes, is not restored: its series starts a fresh model (counted in `DetectStats`).
-STATE_VERSION: Final = 3
+STATE_VERSION: Final = 4
 
 ABSENCE_SERIES: Final = "quietpager_series_absent"
 #: A service is absent after this many of its usual intervals without a point.
@@ -137,6 +137,8 @@ class DetectStage:
         self.config = config
         self.classifier = SignalClassifier(config.signal_rules)
         self._factory = factory or partial(series_model, config)
+        if factory is None and config.model == "likelihood":
+            warm_up()  # compile the model's kernel before the first point, not on it
         self._series: OrderedDict[SeriesKey, SeriesState] = OrderedDict()
         self.stats = DetectStats()
         self.watermark = float("-inf")

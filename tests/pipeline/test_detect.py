@@ -8,8 +8,8 @@ import random
 import pytest
 from pydantic import ValidationError
 
+from detectors.compiled import CompiledLikelihood
 from detectors.golden import GoldenSignalDetector
-from detectors.likelihood import LikelihoodDetector
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.detect import DetectStage, SignalClassifier
 from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
@@ -159,7 +159,7 @@ def test_continuation_needs_an_emitted_event() -> None:
 
 @pytest.mark.parametrize(
     ("model", "kind"),
-    [("golden", GoldenSignalDetector), ("likelihood", LikelihoodDetector)],
+    [("golden", GoldenSignalDetector), ("likelihood", CompiledLikelihood)],
 )
 def test_config_chooses_the_series_model(model: str, kind: type) -> None:
     stage = DetectStage(DetectConfig.model_validate({"model": model}))
@@ -167,7 +167,7 @@ def test_config_chooses_the_series_model(model: str, kind: type) -> None:
     (state,) = stage._series.values()
     detector = state.detector
     assert isinstance(detector, kind)
-    assert isinstance(detector, GoldenSignalDetector | LikelihoodDetector)
+    assert isinstance(detector, GoldenSignalDetector | CompiledLikelihood)
     assert detector.direction == "up"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from detectors.compiled import CompiledLikelihood
 from detectors.likelihood import LikelihoodDetector
 from pipeline.bench.nab import load_corpus, run_detector, run_nab, split_half
 from pipeline.bench.nab_score import Window
@@ -83,8 +84,8 @@ def test_run_scores_each_point_before_learning_it(tmp_path: Path) -> None:
     _write_nab(tmp_path)
     files = load_corpus(tmp_path)
     run = run_detector("shipped", files)
-    detector = series_model(DetectConfig(), Signal.GENERIC)
-    assert isinstance(detector, LikelihoodDetector)  # the shipped model
+    assert isinstance(series_model(DetectConfig(), Signal.GENERIC), CompiledLikelihood)
+    detector = LikelihoodDetector()  # the shipped model's Python specification
     expected = []
     for x, t in zip(files[2].values, files[2].seconds, strict=True):
         expected.append(detector.score_one(x, t))

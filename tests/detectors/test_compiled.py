@@ -1,0 +1,150 @@
+"""The compiled likelihood model against its Python specification, point for point."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+
+from detectors.compiled import CompiledLikelihood, compiled_layout, detector_for_signal
+from detectors.likelihood import LikelihoodDetector
+
+
+def _stream(seed: int, n: int = 8000) -> list[tuple[float, float | None]]:
+    """(value, time) pairs: a daily cycle with noise, spikes, a burst, a level shift, a cycle
+    that stops, absurd and non-finite values, and some points without (or with odd) times."""
+    rng = random.Random(seed)
+    out: list[tuple[float, float | None]] = []
+    for i in range(n):
+        t = 1_400_000_000.0 + i * 300.0
+        x = 50.0 + 20.0 * math.sin(2 * math.pi * t / 86400.0) + rng.gauss(0.0, 3.0)
+        if rng.random() < 0.01:
+            x += rng.choice([1.0, -1.0]) * rng.expovariate(0.05)
+        if 2000 <= i < 2040:
+            x += 80.0
+        if 4000 <= i < 4400:
+            x = 50.0 + rng.gauss(0.0, 3.0)  # the daily cycle fails to happen
+        if i >= 6000:
+            x += 25.0
+        roll = rng.random()
+        if roll < 0.002:
+            x = rng.choice([math.nan, math.inf, -math.inf, 1e300, -1e300, 0.0])
+        time: float | None = t
+        if roll > 0.995:
+            time = rng.choice([None, math.nan, -t, 0.0])
+        out.append((x, time))
+    return out
+
+
+SETTINGS: list[dict[str, object]] = [
+    {},
+    {"direction": "up"},
+    {"direction": "down"},
+    {"direction": "up", "ceiling": 100.0},
+    {"drift_window": None, "seasonal_bins": None},
+    {"range_tolerance": None, "refractory": 0, "early_scores": False},
+    {"warmup": 5, "likelihood_warmup": 10, "tail_df": 3},
+    {"short_window": 1, "drift_window": 1, "tail_df": 1},
+    {"seasonal_bins": 7, "seasonal_period": 3600.0, "drift_window": 5, "drift_quiet": 0},
+    {"alpha": 0.2, "spread_alpha": 0.05, "surprise_cap": 3.0, "hold_sigmas": 3.0},
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_compiled_steps_exactly_like_the_specification(settings: dict[str, object]) -> None:
+    compiled = CompiledLikelihood(**settings)
+    reference = LikelihoodDetector(**settings)  # type: ignore[arg-type]
+    alarms = continued = 0
+    for x, t in _stream(seed=len(settings)):
+        expected = reference.step(x, t)
+        assert compiled.step(x, t) == expected
+        alarms += expected[0] >= 0.99
+        continued += expected[1]
+    assert compiled.expected == reference.expected
+    assert compiled.n_seen == reference.n_seen
+    assert compiled.live == reference.live
+    assert alarms > 0  # the stream went through the alarm paths
+
+
+def test_the_reference_stream_exercises_continuation() -> None:
+    reference = LikelihoodDetector()
+    assert any(reference.step(x, t)[1] for x, t in _stream(seed=0))
+
+
+def test_peeking_does_not_learn() -> None:
+    compiled = CompiledLikelihood()
+    reference = LikelihoodDetector()
+    for x, t in _stream(seed=3, n=3000):
+        assert compiled.score_one(x, t) == reference.score_one(x, t)
+        assert compiled.continues(x) == reference.continues(x)
+        compiled.learn_one(x, t)
+        reference.learn_one(x, t)
+    assert compiled.expected == reference.expected
+
+
+def test_pickle_round_trip_continues_identically() -> None:
+    stream = _stream(seed=4, n=4000)
+    original = CompiledLikelihood(direction="up")
+    for x, t in stream[:2500]:
+        original.step(x, t)
+    copy = pickle.loads(pickle.dumps(original))
+    assert repr(copy) == repr(original) == "CompiledLikelihood(direction='up')"
+    assert [copy.step(x, t) for x, t in stream[2500:]] == [
+        original.step(x, t) for x, t in stream[2500:]
+    ]
+
+
+def test_a_state_of_another_layout_is_refused() -> None:
+    settings, data = CompiledLikelihood(seasonal_bins=None).__getstate__()
+    target = CompiledLikelihood.__new__(CompiledLikelihood)
+    with pytest.raises(ValueError, match="does not fit"):
+        target.__setstate__(((), data))
+    target.__setstate__((settings, data))
+    assert target.n_seen == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"surprise_cap": 0.0}, "surprise_cap"),
+        ({"hold_sigmas": 7.0}, "hold_sigmas"),
+        ({"direction": "sideways"}, "direction"),
+        ({"short_window": 0}, "short_window"),
+        ({"seasonal_bins": 1}, "bins"),
+    ],
+)
+def test_bad_settings_fail_like_the_specification(
+    settings: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        CompiledLikelihood(**settings)
+
+
+def test_state_is_one_small_array() -> None:
+    _, floats = compiled_layout()
+    assert floats == 20 + 3 * 7 + (9 + 29 + 9) + 2 * 48
+    detector = CompiledLikelihood()
+    assert len(pickle.dumps(detector, pickle.HIGHEST_PROTOCOL)) < 8 * floats + 200
+    assert compiled_layout(seasonal_bins=None, drift_window=None)[1] == 20 + 7 + 9
+
+
+@pytest.mark.parametrize(
+    ("signal", "direction", "ceiling"),
+    [
+        ("latency", "up", None),
+        ("errors", "up", None),
+        ("traffic", "both", None),
+        ("saturation", "up", 2.0),
+        ("generic", "both", None),
+    ],
+)
+def test_detector_for_signal(signal: str, direction: str, ceiling: float | None) -> None:
+    detector = detector_for_signal(signal, ceiling=2.0)
+    assert (detector.direction, detector.ceiling) == (direction, ceiling)
+
+
+def test_detector_for_an_unknown_signal_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown signal"):
+        detector_for_signal("vibes")
