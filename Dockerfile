@@ -15,6 +15,12 @@ RUN pip install . && rm -rf /src
 
 # Run unprivileged; the config is mounted read-only at /etc/quietpager/config.yaml.
 RUN useradd --system --uid 10001 --no-create-home quietpager
+# The detect model's compiled kernel (Numba), built into the image and cached where the
+# unprivileged user can read and refresh it, so a worker starts without compiling.
+ENV NUMBA_CACHE_DIR=/var/cache/quietpager/numba
+RUN mkdir -p "$NUMBA_CACHE_DIR" \
+    && python -c "from detectors.compiled import warm_up; warm_up()" \
+    && chown -R quietpager "$NUMBA_CACHE_DIR"
 USER quietpager
 WORKDIR /home/quietpager
 

@@ -27,8 +27,9 @@ processes load it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from numba import njit
@@ -64,12 +65,27 @@ _LP_SIZE = 8
 _P_MEANS, _P_COUNTS, _P_SIZE = 57, 58, 59
 _P_LEN = 60
 
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _jit(function: _F) -> _F:
+    """`numba.njit`, cached on disk where a cache can be written (beside this module, in
+    `NUMBA_CACHE_DIR` or the user's cache); where none can (a read-only install run by a user
+    without a home), compiled afresh in each process rather than failing the import."""
+    try:
+        compiled = njit(cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        compiled = njit(function)
+    return cast(_F, compiled)
+
+
 _DIRECTIONS: dict[str, float] = {"both": 0.0, "up": 1.0, "down": 2.0}
 _ABSURD_SPREADS = 1000.0  # as in detectors.views
 _SIGMAS_AT_CEILING = 6.0  # as in detectors.golden
 
 
-@njit(cache=True)
+@_jit
 def _two_sided(t: float, df: int) -> float:  # scoring.two_sided_confidence
     if math.isnan(t):
         return 0.0
@@ -96,7 +112,7 @@ def _two_sided(t: float, df: int) -> float:  # scoring.two_sided_confidence
     return min(max(confidence, 0.0), 1.0)
 
 
-@njit(cache=True)
+@_jit
 def _one_sided(t: float, df: int) -> float:  # scoring.one_sided_confidence
     if df == 2 and math.isfinite(t):
         return 0.5 + 0.5 * t / math.sqrt(t * t + 2.0)
@@ -104,7 +120,7 @@ def _one_sided(t: float, df: int) -> float:  # scoring.one_sided_confidence
     return 0.5 + half if t >= 0 else 0.5 - half
 
 
-@njit(cache=True)
+@_jit
 def _likelihood_step(p: Any, s: Any, block: int, surprise: float) -> float:
     """AnomalyLikelihood.step on the block whose parameters start at p[block]."""
     if not math.isfinite(surprise):
@@ -151,7 +167,7 @@ def _likelihood_step(p: Any, s: Any, block: int, surprise: float) -> float:
     return score
 
 
-@njit(cache=True)
+@_jit
 def _ceiling_pressure(p: Any, s: Any, x: float) -> float:  # golden.ceiling_pressure
     if p[_P_HAS_CEIL] == 0.0 or s[_G_N] < p[_P_WARMUP]:
         return 0.0
@@ -162,7 +178,7 @@ def _ceiling_pressure(p: Any, s: Any, x: float) -> float:  # golden.ceiling_pres
     return _two_sided(_SIGMAS_AT_CEILING * fill, int(p[_P_G_DF]))
 
 
-@njit(cache=True)
+@_jit
 def _golden_score(p: Any, s: Any, x: float) -> float:  # golden.score_one
     if s[_G_N] < p[_P_WARMUP]:
         return 0.0
@@ -178,7 +194,7 @@ def _golden_score(p: Any, s: Any, x: float) -> float:  # golden.score_one
     return score
 
 
-@njit(cache=True)
+@_jit
 def _refresh(p: Any, s: Any, expected: float, above: float, below: float) -> None:
     floor = max(p[_P_MIN_SPREAD], p[_P_MIN_REL] * abs(expected))
     s[_G_EXP] = expected
@@ -186,7 +202,7 @@ def _refresh(p: Any, s: Any, expected: float, above: float, below: float) -> Non
     s[_G_BELOW] = max(math.sqrt(below), floor)
 
 
-@njit(cache=True)
+@_jit
 def _golden_learn(p: Any, s: Any, x: float) -> None:  # golden.learn_one (x is finite)
     if s[_G_N] < p[_P_WARMUP]:  # the warm-up: River's `stats.Mean` recurrence, three times
         residual = x - s[_WL_M]
@@ -244,7 +260,7 @@ def _golden_learn(p: Any, s: Any, x: float) -> None:  # golden.learn_one (x is f
     s[_G_BELOW] = spread if spread > floor else floor
 
 
-@njit(cache=True)
+@_jit
 def _range_step(p: Any, s: Any, x: float) -> float:  # likelihood.RangeBreach.step
     low = s[_R_LOW]
     high = s[_R_HIGH]
@@ -263,7 +279,7 @@ def _range_step(p: Any, s: Any, x: float) -> float:  # likelihood.RangeBreach.st
     return 0.0
 
 
-@njit(cache=True)
+@_jit
 def _gate(p: Any, s: Any, slot: int, level: int, quiet: int, score: float) -> float:
     if s[slot] > 0:  # views.Gate.step
         s[slot] -= 1.0
@@ -274,7 +290,7 @@ def _gate(p: Any, s: Any, slot: int, level: int, quiet: int, score: float) -> fl
     return score
 
 
-@njit(cache=True)
+@_jit
 def _seasonal_step(p: Any, s: Any, t: float, x: float) -> float:  # views.SeasonalLikelihood.step
     if not (math.isfinite(t) and math.isfinite(x)):
         return 0.0
@@ -345,7 +361,7 @@ def _seasonal_step(p: Any, s: Any, t: float, x: float) -> float:  # views.Season
     return out
 
 
-@njit(cache=True)
+@_jit
 def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]:
     """LikelihoodDetector.step, over the parameters `p` and one series' state `s`."""
     if not math.isfinite(x):

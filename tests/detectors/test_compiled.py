@@ -148,3 +148,20 @@ def test_detector_for_signal(signal: str, direction: str, ceiling: float | None)
 def test_detector_for_an_unknown_signal_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown signal"):
         detector_for_signal("vibes")
+
+
+def test_without_a_writable_cache_the_kernel_still_compiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from numba import njit
+    from numba.core import caching
+
+    from detectors import compiled
+
+    def triple(x: float) -> float:
+        return 3.0 * x
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="no locator"):  # what numba does on its own
+        njit(cache=True)(triple)
+    assert compiled._jit(triple)(2.0) == 6.0
