@@ -37,18 +37,20 @@ from numba import njit
 from detectors.golden import Direction, signal_direction
 from detectors.likelihood import LikelihoodDetector
 from detectors.scoring import AnomalyLikelihood
+from detectors.views import Gate, SeasonalLikelihood
 
 __all__ = ["CompiledLikelihood", "compiled_layout", "detector_for_signal", "warm_up"]
 
-# --- the state layout: fixed slots, then three likelihood blocks, then the daily profile ---
+# --- the state layout: fixed slots, then likelihood blocks and seasonal blocks ---
 _G_N, _G_EXP, _G_ABOVE, _G_BELOW, _G_PA, _G_PB = 0, 1, 2, 3, 4, 5  # golden model
 _WL_N, _WL_M, _WA_N, _WA_M, _WB_N, _WB_M = 6, 7, 8, 9, 10, 11  # its warm-up means
 _R_LOW, _R_HIGH, _R_N = 12, 13, 14  # range breach
-_REF_QUIET, _DG_LEFT, _SG_LEFT = 15, 16, 17  # refractory and the two gates
-_S_POWER, _S_RESID = 18, 19  # the seasonal residual spread
-_FIXED = 20
+_REF_QUIET, _DG_LEFT = 15, 16  # refractory and the drift gate
+_FIXED = 17
 # A likelihood block: these slots, then its ring of `window - 1` surprises.
 _L_LEN, _L_NEXT, _L_SUM, _L_N, _L_MEAN, _L_POWER, _L_SPREAD, _L_RING = 0, 1, 2, 3, 4, 5, 6, 7
+# A seasonal view's own slots: residual power, residuals seen, its gate's countdown.
+_SS_POWER, _SS_RESID, _SS_LEFT, _SS_SIZE = 0, 1, 2, 3
 
 # --- the parameter vector (shared by every series with the same parameters) ---
 _P_DIR, _P_HAS_CEIL, _P_CEIL, _P_WARMUP, _P_ALPHA, _P_SPREAD_ALPHA = 0, 1, 2, 3, 4, 5
@@ -56,14 +58,20 @@ _P_CLIP, _P_G_DF, _P_MIN_REL, _P_MIN_SPREAD, _P_CEIL_START = 6, 7, 8, 9, 10
 _P_CAP, _P_HAS_RANGE, _P_RANGE_TOL, _P_RANGE_YOUNG = 11, 12, 13, 14
 _P_REF_PERIOD, _P_REF_LEVEL, _P_HOLD, _P_EARLY = 15, 16, 17, 18
 _P_HAS_DRIFT, _P_DRIFT_CAP, _P_DRIFT_SIGN, _P_DG_LEVEL, _P_DG_QUIET = 19, 20, 21, 22, 23
-_P_HAS_SEAS, _P_S_PERIOD, _P_S_BINS, _P_S_ALPHA, _P_S_SPREAD_ALPHA = 24, 25, 26, 27, 28
-_P_S_CAP, _P_S_MIN_RESID, _P_SG_LEVEL, _P_SG_QUIET = 29, 30, 31, 32
-# Three likelihood parameter blocks (main, drift, seasonal), `_LP_SIZE` slots each.
-_P_LIK, _P_DRIFT_LIK, _P_SEAS_LIK = 33, 41, 49
+# A likelihood's parameter block, `_LP_SIZE` slots.
 _LP_OFF, _LP_RING, _LP_WARMUP, _LP_ALPHA, _LP_MIN_SPREAD, _LP_TWO, _LP_DF = 0, 1, 2, 3, 4, 5, 6
 _LP_SIZE = 8
-_P_MEANS, _P_COUNTS, _P_SIZE = 57, 58, 59
-_P_LEN = 60
+# A seasonal view's parameter block, `_SP_SIZE` slots, its likelihood's block last.
+_SP_HAS, _SP_PERIOD, _SP_BINS, _SP_ALPHA, _SP_SPREAD_ALPHA, _SP_CAP = 0, 1, 2, 3, 4, 5
+_SP_MIN_RESID, _SP_GATE_LEVEL, _SP_GATE_QUIET, _SP_HAS_BIN, _SP_BIN_PRIOR = 6, 7, 8, 9, 10
+_SP_BIN_ALPHA, _SP_STATE, _SP_MEANS, _SP_COUNTS, _SP_BIN_POWER, _SP_LIK = 11, 12, 13, 14, 15, 16
+_SP_SIZE = _SP_LIK + _LP_SIZE
+_P_LIK = 24
+_P_DRIFT_LIK = _P_LIK + _LP_SIZE
+_P_DAILY = _P_DRIFT_LIK + _LP_SIZE
+_P_WEEKLY = _P_DAILY + _SP_SIZE
+_P_SIZE = _P_WEEKLY + _SP_SIZE
+_P_LEN = _P_SIZE + 1
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -291,19 +299,21 @@ def _gate(p: Any, s: Any, slot: int, level: int, quiet: int, score: float) -> fl
 
 
 @_jit
-def _seasonal_step(p: Any, s: Any, t: float, x: float) -> float:  # views.SeasonalLikelihood.step
+def _seasonal_step(p: Any, s: Any, v: int, t: float, x: float) -> float:
+    """views.SeasonalLikelihood.step for the view whose parameters start at p[v]."""
     if not (math.isfinite(t) and math.isfinite(x)):
         return 0.0
     out = 0.0
-    power = s[_S_POWER]
+    own = int(p[v + _SP_STATE])
+    power = s[own + _SS_POWER]
     spread = math.sqrt(power)
-    known = s[_S_RESID] > p[_P_S_MIN_RESID]
+    known = s[own + _SS_RESID] > p[v + _SP_MIN_RESID]
     limit = _ABSURD_SPREADS * spread if known and spread > 0.0 else math.inf
-    cap = p[_P_S_CAP]
+    cap = p[v + _SP_CAP]
     clip = cap * spread
-    # views.SeasonalProfile.step
-    bins = int(p[_P_S_BINS])
-    period = p[_P_S_PERIOD]
+    # views.SeasonalProfile._place
+    bins = int(p[v + _SP_BINS])
+    period = p[v + _SP_PERIOD]
     position = (t % period) / period * bins - 0.5
     low = math.floor(position)
     weight = position - low
@@ -312,10 +322,20 @@ def _seasonal_step(p: Any, s: Any, t: float, x: float) -> float:  # views.Season
     high = low + 1
     if high >= bins:
         high = 0
-    means = int(p[_P_MEANS])
-    counts = int(p[_P_COUNTS])
+    means = int(p[v + _SP_MEANS])
+    counts = int(p[v + _SP_COUNTS])
     seen_low = s[counts + low]
     seen_high = s[counts + high]
+    # views.SeasonalLikelihood._scale
+    scale = power
+    has_bins = p[v + _SP_HAS_BIN] != 0.0
+    bin_power = int(p[v + _SP_BIN_POWER])
+    if has_bins:
+        prior = p[v + _SP_BIN_PRIOR]
+        given = seen_low * (1.0 - weight) + seen_high * weight
+        mine = s[bin_power + low] * (1.0 - weight) + s[bin_power + high] * weight
+        scale = (given * mine + prior * power) / (given + prior)
+    # views.SeasonalProfile._step_at
     learn = x
     predicted = 0.0
     has_prediction = False
@@ -326,7 +346,7 @@ def _seasonal_step(p: Any, s: Any, t: float, x: float) -> float:  # views.Season
             learn = predicted + clip
         elif learn < predicted - limit:
             learn = predicted - clip
-    alpha = p[_P_S_ALPHA]
+    alpha = p[v + _SP_ALPHA]
     share = 1.0 - weight
     if share > 0.0:
         total = seen_low + share
@@ -345,20 +365,37 @@ def _seasonal_step(p: Any, s: Any, t: float, x: float) -> float:  # views.Season
         direction = p[_P_DIR]
         surprise = 0.0
         harmless = (residual > 0 and direction == 2.0) or (residual < 0 and direction == 1.0)
-        if not harmless and power > 0.0:
-            z = abs(residual) / math.sqrt(power)
+        if not harmless and scale > 0.0:
+            z = abs(residual) / math.sqrt(scale)
             z = z if z < cap else cap
             surprise = z * z
-        out = _likelihood_step(p, s, _P_SEAS_LIK, surprise)
-    s[_S_RESID] += 1.0
-    weight = 1.0 / s[_S_RESID]
-    spread_alpha = p[_P_S_SPREAD_ALPHA]
-    weight = weight if weight > spread_alpha else spread_alpha
+        out = _likelihood_step(p, s, v + _SP_LIK, surprise)
+    s[own + _SS_RESID] += 1.0
+    rate = 1.0 / s[own + _SS_RESID]
+    spread_alpha = p[v + _SP_SPREAD_ALPHA]
+    rate = rate if rate > spread_alpha else spread_alpha
     learned = residual if -limit <= residual <= limit else math.copysign(clip, residual)
     square = learned * learned
     if math.isfinite(square):
-        s[_S_POWER] = (1.0 - weight) * power + weight * square
+        s[own + _SS_POWER] = (1.0 - rate) * power + rate * square
+        if has_bins:  # views.SeasonalLikelihood._learn_bins
+            bin_alpha = p[v + _SP_BIN_ALPHA]
+            if share > 0.0:
+                total = s[counts + low]
+                rate = share / total if total * bin_alpha < 1.0 else bin_alpha * share
+                s[bin_power + low] += rate * (square - s[bin_power + low])
+            if weight > 0.0:
+                total = s[counts + high]
+                rate = weight / total if total * bin_alpha < 1.0 else bin_alpha * weight
+                s[bin_power + high] += rate * (square - s[bin_power + high])
     return out
+
+
+@_jit
+def _seasonal_opinion(p: Any, s: Any, v: int, t: float, x: float) -> float:
+    """A seasonal view's score through its gate."""
+    gate = int(p[v + _SP_STATE]) + _SS_LEFT
+    return _gate(p, s, gate, v + _SP_GATE_LEVEL, v + _SP_GATE_QUIET, _seasonal_step(p, s, v, t, x))
 
 
 @_jit
@@ -413,9 +450,11 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
             p, s, _DG_LEFT, _P_DG_LEVEL, _P_DG_QUIET, _likelihood_step(p, s, _P_DRIFT_LIK, z)
         )
         out = out if out > opinion else opinion
-    if p[_P_HAS_SEAS] != 0.0 and has_t:
-        opinion = _gate(p, s, _SG_LEFT, _P_SG_LEVEL, _P_SG_QUIET, _seasonal_step(p, s, t, x))
-        out = out if out > opinion else opinion
+    if has_t:
+        for view in (_P_DAILY, _P_WEEKLY):
+            if p[view + _SP_HAS] != 0.0:
+                opinion = _seasonal_opinion(p, s, view, t, x)
+                out = out if out > opinion else opinion
     _golden_learn(p, s, x)
     return out, going_on
 
@@ -435,10 +474,38 @@ def _likelihood_block(
     return offset + _L_RING + ring
 
 
+def _seasonal_block(
+    p: np.ndarray[Any, Any], at: int, offset: int, view: SeasonalLikelihood, gate: Gate
+) -> int:
+    """Fill one seasonal view's parameter block; return where the next state block starts."""
+    profile = view._profile
+    p[at + _SP_HAS] = 1.0
+    p[at + _SP_PERIOD] = profile.period
+    p[at + _SP_BINS] = profile.bins
+    p[at + _SP_ALPHA] = profile.alpha
+    p[at + _SP_SPREAD_ALPHA] = view.spread_alpha
+    p[at + _SP_CAP] = view.cap
+    p[at + _SP_MIN_RESID] = view.min_residuals
+    p[at + _SP_GATE_LEVEL] = gate.level
+    p[at + _SP_GATE_QUIET] = gate.quiet
+    p[at + _SP_HAS_BIN] = 0.0 if view.bin_prior is None else 1.0
+    p[at + _SP_BIN_PRIOR] = view.bin_prior or 0.0
+    p[at + _SP_BIN_ALPHA] = view.bin_alpha
+    p[at + _SP_STATE] = offset
+    offset = _likelihood_block(p, at + _SP_LIK, offset + _SS_SIZE, view._likelihood)
+    p[at + _SP_MEANS] = offset
+    p[at + _SP_COUNTS] = offset + profile.bins
+    offset += 2 * profile.bins
+    if view.bin_prior is not None:
+        p[at + _SP_BIN_POWER] = offset
+        offset += profile.bins
+    return offset
+
+
 def _parameters(reference: LikelihoodDetector) -> np.ndarray[Any, Any]:
     """The parameter vector of a (fresh) reference model: its parts' settings and the layout."""
     golden = reference._golden
-    drift, drift_gate, seasonal, seasonal_gate = reference._views
+    drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = reference._views
     p = np.zeros(_P_LEN)
     p[_P_DIR] = _DIRECTIONS[reference.direction]
     p[_P_HAS_CEIL] = 0.0 if golden.ceiling is None else 1.0
@@ -462,27 +529,18 @@ def _parameters(reference: LikelihoodDetector) -> np.ndarray[Any, Any]:
     p[_P_EARLY] = 1.0 if reference.early_scores else 0.0
     p[_P_DG_LEVEL] = drift_gate.level
     p[_P_DG_QUIET] = drift_gate.quiet
-    p[_P_SG_LEVEL] = seasonal_gate.level
-    p[_P_SG_QUIET] = seasonal_gate.quiet
     end = _likelihood_block(p, _P_LIK, _FIXED, reference._likelihood)
     if drift is not None:
         p[_P_HAS_DRIFT] = 1.0
         p[_P_DRIFT_CAP] = drift.cap
         p[_P_DRIFT_SIGN] = drift._sign
         end = _likelihood_block(p, _P_DRIFT_LIK, end, drift._likelihood)
-    if seasonal is not None:
-        profile = seasonal._profile
-        p[_P_HAS_SEAS] = 1.0
-        p[_P_S_PERIOD] = profile.period
-        p[_P_S_BINS] = profile.bins
-        p[_P_S_ALPHA] = profile.alpha
-        p[_P_S_SPREAD_ALPHA] = seasonal.spread_alpha
-        p[_P_S_CAP] = seasonal.cap
-        p[_P_S_MIN_RESID] = seasonal.min_residuals
-        end = _likelihood_block(p, _P_SEAS_LIK, end, seasonal._likelihood)
-        p[_P_MEANS] = end
-        p[_P_COUNTS] = end + profile.bins
-        end += 2 * profile.bins
+    for block, view, gate in (
+        (_P_DAILY, seasonal, seasonal_gate),
+        (_P_WEEKLY, weekly, weekly_gate),
+    ):
+        if view is not None:
+            end = _seasonal_block(p, block, end, view, gate)
     p[_P_SIZE] = end
     p.setflags(write=False)
     return p
@@ -494,7 +552,12 @@ def _fresh_state(p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     s[_G_ABOVE] = s[_G_BELOW] = min_spread
     s[_R_LOW] = math.inf
     s[_R_HIGH] = -math.inf
-    blocks = ((_P_LIK, 1.0), (_P_DRIFT_LIK, p[_P_HAS_DRIFT]), (_P_SEAS_LIK, p[_P_HAS_SEAS]))
+    blocks = (
+        (_P_LIK, 1.0),
+        (_P_DRIFT_LIK, p[_P_HAS_DRIFT]),
+        (_P_DAILY + _SP_LIK, p[_P_DAILY + _SP_HAS]),
+        (_P_WEEKLY + _SP_LIK, p[_P_WEEKLY + _SP_HAS]),
+    )
     for block, present in blocks:
         if present:
             s[int(p[block + _LP_OFF]) + _L_SPREAD] = p[block + _LP_MIN_SPREAD]
@@ -515,7 +578,7 @@ def compiled_layout(**settings: Any) -> tuple[int, int]:
     """(parameters, state floats per series) for a model with these settings.
 
     >>> compiled_layout()
-    (60, 184)
+    (89, 459)
     """
     p = _parameters_for(tuple(sorted(settings.items())))
     return len(p), int(p[_P_SIZE])

@@ -22,6 +22,8 @@ from detectors.golden import Direction, GoldenSignalDetector
 from detectors.scoring import AnomalyLikelihood, one_sided_confidence
 from detectors.views import DriftLikelihood, Gate, SeasonalLikelihood
 
+WEEK = 7 * 86400.0
+
 __all__ = [
     "AnomalyLikelihood",
     "LikelihoodDetector",
@@ -179,12 +181,14 @@ class LikelihoodDetector(base.Base):
        (`early_scores`), so a new series can alarm after `warmup` points.
     6. With a `ceiling`, the score is at least the golden ceiling pressure, never muted: a
        series pinned near its ceiling keeps alarming.
-    7. Two second opinions (`detectors.views`), each behind its own `Gate` (it counts at
+    7. Three second opinions (`detectors.views`), each behind its own `Gate` (it counts at
        `*_sigmas` or more, then keeps quiet `*_quiet` points), raise the score when sure:
        a `DriftLikelihood` over the signed golden residual (`drift_window` points, None to
        leave it out) for a small shift held for a while, and, when points come with their
-       time `t`, a `SeasonalLikelihood` (`seasonal_bins` per `seasonal_period` seconds,
-       None to leave it out) for a value wrong for its time of day.
+       time `t`, two `SeasonalLikelihood`s over `seasonal_window` points: one for a value
+       wrong for its time of day (`seasonal_bins` per `seasonal_period` seconds, each bin
+       with its own residual spread shrunk by `seasonal_bin_prior`), one for a value wrong
+       for its time of the week (`weekly_bins` a week, one spread); None leaves a view out.
 
     The score is what a threshold cuts and what NAB measures: it marks an event's onset. A
     stage that must know whether an event is still going on (the correlator holds incidents
@@ -237,8 +241,13 @@ class LikelihoodDetector(base.Base):
         drift_quiet: int = 100,
         seasonal_bins: int | None = 48,
         seasonal_period: float = 86400.0,
-        seasonal_sigmas: float = 8.0,
+        seasonal_sigmas: float = 7.0,
         seasonal_quiet: int = 300,
+        seasonal_window: int = 30,
+        seasonal_bin_prior: float | None = 10.0,
+        weekly_bins: int | None = 84,
+        weekly_sigmas: float = 8.0,
+        weekly_quiet: int = 300,
     ) -> None:
         if not surprise_cap > 0:
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
@@ -269,6 +278,11 @@ class LikelihoodDetector(base.Base):
         self.seasonal_period = seasonal_period
         self.seasonal_sigmas = seasonal_sigmas
         self.seasonal_quiet = seasonal_quiet
+        self.seasonal_window = seasonal_window
+        self.seasonal_bin_prior = seasonal_bin_prior
+        self.weekly_bins = weekly_bins
+        self.weekly_sigmas = weekly_sigmas
+        self.weekly_quiet = weekly_quiet
         drift = (
             DriftLikelihood(
                 drift_window, drift_cap, direction, long_alpha, likelihood_warmup, tail_df
@@ -277,17 +291,39 @@ class LikelihoodDetector(base.Base):
             else None
         )
         seasonal = (
-            SeasonalLikelihood(seasonal_period, seasonal_bins, direction=direction, tail_df=tail_df)
+            SeasonalLikelihood(
+                seasonal_period,
+                seasonal_bins,
+                direction=direction,
+                window=seasonal_window,
+                tail_df=tail_df,
+                bin_prior=seasonal_bin_prior,
+            )
             if seasonal_bins is not None
             else None
         )
-        # The views and their gates in one tuple: with 28 attributes or fewer an instance's
-        # dict shares its keys with every other series' (about 1.3 KB less per series).
-        self._views: tuple[DriftLikelihood | None, Gate, SeasonalLikelihood | None, Gate] = (
+        weekly = (
+            SeasonalLikelihood(
+                WEEK, weekly_bins, direction=direction, window=seasonal_window, tail_df=tail_df
+            )
+            if weekly_bins is not None
+            else None
+        )
+        # The views and their gates in one tuple (fewer attributes, and one place to walk).
+        self._views: tuple[
+            DriftLikelihood | None,
+            Gate,
+            SeasonalLikelihood | None,
+            Gate,
+            SeasonalLikelihood | None,
+            Gate,
+        ] = (
             drift,
             Gate(drift_sigmas, drift_quiet, tail_df),
             seasonal,
             Gate(seasonal_sigmas, seasonal_quiet, tail_df),
+            weekly,
+            Gate(weekly_sigmas, weekly_quiet, tail_df),
         )
         self._golden = GoldenSignalDetector(
             direction=direction,
@@ -349,11 +385,13 @@ class LikelihoodDetector(base.Base):
             score = 0.0
         if self.ceiling is not None:
             score = max(score, self._golden.ceiling_pressure(x))
-        drift, drift_gate, seasonal, seasonal_gate = self._views
+        drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = self._views
         if drift is not None and self._golden.n_seen >= self.warmup:
             score = max(score, drift_gate.score_one(drift.score_one(self.residual_z(x))))
         if seasonal is not None and t is not None:
             score = max(score, seasonal_gate.score_one(seasonal.score_one(t, x)))
+        if weekly is not None and t is not None:
+            score = max(score, weekly_gate.score_one(weekly.score_one(t, x)))
         return score
 
     def continues(self, x: float) -> bool:
@@ -406,12 +444,15 @@ class LikelihoodDetector(base.Base):
             if breach:
                 refractory.reset()
             refractory.learn_one(score)
-        drift, drift_gate, seasonal, seasonal_gate = self._views
+        drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = self._views
         if drift is not None and learned:
             opinion = drift_gate.step(drift.step(signed))
             out = out if out > opinion else opinion
         if seasonal is not None and t is not None:
             opinion = seasonal_gate.step(seasonal.step(t, x))
+            out = out if out > opinion else opinion
+        if weekly is not None and t is not None:
+            opinion = weekly_gate.step(weekly.step(t, x))
             out = out if out > opinion else opinion
         golden.learn_one(x)
         return out, going_on
@@ -420,14 +461,15 @@ class LikelihoodDetector(base.Base):
         """Learn `x` (at time `t`, if known) into every part; non-finite values are ignored."""
         if not math.isfinite(x):
             return
-        drift, drift_gate, seasonal, seasonal_gate = self._views
+        drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = self._views
         if drift is not None and self._golden.n_seen >= self.warmup:
             z = self.residual_z(x)
             drift_gate.step(drift.score_one(z))
             drift.learn_one(z)
-        if seasonal is not None and t is not None:
-            seasonal_gate.step(seasonal.score_one(t, x))
-            seasonal.learn_one(t, x)
+        for view, gate in ((seasonal, seasonal_gate), (weekly, weekly_gate)):
+            if view is not None and t is not None:
+                gate.step(view.score_one(t, x))
+                view.learn_one(t, x)
         surprise, score, breach = self._assess(x)
         if self._likelihood.ready:
             if breach:

@@ -195,6 +195,11 @@ class SeasonalProfile:
         if not (math.isfinite(t) and math.isfinite(x)):
             return None
         low, high, weight = self._place(t)
+        return self._step_at(low, high, weight, x, limit, clip)
+
+    def _step_at(
+        self, low: int, high: int, weight: float, x: float, limit: float, clip: float
+    ) -> float | None:
         means, counts, alpha = self._means, self._counts, self.alpha
         seen_low, seen_high = counts[low], counts[high]
         predicted = None
@@ -218,11 +223,19 @@ class SeasonalProfile:
 
 
 class SeasonalLikelihood:
-    """How unusual a value is for its time of day: residuals from a `SeasonalProfile`,
-    standardized by their own exponentially weighted spread (`spread_alpha`, plain at first),
-    capped at `cap` and squared, into an `AnomalyLikelihood` over `window` points. Counted
-    only in `direction`; silent until `min_residuals` residuals have set the spread. Once
-    they have, a value over 1,000 spreads off is learned as `cap` spreads off.
+    """How unusual a value is for its time of day (or of the week, with a `period` of a
+    week): residuals from a `SeasonalProfile`, standardized by their own exponentially
+    weighted spread (`spread_alpha`, plain at first), capped at `cap` and squared, into an
+    `AnomalyLikelihood` over `window` points. Counted only in `direction`; silent until
+    `min_residuals` residuals have set the spread. Once they have, a value over 1,000 spreads
+    off is learned as `cap` spreads off.
+
+    With a `bin_prior`, each bin also keeps the mean square of its own residuals (weighted,
+    then exponentially weighted with `bin_alpha`, like the profile's means), and a residual is
+    standardized by that bin's spread shrunk towards the overall one: `(n * bin + bin_prior *
+    overall) / (n + bin_prior)` after the bin has been given weight `n`. A cycle whose quiet
+    hours are flat and whose switches are abrupt then reads a missed switch against the quiet
+    hours' small spread, not against the large one that the switches themselves set.
 
     >>> import math, random
     >>> rng = random.Random(2)
@@ -238,11 +251,14 @@ class SeasonalLikelihood:
     """
 
     __slots__ = (
+        "_bin_power",
         "_likelihood",
         "_power",
         "_profile",
         "_residuals",
         "alpha",
+        "bin_alpha",
+        "bin_prior",
         "bins",
         "cap",
         "direction",
@@ -268,7 +284,13 @@ class SeasonalLikelihood:
         long_alpha: float = 0.0005,
         warmup: int = 100,
         tail_df: int = 2,
+        bin_prior: float | None = None,
+        bin_alpha: float = 0.05,
     ) -> None:
+        if bin_prior is not None and not bin_prior > 0:
+            raise ValueError(f"bin_prior must be positive (or None), got {bin_prior}")
+        if not 0 < bin_alpha <= 1:
+            raise ValueError(f"bin_alpha must lie in (0, 1], got {bin_alpha}")
         if not 0 < spread_alpha < 1:
             raise ValueError(f"spread_alpha must lie in (0, 1), got {spread_alpha}")
         if not cap > 0:
@@ -284,17 +306,31 @@ class SeasonalLikelihood:
         self.long_alpha = long_alpha
         self.warmup = warmup
         self.tail_df = tail_df
+        self.bin_prior = bin_prior
+        self.bin_alpha = bin_alpha
         self._profile = SeasonalProfile(period, bins, alpha)
         self._likelihood = AnomalyLikelihood(window, long_alpha, warmup, tail_df)
         self._power = 0.0
         self._residuals = 0
+        # Each bin's mean squared residual (weighted by the profile's own bin weights).
+        self._bin_power = array("d", bytes(8 * bins)) if bin_prior is not None else None
 
-    def _surprise(self, residual: float) -> float:
+    def _scale(self, low: int, high: int, weight: float) -> float:
+        """The squared spread a residual at this place is read against (before learning it)."""
+        bin_power, prior = self._bin_power, self.bin_prior
+        if bin_power is None or prior is None:
+            return self._power
+        counts = self._profile._counts
+        given = counts[low] * (1.0 - weight) + counts[high] * weight
+        own = bin_power[low] * (1.0 - weight) + bin_power[high] * weight
+        return (given * own + prior * self._power) / (given + prior)
+
+    def _surprise(self, residual: float, power: float) -> float:
         if (residual > 0 and self.direction == "down") or (residual < 0 and self.direction == "up"):
             return 0.0
-        if self._power <= 0.0:
+        if power <= 0.0:
             return 0.0
-        z = abs(residual) / math.sqrt(self._power)
+        z = abs(residual) / math.sqrt(power)
         z = z if z < self.cap else self.cap
         return z * z
 
@@ -303,7 +339,8 @@ class SeasonalLikelihood:
         expected = self._profile.predict_one(t)
         if expected is None or not math.isfinite(x) or self._residuals <= self.min_residuals:
             return 0.0
-        return self._likelihood.score_one(self._surprise(x - expected))
+        scale = self._scale(*self._profile._place(t))
+        return self._likelihood.score_one(self._surprise(x - expected, scale))
 
     def learn_one(self, t: float, x: float) -> None:
         """Learn `x` at time `t` (non-finite values are ignored)."""
@@ -329,20 +366,40 @@ class SeasonalLikelihood:
         # No spread yet (or a constant series: no scale at all) means nothing is absurd.
         limit = _ABSURD_SPREADS * spread if known and spread > 0.0 else math.inf
         clip = self.cap * spread
-        expected = self._profile.step(t, x, limit, clip)  # learns x after predicting
+        profile = self._profile
+        low, high, weight = profile._place(t)
+        scale = self._scale(low, high, weight)
+        expected = profile._step_at(low, high, weight, x, limit, clip)  # learns x after predicting
         if expected is not None:
             residual = x - expected
             if known:
-                surprise = self._surprise(residual)
+                surprise = self._surprise(residual, scale)
                 if score:
                     out = self._likelihood.step(surprise)
                 else:
                     self._likelihood.learn_one(surprise)
             self._residuals += 1
-            weight = 1.0 / self._residuals
-            weight = weight if weight > self.spread_alpha else self.spread_alpha
+            rate = 1.0 / self._residuals
+            rate = rate if rate > self.spread_alpha else self.spread_alpha
             learned = residual if -limit <= residual <= limit else math.copysign(clip, residual)
             square = learned * learned
-            if math.isfinite(square):  # near the float limits, keep the old spread
-                self._power = (1.0 - weight) * power + weight * square
+            if math.isfinite(square):  # near the float limits, keep the old spreads
+                self._power = (1.0 - rate) * power + rate * square
+                if self._bin_power is not None:
+                    self._learn_bins(low, high, weight, square)
         return out
+
+    def _learn_bins(self, low: int, high: int, weight: float, square: float) -> None:
+        # Weighted, then exponentially weighted, by the weight the profile has given each bin
+        # (this point's share included), as the profile's means are.
+        bin_power, counts, alpha = self._bin_power, self._profile._counts, self.bin_alpha
+        assert bin_power is not None
+        share = 1.0 - weight
+        if share > 0.0:
+            total = counts[low]
+            rate = share / total if total * alpha < 1.0 else alpha * share
+            bin_power[low] += rate * (square - bin_power[low])
+        if weight > 0.0:
+            total = counts[high]
+            rate = weight / total if total * alpha < 1.0 else alpha * weight
+            bin_power[high] += rate * (square - bin_power[high])

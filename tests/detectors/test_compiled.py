@@ -49,6 +49,8 @@ SETTINGS: list[dict[str, object]] = [
     {"short_window": 1, "drift_window": 1, "tail_df": 1},
     {"seasonal_bins": 7, "seasonal_period": 3600.0, "drift_window": 5, "drift_quiet": 0},
     {"alpha": 0.2, "spread_alpha": 0.05, "surprise_cap": 3.0, "hold_sigmas": 3.0},
+    {"weekly_bins": None, "seasonal_bin_prior": None},
+    {"seasonal_bins": None, "weekly_bins": 10, "seasonal_window": 5, "weekly_quiet": 0},
 ]
 
 
@@ -124,10 +126,16 @@ def test_bad_settings_fail_like_the_specification(
 
 def test_state_is_one_small_array() -> None:
     _, floats = compiled_layout()
-    assert floats == 20 + 3 * 7 + (9 + 29 + 9) + 2 * 48
+    # fixed slots, the point and drift likelihoods, the daily view (its slots, likelihood,
+    # means, weights and bin spreads) and the weekly view (no bin spreads)
+    assert floats == 17 + (7 + 9) + (7 + 29) + (3 + 7 + 29 + 3 * 48) + (3 + 7 + 29 + 2 * 84)
     detector = CompiledLikelihood()
-    assert len(pickle.dumps(detector, pickle.HIGHEST_PROTOCOL)) < 8 * floats + 200
-    assert compiled_layout(seasonal_bins=None, drift_window=None)[1] == 20 + 7 + 9
+    for x, t in _stream(seed=5, n=3000):
+        detector.step(x, t)
+    size = len(pickle.dumps(detector, pickle.HIGHEST_PROTOCOL))
+    assert size < 8 * floats + 200
+    assert size < 4096  # the aim per series
+    assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 17 + 16
 
 
 @pytest.mark.parametrize(

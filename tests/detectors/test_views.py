@@ -151,9 +151,11 @@ def test_seasonal_sees_a_missing_cycle(direction: Direction, level: float, alarm
     assert (max(stuck) > 0.99) is alarms
 
 
-def test_seasonal_step_is_score_then_learn_and_pickles() -> None:
+@pytest.mark.parametrize("bin_prior", [None, 10.0])
+def test_seasonal_step_is_score_then_learn_and_pickles(bin_prior: float | None) -> None:
     rng = random.Random(3)
-    stepped, called = SeasonalLikelihood(), SeasonalLikelihood()
+    stepped = SeasonalLikelihood(bin_prior=bin_prior)
+    called = SeasonalLikelihood(bin_prior=bin_prior)
     for i in range(int(3 * DAY / STEP)):
         t, x = i * STEP, _daily(i * STEP, rng)
         if i % 500 == 7:
@@ -165,6 +167,65 @@ def test_seasonal_step_is_score_then_learn_and_pickles() -> None:
     assert clone.step(DAY * 3, 90.0) == stepped.step(DAY * 3, 90.0)
 
 
+def _square(t: float, rng: random.Random, afternoon: float = 80.0) -> float:
+    """20 until noon, then `afternoon`: flat hours and two abrupt switches a day."""
+    return (20.0 if t % DAY < DAY / 2 else afternoon) + rng.gauss(0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("bin_prior", "separates"),
+    [
+        (10.0, True),  # each bin's own spread: the flat afternoon's is small
+        (None, False),  # one spread, set by the switches: an afternoon 10% low looks usual
+    ],
+)
+def test_bin_spreads_read_a_residual_against_its_own_hours(
+    bin_prior: float | None, separates: bool
+) -> None:
+    rng = random.Random(4)
+    seasonal = SeasonalLikelihood(bin_prior=bin_prior)
+    days = int(6 * DAY / STEP)
+    usual = [seasonal.step(i * STEP, _square(i * STEP, rng)) for i in range(days)]
+    noon, evening = days + int(DAY / 2 / STEP), days + int(0.75 * DAY / STEP)
+    low = [seasonal.step(i * STEP, _square(i * STEP, rng, 72.0)) for i in range(noon, evening)]
+    quiet = max(usual[int(2 * DAY / STEP) :])
+    assert (max(low) > 0.97 > quiet) is separates
+    assert (max(low) < quiet) is not separates
+
+
+@pytest.mark.parametrize(("weekly_bins", "alarms"), [(84, True), (None, False)])
+def test_the_weekly_view_sees_a_day_wrong_for_its_week(
+    weekly_bins: int | None, alarms: bool
+) -> None:
+    # A weekly wave: every value is ordinary for its time of day, averaged over the week.
+    week = 7 * DAY
+
+    def wave(t: float, rng: random.Random) -> float:
+        return 50.0 + 30.0 * math.sin(2 * math.pi * t / week) + rng.gauss(0.0, 2.0)
+
+    rng = random.Random(5)
+    detector = LikelihoodDetector(weekly_bins=weekly_bins)
+    weeks = int(4 * week / STEP)
+    for i in range(weeks):
+        detector.step(wave(i * STEP, rng), i * STEP)
+    # Week five: the day at the weekly peak comes in at the weekly low.
+    start = weeks + int(1.25 * DAY / STEP)
+    odd = [
+        detector.step(20.0 + rng.gauss(0.0, 2.0), i * STEP)[0]
+        for i in range(start, start + int(DAY / STEP))
+    ]
+    assert (max(odd) > 0.99) is alarms
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"bin_prior": 0.0}, "bin_prior"), ({"bin_alpha": 0.0}, "bin_alpha")],
+)
+def test_seasonal_rejects_bad_bin_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SeasonalLikelihood(**kwargs)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -172,6 +233,7 @@ def test_seasonal_step_is_score_then_learn_and_pickles() -> None:
         {"direction": "up", "ceiling": 200.0},
         {"drift_window": None},
         {"seasonal_bins": None, "direction": "down"},
+        {"weekly_bins": None, "seasonal_bin_prior": None},
     ],
 )
 def test_detector_step_with_time_is_score_continues_then_learn(
@@ -202,7 +264,7 @@ def test_the_seasonal_view_alarms_where_the_point_model_does_not() -> None:
     # whole, only for its time of day.
     def run(seasonal_bins: int | None) -> float:
         rng = random.Random(10)
-        detector = LikelihoodDetector(seasonal_bins=seasonal_bins)
+        detector = LikelihoodDetector(seasonal_bins=seasonal_bins, weekly_bins=None)
         scores = []
         for i in range(int(5 * DAY / STEP)):
             t = i * STEP
