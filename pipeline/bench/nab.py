@@ -163,6 +163,8 @@ class _Recording:
         return self.last, going_on
 
 
+_NO_VIEWS: dict[str, None] = {"drift_window": None, "seasonal_bins": None, "weekly_bins": None}
+
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
 # `shipped` is the model of the default configuration. From golden-slow to likelihood, each
 # name adds one idea to the one before it, so their rows show what each idea adds
@@ -171,14 +173,11 @@ DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     "shipped": _shipped,
     "golden": lambda: golden_for_signal("generic"),
     "golden-slow": lambda: GoldenSignalDetector(direction="both", alpha=0.01),
-    "likelihood-only": lambda: CompiledLikelihood(
-        range_tolerance=None, refractory=0, drift_window=None, seasonal_bins=None
-    ),
-    "likelihood-range": lambda: CompiledLikelihood(
-        refractory=0, drift_window=None, seasonal_bins=None
-    ),
-    "likelihood-refractory": lambda: CompiledLikelihood(drift_window=None, seasonal_bins=None),
-    "likelihood-drift": lambda: CompiledLikelihood(seasonal_bins=None),
+    "likelihood-only": lambda: CompiledLikelihood(range_tolerance=None, refractory=0, **_NO_VIEWS),
+    "likelihood-range": lambda: CompiledLikelihood(refractory=0, **_NO_VIEWS),
+    "likelihood-refractory": lambda: CompiledLikelihood(**_NO_VIEWS),
+    "likelihood-drift": lambda: CompiledLikelihood(seasonal_bins=None, weekly_bins=None),
+    "likelihood-daily": lambda: CompiledLikelihood(weekly_bins=None),
     "likelihood": CompiledLikelihood,
     # The same model run by its Python specification: the same scores, eight times slower.
     "likelihood-reference": LikelihoodDetector,
