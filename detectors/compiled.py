@@ -36,7 +36,7 @@ from numba import njit
 
 from detectors.golden import Direction, signal_direction
 from detectors.likelihood import LikelihoodDetector
-from detectors.scoring import AnomalyLikelihood
+from detectors.scoring import AnomalyLikelihood, t_confidence
 from detectors.views import Gate, SeasonalLikelihood
 
 __all__ = ["CompiledLikelihood", "compiled_layout", "detector_for_signal", "warm_up"]
@@ -93,31 +93,7 @@ _ABSURD_SPREADS = 1000.0  # as in detectors.views
 _SIGMAS_AT_CEILING = 6.0  # as in detectors.golden
 
 
-@_jit
-def _two_sided(t: float, df: int) -> float:  # scoring.two_sided_confidence
-    if math.isnan(t):
-        return 0.0
-    theta = math.atan(abs(t) / math.sqrt(df))
-    sin = math.sin(theta)
-    cos = math.cos(theta)
-    cos2 = cos * cos
-    if df % 2 == 0:
-        term = 1.0
-        total = 1.0
-        for k in range(1, df // 2):
-            term *= cos2 * (2 * k - 1) / (2 * k)
-            total += term
-        confidence = sin * total
-    else:
-        series = 0.0
-        if df > 1:
-            term = 1.0
-            series = 1.0
-            for k in range(1, (df - 1) // 2):
-                term *= cos2 * (2 * k) / (2 * k + 1)
-                series += term
-        confidence = 2.0 / math.pi * (theta + sin * cos * series)
-    return min(max(confidence, 0.0), 1.0)
+_two_sided = _jit(t_confidence)  # scoring.t_confidence, compiled
 
 
 @_jit

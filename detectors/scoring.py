@@ -7,7 +7,12 @@ from __future__ import annotations
 import math
 from array import array
 
-__all__ = ["AnomalyLikelihood", "one_sided_confidence", "two_sided_confidence"]
+__all__ = [
+    "AnomalyLikelihood",
+    "one_sided_confidence",
+    "t_confidence",
+    "two_sided_confidence",
+]
 
 
 def two_sided_confidence(t: float, df: int) -> float:
@@ -30,6 +35,16 @@ def two_sided_confidence(t: float, df: int) -> float:
     """
     if df < 1:
         raise ValueError(f"df must be a positive integer, got {df}")
+    return t_confidence(t, df)
+
+
+def t_confidence(t: float, df: int) -> float:
+    """`two_sided_confidence` without the check of `df`: the closed forms themselves, plain
+    arithmetic that `detectors.compiled` compiles as it is (so there is one copy of them).
+
+    >>> t_confidence(0.0, 2)
+    0.0
+    """
     if math.isnan(t):
         return 0.0
     theta = math.atan(abs(t) / math.sqrt(df))

@@ -9,6 +9,16 @@ from pipeline.model import Anomaly, SeriesKey, Signal
 
 T0 = 1_795_683_600.0  # 2026-11-26T09:00:00Z
 
+#: (signal, direction, ceiling) a per-signal model factory gives, called with `ceiling=2.0`:
+#: the golden-signal semantics every model keeps.
+SIGNAL_MODELS: list[tuple[str, str, float | None]] = [
+    ("latency", "up", None),
+    ("errors", "up", None),
+    ("traffic", "both", None),
+    ("saturation", "up", 2.0),
+    ("generic", "both", None),
+]
+
 
 def alert(
     offset: float,

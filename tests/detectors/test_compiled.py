@@ -10,6 +10,7 @@ import pytest
 
 from detectors.compiled import CompiledLikelihood, compiled_layout, detector_for_signal
 from detectors.likelihood import LikelihoodDetector
+from tests.builders import SIGNAL_MODELS
 
 
 def _stream(seed: int, n: int = 8000) -> list[tuple[float, float | None]]:
@@ -138,16 +139,7 @@ def test_state_is_one_small_array() -> None:
     assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 17 + 16
 
 
-@pytest.mark.parametrize(
-    ("signal", "direction", "ceiling"),
-    [
-        ("latency", "up", None),
-        ("errors", "up", None),
-        ("traffic", "both", None),
-        ("saturation", "up", 2.0),
-        ("generic", "both", None),
-    ],
-)
+@pytest.mark.parametrize(("signal", "direction", "ceiling"), SIGNAL_MODELS)
 def test_detector_for_signal(signal: str, direction: str, ceiling: float | None) -> None:
     detector = detector_for_signal(signal, ceiling=2.0)
     assert (detector.direction, detector.ceiling) == (direction, ceiling)

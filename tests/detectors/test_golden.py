@@ -15,7 +15,7 @@ from detectors.golden import (
     golden_for_signal,
     series_nbytes,
 )
-from tests.builders import feed
+from tests.builders import SIGNAL_MODELS, feed
 
 SIGNALS = ["latency", "errors", "traffic", "saturation", "generic"]
 THRESHOLD = 0.99  # the shipped default threshold for every signal
@@ -298,16 +298,7 @@ def test_unknown_signal_is_rejected() -> None:
         golden_for_signal("throughput")
 
 
-@pytest.mark.parametrize(
-    ("signal", "direction", "ceiling"),
-    [
-        ("latency", "up", None),
-        ("errors", "up", None),
-        ("traffic", "both", None),
-        ("saturation", "up", 2.0),
-        ("generic", "both", None),
-    ],
-)
+@pytest.mark.parametrize(("signal", "direction", "ceiling"), SIGNAL_MODELS)
 def test_factory_directions(signal: str, direction: str, ceiling: float | None) -> None:
     detector = golden_for_signal(signal, ceiling=2.0, warmup=9)
     assert (detector.direction, detector.ceiling, detector.warmup) == (direction, ceiling, 9)
