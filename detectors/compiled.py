@@ -6,9 +6,9 @@ array of floats, stepped by one Numba function.
 own tests. `CompiledLikelihood` runs the same arithmetic, in the same order, over a
 `float64` array per series; tests hold its scores and `continues` flags to the reference
 point for point, across parameters. Why: in Python each point of each series walks a dozen
-objects and costs 8 µs on its own and about 16 µs among thousands of series in the worker;
-compiled, a point costs well under a microsecond, mostly the call itself, and a series' state
-is one contiguous block of about 1.6 KB.
+objects and costs 8 µs or more on its own and about 16 µs among thousands of series in the
+worker; compiled, a point costs about a microsecond, mostly the call itself, and a series'
+state is one contiguous block of 459 floats (3.7 KB).
 
 The kernel is compiled on first use (a few seconds) and cached next to this module, so later
 processes load it.
@@ -566,7 +566,7 @@ class CompiledLikelihood:
 
     `score_one`, `continues` and `learn_one` are there for the `SeriesDetector` protocol;
     they step a copy (or discard the result), so only `step` is fast. Pickles to its
-    settings and its state array (about 1.7 KB with the defaults).
+    settings and its state array (about 3.8 KB with the defaults).
 
     >>> detector = CompiledLikelihood(direction="up")
     >>> for value in [10.0, 11.0, 9.0] * 20:
@@ -613,9 +613,10 @@ class CompiledLikelihood:
 
     def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
         """`(score_one(x, t), continues(x))`, then `learn_one(x, t)`, compiled."""
+        # float(): an int would make Numba compile (seconds) a second version of the kernel.
         if t is None:
-            return _step(self._p, self._s, x, 0.0, False)
-        return _step(self._p, self._s, x, t, True)
+            return _step(self._p, self._s, float(x), 0.0, False)
+        return _step(self._p, self._s, float(x), float(t), True)
 
     def score_one(self, x: float, t: float | None = None) -> float:
         """How unusual `x` (at time `t`, if known) is, in [0, 1]; does not learn it."""

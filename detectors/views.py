@@ -1,10 +1,12 @@
-"""Second opinions for the likelihood detector: a level drift and a broken daily pattern.
+"""Second opinions for the likelihood detector: a level drift and a broken daily or weekly
+pattern.
 
 The likelihood detector scores how rare a point's squared residual is. Two kinds of anomaly
 slip past it: a small shift held for a while (each residual is ordinary, their mean is not),
-and a daily pattern that fails to happen (a value that is ordinary for the series but not for
-the time of day). Each view below turns one of them into its own anomaly likelihood; a `Gate`
-lets a view's score through only when it is sure, so a view adds alarms, not noise.
+and a daily or weekly pattern that fails to happen (a value that is ordinary for the series
+but not for the time of day, or the day of the week). Each view below turns one of them into
+its own anomaly likelihood; a `Gate` lets a view's score through only when it is sure, so a
+view adds alarms, not noise.
 """
 
 from __future__ import annotations
@@ -393,7 +395,8 @@ class SeasonalLikelihood:
         # Weighted, then exponentially weighted, by the weight the profile has given each bin
         # (this point's share included), as the profile's means are.
         bin_power, counts, alpha = self._bin_power, self._profile._counts, self.bin_alpha
-        assert bin_power is not None
+        if bin_power is None:
+            return
         share = 1.0 - weight
         if share > 0.0:
             total = counts[low]
