@@ -12,6 +12,8 @@ COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
 COPY detectors ./detectors
 RUN pip install . && rm -rf /src
+# /src is gone: later steps run from / (a RUN cannot start in a deleted working directory).
+WORKDIR /
 
 # Run unprivileged; the config is mounted read-only at /etc/quietpager/config.yaml.
 RUN useradd --system --uid 10001 --no-create-home quietpager
