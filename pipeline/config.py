@@ -106,9 +106,21 @@ class KafkaConfig(_Strict):
     group_prefix: str = "quietpager"
     max_poll_records: int = Field(default=2000, ge=1)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    # How long the broker may hold a fetch that found too little data (Kafka's
+    # `fetch.max.wait.ms`). Short, because a stage's next fetch is sent only once the previous
+    # batch is consumed: a broker that holds it the whole wait while data is there (the
+    # embedded Tansu did, after the stage had produced) idles the worker that long per batch.
+    fetch_max_wait: Duration = 0.05
     session_timeout: Duration = 10.0
     heartbeat_interval: Duration = 3.0
     security: KafkaSecurity = KafkaSecurity()
+
+    @field_validator("fetch_max_wait")
+    @classmethod
+    def _fetch_wait_range(cls, value: float) -> float:
+        if not 0.001 <= value <= 30.0:
+            raise ValueError("fetch_max_wait must be between 1ms and 30s")
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_inside_session(self) -> KafkaConfig:

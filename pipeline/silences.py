@@ -168,7 +168,12 @@ class SilenceStore:
 
     async def follow(self, stop: asyncio.Event, loaded: asyncio.Event) -> None:
         """Read the topic from the start, set `loaded` at its end, then keep applying changes."""
-        consumer = make_consumer(client_options(self.config.kafka), [], None)
+        consumer = make_consumer(
+            client_options(self.config.kafka),
+            [],
+            None,
+            fetch_max_wait_ms=max(1, round(self.config.kafka.fetch_max_wait * 1000)),
+        )
         await consumer.start()
         try:
             await consumer.topics()

@@ -30,7 +30,7 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from pipeline.config import Config
+from pipeline.config import Config, KafkaConfig
 from pipeline.correlate.incidents import Correlator, Decision
 from pipeline.correlate.silence import Silencer
 from pipeline.detect import DetectStage
@@ -74,6 +74,24 @@ class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self.runner.on_assigned(list(assigned))
+
+
+def stage_consumer_settings(kafka: KafkaConfig) -> dict[str, Any]:
+    """The aiokafka consumer settings every stage's group consumer gets from `kafka`.
+
+    >>> from pipeline.config import KafkaConfig
+    >>> settings = stage_consumer_settings(KafkaConfig(fetch_max_wait="20ms"))
+    >>> settings["fetch_max_wait_ms"], settings["max_poll_records"]
+    (20, 2000)
+    """
+    return {
+        "max_poll_records": kafka.max_poll_records,
+        "fetch_max_bytes": max(52_428_800, kafka.max_message_bytes * 4),
+        "max_partition_fetch_bytes": max(1_048_576, kafka.max_message_bytes * 2),
+        "fetch_max_wait_ms": max(1, round(kafka.fetch_max_wait * 1000)),
+        "session_timeout_ms": int(kafka.session_timeout * 1000),
+        "heartbeat_interval_ms": int(kafka.heartbeat_interval * 1000),
+    }
 
 
 class StageRunner(ABC):
@@ -195,14 +213,7 @@ class StageRunner(ABC):
     async def _consume(self, stop: asyncio.Event) -> None:
         options = client_options(self.config.kafka)
         consumer = make_consumer(
-            options,
-            [],
-            self.group_id,
-            max_poll_records=self.config.kafka.max_poll_records,
-            fetch_max_bytes=max(52_428_800, self.config.kafka.max_message_bytes * 4),
-            max_partition_fetch_bytes=max(1_048_576, self.config.kafka.max_message_bytes * 2),
-            session_timeout_ms=int(self.config.kafka.session_timeout * 1000),
-            heartbeat_interval_ms=int(self.config.kafka.heartbeat_interval * 1000),
+            options, [], self.group_id, **stage_consumer_settings(self.config.kafka)
         )
         self.consumer = consumer
         try:
