@@ -122,6 +122,11 @@ class KafkaConfig(_Strict):
             raise ValueError("fetch_max_wait must be between 1ms and 30s")
         return value
 
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        """`fetch_max_wait` in whole milliseconds, as aiokafka takes it (at least 1)."""
+        return max(1, round(self.fetch_max_wait * 1000))
+
     @model_validator(mode="after")
     def _heartbeat_inside_session(self) -> KafkaConfig:
         if self.heartbeat_interval >= self.session_timeout:

@@ -168,11 +168,9 @@ class SilenceStore:
 
     async def follow(self, stop: asyncio.Event, loaded: asyncio.Event) -> None:
         """Read the topic from the start, set `loaded` at its end, then keep applying changes."""
+        kafka = self.config.kafka
         consumer = make_consumer(
-            client_options(self.config.kafka),
-            [],
-            None,
-            fetch_max_wait_ms=max(1, round(self.config.kafka.fetch_max_wait * 1000)),
+            client_options(kafka), [], None, fetch_max_wait_ms=kafka.fetch_max_wait_ms
         )
         await consumer.start()
         try:

@@ -88,7 +88,7 @@ def stage_consumer_settings(kafka: KafkaConfig) -> dict[str, Any]:
         "max_poll_records": kafka.max_poll_records,
         "fetch_max_bytes": max(52_428_800, kafka.max_message_bytes * 4),
         "max_partition_fetch_bytes": max(1_048_576, kafka.max_message_bytes * 2),
-        "fetch_max_wait_ms": max(1, round(kafka.fetch_max_wait * 1000)),
+        "fetch_max_wait_ms": kafka.fetch_max_wait_ms,
         "session_timeout_ms": int(kafka.session_timeout * 1000),
         "heartbeat_interval_ms": int(kafka.heartbeat_interval * 1000),
     }

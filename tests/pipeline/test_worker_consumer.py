@@ -1,4 +1,4 @@
-"""The settings each stage's group consumer is built with (no broker: the consumer is faked)."""
+"""The settings the worker's consumers are built with (no broker: the consumer is faked)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from pipeline.config import Config, KafkaConfig, parse_config
 from pipeline.errors import ConfigError
 from pipeline.metrics import Metrics
+from pipeline.silences import SilenceStore
 from pipeline.worker import (
     CorrelateRunner,
     DetectRunner,
@@ -102,3 +103,22 @@ def test_every_stage_consumer_gets_the_configured_fetch_wait(
     expected = stage_consumer_settings(config.kafka)
     assert expected["fetch_max_wait_ms"] == 30
     assert all(overrides == expected for _, overrides in built)
+
+
+def test_the_silences_follower_gets_the_configured_fetch_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = TopicNames.fresh().config("127.0.0.1:9", receiver_type="alertmanager")
+    config = parse_config({**raw.model_dump(mode="json"), "kafka": {"fetch_max_wait": "75ms"}})
+    built: list[dict[str, Any]] = []
+
+    def fake_consumer(options: Any, topics: Any, group_id: str | None, **overrides: Any) -> None:
+        built.append(overrides)
+        raise _Built
+
+    monkeypatch.setattr("pipeline.silences.make_consumer", fake_consumer)
+    producer: Any = object()
+    store = SilenceStore(config, producer)
+    with pytest.raises(_Built):
+        asyncio.run(store.follow(asyncio.Event(), asyncio.Event()))
+    assert built == [{"fetch_max_wait_ms": 75}]
