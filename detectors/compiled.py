@@ -8,7 +8,7 @@ own tests. `CompiledLikelihood` runs the same arithmetic, in the same order, ove
 point for point, across parameters. Why: in Python each point of each series walks a dozen
 objects and costs 8 µs or more on its own and about 16 µs among thousands of series in the
 worker; compiled, a point costs about a microsecond, mostly the call itself, and a series'
-state is one contiguous block of 459 floats (3.7 KB).
+state is one contiguous block of 467 floats (3.7 KB).
 
 The kernel is compiled on first use (a few seconds) and cached next to this module, so later
 processes load it.
@@ -46,7 +46,9 @@ _G_N, _G_EXP, _G_ABOVE, _G_BELOW, _G_PA, _G_PB = 0, 1, 2, 3, 4, 5  # golden mode
 _WL_N, _WL_M, _WA_N, _WA_M, _WB_N, _WB_M = 6, 7, 8, 9, 10, 11  # its warm-up means
 _R_LOW, _R_HIGH, _R_N = 12, 13, 14  # range breach
 _REF_QUIET, _DG_LEFT = 15, 16  # refractory and the drift gate
-_FIXED = 17
+_AR_PREV, _AR_N, _AR_SXY, _AR_SXX = 17, 18, 19, 20  # persistence forecast
+_AR_BASE, _AR_POWER, _AR_ABOVE, _AR_BELOW = 21, 22, 23, 24  # ... and its mean squares
+_FIXED = 25
 # A likelihood block: these slots, then its ring of `window - 1` surprises.
 _L_LEN, _L_NEXT, _L_SUM, _L_N, _L_MEAN, _L_POWER, _L_SPREAD, _L_RING = 0, 1, 2, 3, 4, 5, 6, 7
 # A seasonal view's own slots: residual power, residuals seen, its gate's countdown.
@@ -58,6 +60,7 @@ _P_CLIP, _P_G_DF, _P_MIN_REL, _P_MIN_SPREAD, _P_CEIL_START = 6, 7, 8, 9, 10
 _P_CAP, _P_HAS_RANGE, _P_RANGE_TOL, _P_RANGE_YOUNG = 11, 12, 13, 14
 _P_REF_PERIOD, _P_REF_LEVEL, _P_HOLD, _P_EARLY = 15, 16, 17, 18
 _P_HAS_DRIFT, _P_DRIFT_CAP, _P_DRIFT_SIGN, _P_DG_LEVEL, _P_DG_QUIET = 19, 20, 21, 22, 23
+_P_HAS_AR, _P_AR_RATIO, _P_AR_ALPHA = 24, 25, 26
 # A likelihood's parameter block, `_LP_SIZE` slots.
 _LP_OFF, _LP_RING, _LP_WARMUP, _LP_ALPHA, _LP_MIN_SPREAD, _LP_TWO, _LP_DF = 0, 1, 2, 3, 4, 5, 6
 _LP_SIZE = 8
@@ -66,7 +69,7 @@ _SP_HAS, _SP_PERIOD, _SP_BINS, _SP_ALPHA, _SP_SPREAD_ALPHA, _SP_CAP = 0, 1, 2, 3
 _SP_MIN_RESID, _SP_GATE_LEVEL, _SP_GATE_QUIET, _SP_HAS_BIN, _SP_BIN_PRIOR = 6, 7, 8, 9, 10
 _SP_BIN_ALPHA, _SP_STATE, _SP_MEANS, _SP_COUNTS, _SP_BIN_POWER, _SP_LIK = 11, 12, 13, 14, 15, 16
 _SP_SIZE = _SP_LIK + _LP_SIZE
-_P_LIK = 24
+_P_LIK = 27
 _P_DRIFT_LIK = _P_LIK + _LP_SIZE
 _P_DAILY = _P_DRIFT_LIK + _LP_SIZE
 _P_WEEKLY = _P_DAILY + _SP_SIZE
@@ -90,6 +93,7 @@ def _jit(function: _F) -> _F:
 
 _DIRECTIONS: dict[str, float] = {"both": 0.0, "up": 1.0, "down": 2.0}
 _ABSURD_SPREADS = 1000.0  # as in detectors.views
+_TAME_SPREADS = 6.0  # as in detectors.likelihood
 _SIGMAS_AT_CEILING = 6.0  # as in detectors.golden
 
 
@@ -264,6 +268,81 @@ def _range_step(p: Any, s: Any, x: float) -> float:  # likelihood.RangeBreach.st
 
 
 @_jit
+def _persistence_phi(s: Any) -> float:  # likelihood.Persistence.phi
+    sxx = s[_AR_SXX]
+    if not sxx > 0:
+        return 0.0
+    phi = s[_AR_SXY] / sxx
+    return 0.0 if phi < 0 else 1.0 if phi > 1 else phi
+
+
+@_jit
+def _persistence_surprise(p: Any, s: Any, x: float, expected: float, surprise: float) -> float:
+    """likelihood.Persistence.surprise."""
+    if not (s[_AR_N] > 0 and s[_AR_POWER] < p[_P_AR_RATIO] * s[_AR_BASE]):
+        return surprise
+    residual = (x - expected) - _persistence_phi(s) * (s[_AR_PREV] - expected)
+    power = s[_AR_ABOVE] if residual > 0 else s[_AR_BELOW]
+    if not power > 0:
+        return surprise
+    direction = p[_P_DIR]
+    if residual > 0 and direction != 2.0:
+        z = residual / math.sqrt(power)
+    elif residual < 0 and direction != 1.0:
+        z = -residual / math.sqrt(power)
+    else:
+        return 0.0
+    cap: float = p[_P_CAP]
+    z = z if z < cap else cap
+    return z * z
+
+
+@_jit
+def _persistence_learn(p: Any, s: Any, x: float, expected: float) -> None:
+    """likelihood.Persistence.learn_one (x is finite)."""
+    previous = s[_AR_PREV]
+    if math.isnan(previous):
+        s[_AR_PREV] = x
+        return
+    before = previous - expected
+    deviation = x - expected
+    phi = _persistence_phi(s)
+    residual = deviation - phi * before
+    tamed = False
+    learned = s[_AR_N] > 0
+    if learned and s[_AR_POWER] > 0:
+        spread = math.sqrt(s[_AR_POWER])
+        if abs(residual) > _ABSURD_SPREADS * spread:
+            residual = math.copysign(_TAME_SPREADS * spread, residual)
+            deviation = phi * before + residual
+            tamed = True
+    square = residual * residual
+    cross = deviation * before
+    overflows = deviation * deviation + before * before + abs(cross)
+    if not (math.isfinite(square) and math.isfinite(overflows)):
+        s[_AR_PREV] = expected + deviation if tamed else x
+        return
+    alpha = p[_P_AR_ALPHA]
+    keep = 1.0 - alpha
+    if not learned:
+        s[_AR_BASE] = deviation * deviation
+        s[_AR_POWER] = square
+    else:
+        s[_AR_BASE] = keep * s[_AR_BASE] + alpha * deviation * deviation
+        s[_AR_POWER] = keep * s[_AR_POWER] + alpha * square
+    if residual > 0:
+        above = s[_AR_ABOVE]
+        s[_AR_ABOVE] = square if above == 0.0 else keep * above + alpha * square
+    elif residual < 0:
+        below = s[_AR_BELOW]
+        s[_AR_BELOW] = square if below == 0.0 else keep * below + alpha * square
+    s[_AR_SXY] = keep * s[_AR_SXY] + alpha * cross
+    s[_AR_SXX] = keep * s[_AR_SXX] + alpha * before * before
+    s[_AR_N] += 1.0
+    s[_AR_PREV] = expected + deviation if tamed else x
+
+
+@_jit
 def _gate(p: Any, s: Any, slot: int, level: int, quiet: int, score: float) -> float:
     if s[slot] > 0:  # views.Gate.step
         s[slot] -= 1.0
@@ -396,6 +475,13 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
             if residual < 0 and direction != 1.0:
                 z = -signed if -signed < cap else cap
                 surprise = z * z
+    if p[_P_HAS_AR] != 0.0:
+        if learned:
+            expected = s[_G_EXP]
+            surprise = _persistence_surprise(p, s, x, expected, surprise)
+            _persistence_learn(p, s, x, expected)
+        else:
+            s[_AR_PREV] = x
     lik = int(p[_P_LIK + _LP_OFF])
     live = s[lik + _L_N] >= p[_P_LIK + _LP_WARMUP]
     score = _likelihood_step(p, s, _P_LIK, surprise) if learned else 0.0
@@ -505,6 +591,11 @@ def _parameters(reference: LikelihoodDetector) -> np.ndarray[Any, Any]:
     p[_P_EARLY] = 1.0 if reference.early_scores else 0.0
     p[_P_DG_LEVEL] = drift_gate.level
     p[_P_DG_QUIET] = drift_gate.quiet
+    persistence = reference._persistence
+    if persistence is not None:
+        p[_P_HAS_AR] = 1.0
+        p[_P_AR_RATIO] = persistence.ratio
+        p[_P_AR_ALPHA] = persistence.alpha
     end = _likelihood_block(p, _P_LIK, _FIXED, reference._likelihood)
     if drift is not None:
         p[_P_HAS_DRIFT] = 1.0
@@ -528,6 +619,7 @@ def _fresh_state(p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     s[_G_ABOVE] = s[_G_BELOW] = min_spread
     s[_R_LOW] = math.inf
     s[_R_HIGH] = -math.inf
+    s[_AR_PREV] = math.nan
     blocks = (
         (_P_LIK, 1.0),
         (_P_DRIFT_LIK, p[_P_HAS_DRIFT]),
@@ -554,7 +646,7 @@ def compiled_layout(**settings: Any) -> tuple[int, int]:
     """(parameters, state floats per series) for a model with these settings.
 
     >>> compiled_layout()
-    (89, 459)
+    (92, 467)
     """
     p = _parameters_for(tuple(sorted(settings.items())))
     return len(p), int(p[_P_SIZE])

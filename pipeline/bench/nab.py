@@ -163,7 +163,13 @@ class _Recording:
         return self.last, going_on
 
 
-_NO_VIEWS: dict[str, None] = {"drift_window": None, "seasonal_bins": None, "weekly_bins": None}
+# The ideas added after the point model, left out by the rows before them.
+_NO_VIEWS: dict[str, None] = {
+    "drift_window": None,
+    "seasonal_bins": None,
+    "weekly_bins": None,
+    "persistence_ratio": None,
+}
 
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
 # `shipped` is the model of the default configuration. From golden-slow to likelihood, each
@@ -176,8 +182,11 @@ DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     "likelihood-only": lambda: CompiledLikelihood(range_tolerance=None, refractory=0, **_NO_VIEWS),
     "likelihood-range": lambda: CompiledLikelihood(refractory=0, **_NO_VIEWS),
     "likelihood-refractory": lambda: CompiledLikelihood(**_NO_VIEWS),
-    "likelihood-drift": lambda: CompiledLikelihood(seasonal_bins=None, weekly_bins=None),
-    "likelihood-daily": lambda: CompiledLikelihood(weekly_bins=None),
+    "likelihood-drift": lambda: CompiledLikelihood(
+        seasonal_bins=None, weekly_bins=None, persistence_ratio=None
+    ),
+    "likelihood-daily": lambda: CompiledLikelihood(weekly_bins=None, persistence_ratio=None),
+    "likelihood-weekly": lambda: CompiledLikelihood(persistence_ratio=None),
     "likelihood": CompiledLikelihood,
     # The same model run by its Python specification: the same scores, far slower per point.
     "likelihood-reference": LikelihoodDetector,

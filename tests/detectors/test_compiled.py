@@ -15,9 +15,11 @@ from tests.builders import SIGNAL_MODELS
 
 def _stream(seed: int, n: int = 8000) -> list[tuple[float, float | None]]:
     """(value, time) pairs: a daily cycle with noise, spikes, a burst, a level shift, a cycle
-    that stops, absurd and non-finite values, and some points without (or with odd) times."""
+    that stops, a smooth random walk, absurd and non-finite values, and some points without
+    (or with odd) times."""
     rng = random.Random(seed)
     out: list[tuple[float, float | None]] = []
+    walk = 75.0
     for i in range(n):
         t = 1_400_000_000.0 + i * 300.0
         x = 50.0 + 20.0 * math.sin(2 * math.pi * t / 86400.0) + rng.gauss(0.0, 3.0)
@@ -29,6 +31,9 @@ def _stream(seed: int, n: int = 8000) -> list[tuple[float, float | None]]:
             x = 50.0 + rng.gauss(0.0, 3.0)  # the daily cycle fails to happen
         if i >= 6000:
             x += 25.0
+        if 6500 <= i < 7500:  # smooth (the last value forecasts the next best), one step
+            walk += rng.gauss(0.0, 0.3) + (15.0 if i == 7000 else 0.0)
+            x = walk
         roll = rng.random()
         if roll < 0.002:
             x = rng.choice([math.nan, math.inf, -math.inf, 1e300, -1e300, 0.0])
@@ -52,6 +57,8 @@ SETTINGS: list[dict[str, object]] = [
     {"alpha": 0.2, "spread_alpha": 0.05, "surprise_cap": 3.0, "hold_sigmas": 3.0},
     {"weekly_bins": None, "seasonal_bin_prior": None},
     {"seasonal_bins": None, "weekly_bins": 10, "seasonal_window": 5, "weekly_quiet": 0},
+    {"persistence_ratio": None},
+    {"persistence_ratio": 2.0, "persistence_alpha": 0.2, "direction": "down"},
 ]
 
 
@@ -74,6 +81,18 @@ def test_compiled_steps_exactly_like_the_specification(settings: dict[str, objec
 def test_the_reference_stream_exercises_continuation() -> None:
     reference = LikelihoodDetector()
     assert any(reference.step(x, t)[1] for x, t in _stream(seed=0))
+
+
+def test_the_reference_stream_exercises_the_persistence_forecast() -> None:
+    with_it, without = LikelihoodDetector(), LikelihoodDetector(persistence_ratio=None)
+    smooth = differ = 0
+    for x, t in _stream(seed=0):
+        persistence = with_it._persistence
+        assert persistence is not None
+        smooth += persistence.smooth
+        differ += with_it.step(x, t) != without.step(x, t)
+    assert smooth > 500  # the random walk is smooth enough for it
+    assert differ > 100
 
 
 def test_peeking_does_not_learn() -> None:
@@ -112,6 +131,8 @@ def test_a_state_of_another_layout_is_refused() -> None:
     ("settings", "message"),
     [
         ({"surprise_cap": 0.0}, "surprise_cap"),
+        ({"persistence_ratio": 0.0}, "persistence ratio"),
+        ({"persistence_alpha": 0.0}, "persistence alpha"),
         ({"hold_sigmas": 7.0}, "hold_sigmas"),
         ({"direction": "sideways"}, "direction"),
         ({"short_window": 0}, "short_window"),
@@ -127,16 +148,17 @@ def test_bad_settings_fail_like_the_specification(
 
 def test_state_is_one_small_array() -> None:
     _, floats = compiled_layout()
-    # fixed slots, the point and drift likelihoods, the daily view (its slots, likelihood,
-    # means, weights and bin spreads) and the weekly view (no bin spreads)
-    assert floats == 17 + (7 + 9) + (7 + 29) + (3 + 7 + 29 + 3 * 48) + (3 + 7 + 29 + 2 * 84)
+    # fixed slots (17 and the persistence forecast's 8), the point and drift likelihoods,
+    # the daily view (its slots, likelihood, means, weights and bin spreads) and the weekly
+    # view (no bin spreads)
+    assert floats == 25 + (7 + 9) + (7 + 29) + (3 + 7 + 29 + 3 * 48) + (3 + 7 + 29 + 2 * 84)
     detector = CompiledLikelihood()
     for x, t in _stream(seed=5, n=3000):
         detector.step(x, t)
     size = len(pickle.dumps(detector, pickle.HIGHEST_PROTOCOL))
     assert size < 8 * floats + 200
     assert size < 4096  # the issue's aim per series
-    assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 17 + 16
+    assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 25 + 16
 
 
 @pytest.mark.parametrize(("signal", "direction", "ceiling"), SIGNAL_MODELS)

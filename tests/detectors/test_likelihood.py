@@ -13,6 +13,7 @@ from detectors.golden import Direction, GoldenSignalDetector
 from detectors.likelihood import (
     AnomalyLikelihood,
     LikelihoodDetector,
+    Persistence,
     RangeBreach,
     Refractory,
     one_sided_confidence,
@@ -277,9 +278,11 @@ def test_hold_sigmas_must_fit_under_the_cap() -> None:
 
 
 def _awkward_stream(seed: int, n: int = 6000) -> list[float]:
-    """Noise with spikes, a sustained burst, a level shift and a few non-finite values."""
+    """Noise with spikes, a sustained burst, a level shift, a smooth walk with a step and a
+    few non-finite values."""
     rng = random.Random(seed)
     values = []
+    walk = 80.0
     for i in range(n):
         x = rng.gauss(50.0, 5.0)
         if rng.random() < 0.01:
@@ -288,6 +291,9 @@ def _awkward_stream(seed: int, n: int = 6000) -> list[float]:
             x += 100.0
         if i >= 4000:
             x += 30.0
+        if 4500 <= i < 5500:  # a smooth walk, where the persistence forecast takes over
+            walk += rng.gauss(0.0, 0.3) + (10.0 if i == 5000 else 0.0)
+            x = walk
         if rng.random() < 0.002:
             x = rng.choice([math.nan, math.inf, -math.inf])
         values.append(x)
@@ -302,6 +308,8 @@ def _awkward_stream(seed: int, n: int = 6000) -> list[float]:
         {"direction": "down", "range_tolerance": None},
         {"refractory": 0, "early_scores": False},
         {"warmup": 5, "likelihood_warmup": 10, "tail_df": 3},
+        {"persistence_ratio": None},
+        {"persistence_ratio": 1.0, "direction": "up"},
     ],
 )
 def test_step_is_score_continues_then_learn(kwargs: dict[str, object]) -> None:
@@ -349,3 +357,93 @@ def test_long_history_is_plain_then_exponentially_weighted() -> None:
         moved = 10.0 * (1.0 - (1.0 - 0.01) ** k)
         assert likelihood.long_mean == pytest.approx(start + moved, rel=1e-9)
     assert likelihood.long_spread > 1.0  # the step itself widened the spread
+
+
+# --- the persistence forecast -----------------------------------------------------------
+
+
+def _walk(seed: int, n: int, step: float = 0.2) -> list[float]:
+    rng = random.Random(seed)
+    level, values = 100.0, []
+    for _ in range(n):
+        level += rng.gauss(0.0, step)
+        values.append(level)
+    return values
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_persistence_sees_a_step_the_baseline_spread_hides(seed: int) -> None:
+    # A slow walk: the baseline lags it, so its spread is wide and a 10-step jump is ordinary
+    # for it; for the last value's forecast it is 10 of its spreads.
+    with_it, without = LikelihoodDetector(), LikelihoodDetector(persistence_ratio=None)
+    walk = _walk(seed, 1500)
+    for x in walk:
+        with_it.step(x)
+        without.step(x)
+    jump = [walk[-1] + 2.0 + 0.2 * k for k in range(5)]
+    seen = max(with_it.step(x)[0] for x in jump)
+    hidden = max(without.step(x)[0] for x in jump)
+    assert seen > 0.97
+    assert seen > hidden
+
+
+@pytest.mark.parametrize(
+    ("values", "baseline", "smooth"),
+    [
+        (_walk(1, 2000), 100.0, True),  # the last value is the best forecast
+        (_noise(2, 2000), 100.0, False),  # white noise: the baseline is
+        ([5.0] * 2000, 5.0, False),  # constant: neither has any error to compare
+    ],
+)
+def test_persistence_stands_in_only_for_smooth_series(
+    values: list[float], baseline: float, smooth: bool
+) -> None:
+    persistence = Persistence(ratio=0.2)
+    for x in values:
+        persistence.learn_one(x, baseline)
+    assert persistence.smooth is smooth
+    assert 0.0 <= persistence.phi <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("direction", "offset", "surprise"),
+    [
+        ("both", 5.0, 36.0),
+        ("both", -5.0, 36.0),
+        ("up", 5.0, 36.0),
+        ("up", -5.0, 0.0),
+        ("down", -5.0, 36.0),
+        ("down", 5.0, 0.0),
+    ],
+)
+def test_persistence_surprise_follows_the_direction(
+    direction: Direction, offset: float, surprise: float
+) -> None:
+    persistence = Persistence()
+    walk = _walk(3, 2000, step=0.1)
+    for x in walk:
+        persistence.learn_one(x, 100.0)
+    assert persistence.surprise(walk[-1] + offset, 100.0, 1.5, direction, 6.0) == surprise
+
+
+def test_an_absurd_value_does_not_poison_persistence() -> None:
+    persistence = Persistence()
+    walk = _walk(4, 1000)
+    for x in walk[:500]:
+        persistence.learn_one(x, 100.0)
+    power = persistence._power
+    persistence.learn_one(1e300, 100.0)
+    for x in walk[500:]:
+        persistence.learn_one(x, 100.0)
+    assert persistence.smooth
+    assert persistence._power < 10 * power
+    assert math.isfinite(persistence.phi)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"ratio": 0.0}, "ratio"), ({"alpha": 0.0}, "alpha"), ({"alpha": 1.5}, "alpha")],
+)
+def test_persistence_rejects_bad_parameters(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Persistence(**kwargs)
