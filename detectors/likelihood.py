@@ -322,7 +322,9 @@ class LikelihoodDetector(base.Base):
 
     1. A `GoldenSignalDetector` (baseline `alpha`, spreads `spread_alpha`, `ceiling`) gives
        each point's standardized residual z on its side; its surprise is
-       `min(z, surprise_cap) ** 2`, counted only in `direction` (0 in the harmless one).
+       `min(z, surprise_cap) ** 2`, counted only in `direction` (0 in the harmless one). On a
+       smooth series a `Persistence` forecast (`persistence_ratio`, `persistence_alpha`; None
+       leaves it out) stands in: the surprise is then its residual's, on its own spreads.
     2. An `AnomalyLikelihood` scores the recent mean of surprise against its long history.
     3. A `RangeBreach` (`range_tolerance`, None to leave it out) scores 1 once the likelihood
        is live and the value leaves everything seen so far.
