@@ -475,6 +475,7 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
             if residual < 0 and direction != 1.0:
                 z = -signed if -signed < cap else cap
                 surprise = z * z
+    held = surprise  # the baseline's: `continues` reads it
     if p[_P_HAS_AR] != 0.0:
         if learned:
             expected = s[_G_EXP]
@@ -496,7 +497,7 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
     if p[_P_HAS_CEIL] != 0.0:
         out = max(out, _ceiling_pressure(p, s, x))
     hold = p[_P_HOLD]
-    going_on = muted and surprise >= hold * hold
+    going_on = muted and held >= hold * hold
     if live:
         if breach:
             s[_REF_QUIET] = 0.0

@@ -519,21 +519,31 @@ class LikelihoodDetector(base.Base):
         return self._likelihood.ready
 
     def surprise(self, x: float) -> float:
-        """The capped squared standardized residual of `x` in the alarming direction."""
+        """The capped squared standardized residual of `x` in the alarming direction, from
+        the persistence forecast on a smooth series, else from the baseline."""
+        golden = self._golden
+        baseline = self.baseline_surprise(x)
+        if self._persistence is None or golden.n_seen < self.warmup or not math.isfinite(x):
+            return baseline
+        return self._persistence.surprise(
+            x, golden.expected, baseline, self.direction, self.surprise_cap
+        )
+
+    def baseline_surprise(self, x: float) -> float:
+        """The capped squared standardized residual of `x` from the baseline, in the alarming
+        direction: what `continues` holds an event by (the persistence forecast catches up
+        with a step at once; the baseline, like the event, takes its time)."""
         golden = self._golden
         if golden.n_seen < self.warmup or not math.isfinite(x):
             return 0.0
         residual = x - golden.expected
         if residual > 0 and self.direction != "down":
-            z = min(residual / golden.spread_above, self.surprise_cap)
+            z = residual / golden.spread_above
         elif residual < 0 and self.direction != "up":
-            z = min(-residual / golden.spread_below, self.surprise_cap)
+            z = -residual / golden.spread_below
         else:
-            z = 0.0
-        if self._persistence is not None:
-            return self._persistence.surprise(
-                x, golden.expected, z * z, self.direction, self.surprise_cap
-            )
+            return 0.0
+        z = min(z, self.surprise_cap)
         return z * z
 
     def residual_z(self, x: float) -> float:
@@ -566,7 +576,7 @@ class LikelihoodDetector(base.Base):
         """Whether `x` carries on the event whose alarm muted the score; does not learn it."""
         if not self._refractory.muted or not math.isfinite(x):
             return False
-        return self._assess(x)[0] >= self.hold_sigmas * self.hold_sigmas
+        return self.baseline_surprise(x) >= self.hold_sigmas * self.hold_sigmas
 
     def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
         """`score_one(x, t)` and `continues(x)`, then `learn_one(x, t)`, in one pass (the
@@ -592,6 +602,7 @@ class LikelihoodDetector(base.Base):
                 if residual < 0 and self.direction != "up":
                     z = -signed if -signed < self.surprise_cap else self.surprise_cap
                     surprise = z * z
+        held = surprise  # the baseline's: `continues` reads it
         persistence = self._persistence
         if persistence is not None:
             if learned:
@@ -617,7 +628,7 @@ class LikelihoodDetector(base.Base):
         out = 0.0 if muted and not breach else score
         if self.ceiling is not None:
             out = max(out, golden.ceiling_pressure(x))
-        going_on = muted and surprise >= self.hold_sigmas * self.hold_sigmas
+        going_on = muted and held >= self.hold_sigmas * self.hold_sigmas
         if live:
             if breach:
                 refractory.reset()

@@ -447,3 +447,25 @@ def test_an_absurd_value_does_not_poison_persistence() -> None:
 def test_persistence_rejects_bad_parameters(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Persistence(**kwargs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_step_on_a_smooth_series_continues_by_the_baseline(seed: int) -> None:
+    # The persistence forecast catches up with a step at once; the event goes on while the
+    # value stays off the baseline, as on any other series.
+    rng = random.Random(seed)
+    detector = LikelihoodDetector()
+    level = 100.0
+    for _ in range(1500):
+        level += rng.gauss(0.0, 0.2)
+        detector.step(level)
+    persistence = detector._persistence
+    assert persistence is not None
+    assert persistence.smooth
+    level += 10.0
+    steps = []
+    for _ in range(6):
+        level += rng.gauss(0.0, 0.2)
+        steps.append(detector.step(level))
+    assert steps[0][0] >= 0.99
+    assert all(going_on for _, going_on in steps[1:])
