@@ -35,9 +35,9 @@ import numpy as np
 from numba import njit
 
 from detectors.golden import Direction, signal_direction
-from detectors.likelihood import LikelihoodDetector
+from detectors.likelihood import TAME_SPREADS, LikelihoodDetector
 from detectors.scoring import AnomalyLikelihood, t_confidence
-from detectors.views import Gate, SeasonalLikelihood
+from detectors.views import ABSURD_SPREADS, Gate, SeasonalLikelihood
 
 __all__ = ["CompiledLikelihood", "compiled_layout", "detector_for_signal", "warm_up"]
 
@@ -92,8 +92,6 @@ def _jit(function: _F) -> _F:
 
 
 _DIRECTIONS: dict[str, float] = {"both": 0.0, "up": 1.0, "down": 2.0}
-_ABSURD_SPREADS = 1000.0  # as in detectors.views
-_TAME_SPREADS = 6.0  # as in detectors.likelihood
 _SIGMAS_AT_CEILING = 6.0  # as in detectors.golden
 
 
@@ -312,8 +310,8 @@ def _persistence_learn(p: Any, s: Any, x: float, expected: float) -> None:
     learned = s[_AR_N] > 0
     if learned and s[_AR_POWER] > 0:
         spread = math.sqrt(s[_AR_POWER])
-        if abs(residual) > _ABSURD_SPREADS * spread:
-            residual = math.copysign(_TAME_SPREADS * spread, residual)
+        if abs(residual) > ABSURD_SPREADS * spread:
+            residual = math.copysign(TAME_SPREADS * spread, residual)
             deviation = phi * before + residual
             tamed = True
     square = residual * residual
@@ -363,7 +361,7 @@ def _seasonal_step(p: Any, s: Any, v: int, t: float, x: float) -> float:
     power = s[own + _SS_POWER]
     spread = math.sqrt(power)
     known = s[own + _SS_RESID] > p[v + _SP_MIN_RESID]
-    limit = _ABSURD_SPREADS * spread if known and spread > 0.0 else math.inf
+    limit = ABSURD_SPREADS * spread if known and spread > 0.0 else math.inf
     cap = p[v + _SP_CAP]
     clip = cap * spread
     # views.SeasonalProfile._place

@@ -20,11 +20,10 @@ from river import base
 
 from detectors.golden import Direction, GoldenSignalDetector
 from detectors.scoring import AnomalyLikelihood, one_sided_confidence
-from detectors.views import DriftLikelihood, Gate, SeasonalLikelihood
+from detectors.views import ABSURD_SPREADS, DriftLikelihood, Gate, SeasonalLikelihood
 
 WEEK = 7 * 86400.0
-_ABSURD_SPREADS = 1000.0  # as in detectors.views: further off than this is no information
-_TAME_SPREADS = 6.0  # ... and is learned as this far off
+TAME_SPREADS = 6.0  # how far off a value beyond `ABSURD_SPREADS` is learned as
 
 __all__ = [
     "AnomalyLikelihood",
@@ -267,8 +266,8 @@ class Persistence:
     def learn_one(self, x: float, expected: float) -> None:
         """Learn `x` (finite) against the baseline's forecast `expected` made before it.
 
-        A value more than `_ABSURD_SPREADS` of this forecast's spread off it is learned as
-        `_TAME_SPREADS` of them off (and remembered so), so one absurd value cannot poison
+        A value more than `ABSURD_SPREADS` of this forecast's spread off it is learned as
+        `TAME_SPREADS` of them off (and remembered so), so one absurd value cannot poison
         the statistics; one whose square overflows is not learned at all.
         """
         previous = self._previous
@@ -282,8 +281,8 @@ class Persistence:
         tamed = False
         if self._n > 0 and self._power > 0:
             spread = math.sqrt(self._power)
-            if abs(residual) > _ABSURD_SPREADS * spread:
-                residual = math.copysign(_TAME_SPREADS * spread, residual)
+            if abs(residual) > ABSURD_SPREADS * spread:
+                residual = math.copysign(TAME_SPREADS * spread, residual)
                 deviation = phi * before + residual
                 tamed = True
         square = residual * residual

@@ -19,7 +19,7 @@ from detectors.scoring import AnomalyLikelihood, one_sided_confidence
 
 __all__ = ["DriftLikelihood", "Gate", "SeasonalLikelihood", "SeasonalProfile"]
 
-_ABSURD_SPREADS = 1000.0
+ABSURD_SPREADS = 1000.0  # a residual further off than this many spreads carries no information
 
 
 class Gate:
@@ -356,7 +356,7 @@ class SeasonalLikelihood:
         if not (math.isfinite(t) and math.isfinite(x)):
             return 0.0
         out = 0.0
-        # Once the spread is known, a value more than `_ABSURD_SPREADS` of it off the profile
+        # Once the spread is known, a value more than `ABSURD_SPREADS` of it off the profile
         # (1e300 from a broken exporter, say) is learned as `cap` spreads off, by the profile
         # and the spread alike: it cannot poison a bin or the spread for days, and a real jump
         # that big is still learned, a few spreads a point. Ordinary residuals, even of tens of
@@ -366,7 +366,7 @@ class SeasonalLikelihood:
         spread = math.sqrt(power)
         known = self._residuals > self.min_residuals
         # No spread yet (or a constant series: no scale at all) means nothing is absurd.
-        limit = _ABSURD_SPREADS * spread if known and spread > 0.0 else math.inf
+        limit = ABSURD_SPREADS * spread if known and spread > 0.0 else math.inf
         clip = self.cap * spread
         profile = self._profile
         low, high, weight = profile._place(t)
