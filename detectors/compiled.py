@@ -275,39 +275,31 @@ def _persistence_phi(s: Any) -> float:  # likelihood.Persistence.phi
 
 
 @_jit
-def _persistence_surprise(p: Any, s: Any, x: float, expected: float, surprise: float) -> float:
-    """likelihood.Persistence.surprise."""
-    if not (s[_AR_N] > 0 and s[_AR_POWER] < p[_P_AR_RATIO] * s[_AR_BASE]):
-        return surprise
-    residual = (x - expected) - _persistence_phi(s) * (s[_AR_PREV] - expected)
-    power = s[_AR_ABOVE] if residual > 0 else s[_AR_BELOW]
-    if not power > 0:
-        return surprise
-    direction = p[_P_DIR]
-    if residual > 0 and direction != 2.0:
-        z = residual / math.sqrt(power)
-    elif residual < 0 and direction != 1.0:
-        z = -residual / math.sqrt(power)
-    else:
-        return 0.0
-    cap: float = p[_P_CAP]
-    z = z if z < cap else cap
-    return z * z
-
-
-@_jit
-def _persistence_learn(p: Any, s: Any, x: float, expected: float) -> None:
-    """likelihood.Persistence.learn_one (x is finite)."""
+def _persistence_step(p: Any, s: Any, x: float, expected: float, surprise: float) -> float:
+    """likelihood.Persistence.surprise, then its learn_one (x is finite): one residual for both."""
     previous = s[_AR_PREV]
     if math.isnan(previous):
         s[_AR_PREV] = x
-        return
+        return surprise
     before = previous - expected
     deviation = x - expected
     phi = _persistence_phi(s)
     residual = deviation - phi * before
-    tamed = False
     learned = s[_AR_N] > 0
+    out = surprise
+    if learned and s[_AR_POWER] < p[_P_AR_RATIO] * s[_AR_BASE]:  # smooth: it stands in
+        power = s[_AR_ABOVE] if residual > 0 else s[_AR_BELOW]
+        if power > 0:
+            direction = p[_P_DIR]
+            z = 0.0
+            if residual > 0 and direction != 2.0:
+                z = residual / math.sqrt(power)
+            elif residual < 0 and direction != 1.0:
+                z = -residual / math.sqrt(power)
+            cap: float = p[_P_CAP]
+            z = z if z < cap else cap
+            out = z * z
+    tamed = False
     if learned and s[_AR_POWER] > 0:
         spread = math.sqrt(s[_AR_POWER])
         if abs(residual) > ABSURD_SPREADS * spread:
@@ -319,7 +311,7 @@ def _persistence_learn(p: Any, s: Any, x: float, expected: float) -> None:
     overflows = deviation * deviation + before * before + abs(cross)
     if not (math.isfinite(square) and math.isfinite(overflows)):
         s[_AR_PREV] = expected + deviation if tamed else x
-        return
+        return out
     alpha = p[_P_AR_ALPHA]
     keep = 1.0 - alpha
     if not learned:
@@ -338,6 +330,7 @@ def _persistence_learn(p: Any, s: Any, x: float, expected: float) -> None:
     s[_AR_SXX] = keep * s[_AR_SXX] + alpha * before * before
     s[_AR_N] += 1.0
     s[_AR_PREV] = expected + deviation if tamed else x
+    return out
 
 
 @_jit
@@ -476,9 +469,7 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
     held = surprise  # the baseline's: `continues` reads it
     if p[_P_HAS_AR] != 0.0:
         if learned:
-            expected = s[_G_EXP]
-            surprise = _persistence_surprise(p, s, x, expected, surprise)
-            _persistence_learn(p, s, x, expected)
+            surprise = _persistence_step(p, s, x, s[_G_EXP], surprise)
         else:
             s[_AR_PREV] = x
     lik = int(p[_P_LIK + _LP_OFF])
