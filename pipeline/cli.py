@@ -126,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
         help="detector to score (repeatable); default: the shipped one",
     )
     nab.add_argument(
+        "--score-results",
+        type=Path,
+        default=None,
+        help="score the NAB-format result files in this directory instead of running "
+        "detectors (e.g. a NAB checkout's results/; --detector picks folders)",
+    )
+    nab.add_argument(
         "--files-half",
         choices=["a", "b", "all"],
         default="all",
@@ -205,6 +212,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench" and args.bench == "nab":
         from pipeline.bench.nab import run_nab
 
+        if args.score_results is not None:
+            run_nab(
+                args.data,
+                args.detector or [],
+                args.results_dir,
+                args.files_half,
+                score_results=args.score_results,
+            )
+            return 0
         run_nab(args.data, args.detector or ["shipped"], args.results_dir, args.files_half)
         return 0
     if args.command == "bench" and args.bench == "faults":

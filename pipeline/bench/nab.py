@@ -61,6 +61,7 @@ __all__ = [
     "StreamDetector",
     "load_corpus",
     "print_report",
+    "read_results",
     "run_detector",
     "run_nab",
     "score_run",
@@ -296,8 +297,9 @@ class DetectorRun:
     detector: str
     scores: Mapping[str, Sequence[float]]  # by relative path
     points: int
-    microseconds_per_point: float
-    bytes_per_series: int  # the largest pickle of a series' model at the end of its file
+    # None where the scores were read from result files rather than run here.
+    microseconds_per_point: float | None
+    bytes_per_series: int | None  # the largest pickle of a series' model at the end of its file
 
 
 def run_detector(name: str, files: Sequence[NabFile]) -> DetectorRun:
@@ -340,6 +342,86 @@ def write_results(run: DetectorRun, files: Sequence[NabFile], out: Path) -> None
             writer.writerow(["timestamp", "value", "anomaly_score", "label"])
             for row in zip(nab_file.timestamps, nab_file.values, scores, inside, strict=True):
                 writer.writerow(row)
+
+
+def read_results(
+    results_dir: Path, files: Sequence[NabFile], detectors: Sequence[str] | None = None
+) -> list[DetectorRun]:
+    """Runs read back from NAB-format result files instead of run here: ours (`--results-dir`)
+    or any detector's, such as those a NAB checkout publishes under `results/`.
+
+    Each detector is a folder of `results_dir` holding
+    `<detector>/<category>/<detector>_<file>.csv` for every file in `files`, with a
+    `timestamp` and an `anomaly_score` column (others are ignored) and the data file's rows
+    in its order. `detectors` names the folders to read; by default, every folder that holds
+    result files. Anything missing or malformed raises a `QuietpagerError` naming the file
+    (and the line).
+    """
+    if not results_dir.is_dir():
+        raise QuietpagerError(f"{results_dir}: no such results directory")
+    names = list(detectors) if detectors else _result_folders(results_dir)
+    if not names:
+        raise QuietpagerError(
+            f"{results_dir}: no result files (expected <detector>/<category>/<detector>_<file>.csv)"
+        )
+    runs = []
+    for name in names:
+        if not (results_dir / name).is_dir():
+            raise QuietpagerError(f"{results_dir / name}: no results for detector {name!r}")
+        scores = {
+            nab_file.relative_path: _read_result(
+                results_dir / name / nab_file.category / f"{name}_{nab_file.name}", nab_file
+            )
+            for nab_file in files
+        }
+        points = sum(len(nab_file.values) for nab_file in files)
+        runs.append(DetectorRun(name, scores, points, None, None))
+    return runs
+
+
+def _result_folders(results_dir: Path) -> list[str]:
+    return sorted(
+        folder.name
+        for folder in results_dir.iterdir()
+        if folder.is_dir() and any(folder.glob(f"*/{folder.name}_*.csv"))
+    )
+
+
+def _read_result(path: Path, nab_file: NabFile) -> list[float]:
+    if not path.is_file():
+        raise QuietpagerError(f"{path}: missing (every file of the corpus needs its result)")
+    scores: list[float] = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        for needed in ("timestamp", "anomaly_score"):
+            if needed not in columns:
+                raise QuietpagerError(f"{path}: no {needed!r} column (has {', '.join(columns)})")
+        expected = nab_file.timestamps
+        for row in reader:
+            line = reader.line_num
+            i = len(scores)
+            stamp = (row["timestamp"] or "").strip()
+            if i >= len(expected) or stamp != expected[i].strip():
+                want = repr(expected[i]) if i < len(expected) else "no more rows"
+                raise QuietpagerError(
+                    f"{path}:{line}: timestamp {stamp!r} where the data file has {want}"
+                )
+            raw = row["anomaly_score"]
+            try:
+                score = float(raw or "")
+            except ValueError:
+                raise QuietpagerError(
+                    f"{path}:{line}: anomaly_score {raw!r} is not a number"
+                ) from None
+            if not 0.0 <= score <= 1.0:
+                raise QuietpagerError(f"{path}:{line}: anomaly_score {raw!r} is not in [0, 1]")
+            scores.append(score)
+    if len(scores) != len(nab_file.values):
+        raise QuietpagerError(
+            f"{path}: {len(scores)} rows where the data file has {len(nab_file.values)}"
+        )
+    return scores
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,11 +509,14 @@ def print_report(
         table.add_column(heading, justify="right")
     for report in reports:
         for i, (column, by_profile) in enumerate(report.columns.items()):
-            cost = (
-                [f"{report.run.microseconds_per_point:.2f}", f"{report.run.bytes_per_series:,}"]
-                if i == 0
-                else ["", ""]
-            )
+            run = report.run
+            micros, size = run.microseconds_per_point, run.bytes_per_series
+            cost = ["", ""]
+            if i == 0:  # "—": read from result files, not run here
+                cost = [
+                    "—" if micros is None else f"{micros:.2f}",
+                    "—" if size is None else f"{size:,}",
+                ]
             table.add_row(
                 report.run.detector if i == 0 else "",
                 column,
@@ -463,8 +548,17 @@ def run_nab(
     results_dir: Path | None = None,
     half: Half = "all",
     console: Console | None = None,
+    score_results: Path | None = None,
 ) -> list[NabReport]:
-    """Run each detector over the corpus, write result files if asked, print the table."""
+    """Run each detector over the corpus, write result files if asked, print the table.
+
+    With `score_results`, nothing runs: the result files in that directory are scored
+    instead (`read_results`; `detectors`, when not empty, names which).
+    """
+    if score_results is not None and results_dir is not None:
+        raise QuietpagerError(
+            "--results-dir writes result files and --score-results reads them: give one"
+        )
     console = console or Console()
     files = load_corpus(data, half)
     profiles_path = data / "profiles.json"
@@ -475,7 +569,10 @@ def run_nab(
     if missing:
         raise QuietpagerError(f"{profiles_path}: missing profiles {', '.join(missing)}")
     reports = []
-    for name in detectors:
+    if score_results is not None:
+        for run in read_results(score_results, files, detectors):
+            reports.append(score_run(run, files, profiles))
+    for name in detectors if score_results is None else ():
         run = run_detector(name, files)
         if results_dir is not None:
             write_results(run, files, results_dir)

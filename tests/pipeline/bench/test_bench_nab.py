@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import random
+import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,11 +16,19 @@ from rich.console import Console
 
 from detectors.compiled import CompiledLikelihood
 from detectors.likelihood import LikelihoodDetector
-from pipeline.bench.nab import load_corpus, run_detector, run_nab, split_half
+from pipeline.bench.nab import (
+    load_corpus,
+    read_results,
+    run_detector,
+    run_nab,
+    split_half,
+    write_results,
+)
 from pipeline.bench.nab_score import Window
 from pipeline.cli import main
 from pipeline.config import DetectConfig
 from pipeline.detect import series_model
+from pipeline.errors import QuietpagerError
 from pipeline.model import Signal
 
 N_ROWS = 400
@@ -92,6 +102,7 @@ def test_run_scores_each_point_before_learning_it(tmp_path: Path) -> None:
         detector.learn_one(x, t)
     assert run.scores["realThings/one.csv"] == expected
     assert run.points == 4 * N_ROWS
+    assert run.bytes_per_series is not None
     assert 0 < run.bytes_per_series < 4096
 
 
@@ -165,3 +176,151 @@ def test_likelihood_finds_both_shifts_and_its_stage_stream_emits_more(tmp_path: 
     assert sum(s >= 0.99 for s in stage.scores[one][300:330]) > sum(
         s >= 0.99 for s in shipped.scores[one][300:330]
     )
+
+
+def test_result_files_read_back_score_as_the_run_did(tmp_path: Path) -> None:
+    _write_nab(tmp_path / "nab")
+    files = load_corpus(tmp_path / "nab")
+    run = run_detector("golden", files)
+    write_results(run, files, tmp_path / "results")
+    (back,) = read_results(tmp_path / "results", files)
+    assert back.detector == "golden"
+    assert back.scores == run.scores  # the written text reads back to the same floats
+    assert back.points == run.points
+    assert back.microseconds_per_point is None
+    console = Console(file=io.StringIO(), width=200)
+    (ran,) = run_nab(tmp_path / "nab", ["golden"], console=console)
+    (scored,) = run_nab(tmp_path / "nab", [], console=console, score_results=tmp_path / "results")
+    assert scored.columns == ran.columns
+
+
+def _write_result(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _oracle(root: Path, nab: Path) -> None:
+    """An `oracle` detector in NAB's own results layout (extra columns included) that fires
+    on the first row of each window and nowhere else."""
+    for nab_file in load_corpus(nab):
+        firsts = {window.first for window in nab_file.windows}
+        _write_result(
+            root / "oracle" / nab_file.category / f"oracle_{nab_file.name}",
+            ["timestamp", "value", "anomaly_score", "raw_score", "label", "S(t)_standard"],
+            [
+                [stamp, str(value), "1.0" if i in firsts else "0.0", "0.5", "0", "0"]
+                for i, (stamp, value) in enumerate(
+                    zip(nab_file.timestamps, nab_file.values, strict=True)
+                )
+            ],
+        )
+
+
+def test_scoring_result_files_of_a_perfect_detector_gives_100(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_nab(tmp_path / "nab")
+    _oracle(tmp_path / "results", tmp_path / "nab")
+    (tmp_path / "results" / "empty").mkdir()  # a folder without result files is not a detector
+    code = main(
+        [
+            "bench",
+            "nab",
+            "--data",
+            str(tmp_path / "nab"),
+            "--score-results",
+            str(tmp_path / "results"),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "oracle" in printed
+    assert "empty" not in printed
+    console = Console(file=io.StringIO(), width=200)
+    (report,) = run_nab(
+        tmp_path / "nab", ["oracle"], console=console, score_results=tmp_path / "results"
+    )
+    for profile in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"):
+        assert report.columns["corpus"][profile].score == pytest.approx(100.0)
+
+
+def _break(path: Path, row: int, column: str, value: str) -> None:
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows[row][rows[0].index(column)] = value
+    _write_result(path, rows[0], rows[1:])
+
+
+def _drop_column(path: Path, column: str) -> None:
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    keep = [i for i, name in enumerate(rows[0]) if name != column]
+    _write_result(path, [rows[0][i] for i in keep], [[r[i] for i in keep] for r in rows[1:]])
+
+
+def _truncate(path: Path, rows: int) -> None:
+    with path.open(newline="") as handle:
+        table = list(csv.reader(handle))
+    _write_result(path, table[0], table[1 : rows + 1])
+
+
+ONE = "realThings/oracle_one.csv"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.unlink(), "oracle_one.csv: missing"),
+        (lambda p: _drop_column(p, "anomaly_score"), "no 'anomaly_score' column"),
+        (lambda p: _drop_column(p, "timestamp"), "no 'timestamp' column"),
+        (lambda p: _break(p, 5, "anomaly_score", "high"), "oracle_one.csv:6: anomaly_score 'high'"),
+        (lambda p: _break(p, 5, "anomaly_score", "1.5"), "'1.5' is not in [0, 1]"),
+        (lambda p: _break(p, 5, "anomaly_score", "nan"), "'nan' is not in [0, 1]"),
+        (lambda p: _break(p, 3, "timestamp", "2015-03-01 00:11:00"), "oracle_one.csv:4: timestamp"),
+        (lambda p: _truncate(p, N_ROWS - 1), f"{N_ROWS - 1} rows where the data file has {N_ROWS}"),
+    ],
+)
+def test_bad_result_files_are_named(
+    tmp_path: Path, damage: Callable[[Path], None], message: str
+) -> None:
+    _write_nab(tmp_path / "nab")
+    _oracle(tmp_path / "results", tmp_path / "nab")
+    damage(tmp_path / "results" / "oracle" / ONE)
+    files = load_corpus(tmp_path / "nab")
+    with pytest.raises(QuietpagerError, match=re.escape(message)):
+        read_results(tmp_path / "results", files)
+
+
+def test_extra_rows_in_a_result_file_are_named(tmp_path: Path) -> None:
+    _write_nab(tmp_path / "nab")
+    _oracle(tmp_path / "results", tmp_path / "nab")
+    path = tmp_path / "results" / "oracle" / ONE
+    with path.open("a", newline="") as handle:
+        handle.write(f"{_stamp(N_ROWS)},1.0,0.0,0.5,0,0\n")
+    with pytest.raises(QuietpagerError, match=f"oracle_one.csv:{N_ROWS + 2}: .*no more rows"):
+        read_results(tmp_path / "results", load_corpus(tmp_path / "nab"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--score-results", "{root}/nowhere"], "no such results directory"),
+        (["--score-results", "{root}/nab"], "no result files"),
+        (["--score-results", "{root}/results", "--detector", "nope"], "no results for detector"),
+        (
+            ["--score-results", "{root}/results", "--results-dir", "{root}/out"],
+            "give one",
+        ),
+    ],
+)
+def test_bench_nab_score_results_rejects_bad_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    _write_nab(tmp_path / "nab")
+    _oracle(tmp_path / "results", tmp_path / "nab")
+    argv = [a.format(root=tmp_path) for a in args]
+    assert main(["bench", "nab", "--data", str(tmp_path / "nab"), *argv]) == 2
+    assert message in capsys.readouterr().err
