@@ -133,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
         "detectors (e.g. a NAB checkout's results/; --detector picks folders)",
     )
     nab.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also print where each detector's points go and the windows it misses",
+    )
+    nab.add_argument(
         "--files-half",
         choices=["a", "b", "all"],
         default="all",
@@ -219,9 +224,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                 args.results_dir,
                 args.files_half,
                 score_results=args.score_results,
+                breakdown=args.breakdown,
             )
             return 0
-        run_nab(args.data, args.detector or ["shipped"], args.results_dir, args.files_half)
+        run_nab(
+            args.data,
+            args.detector or ["shipped"],
+            args.results_dir,
+            args.files_half,
+            breakdown=args.breakdown,
+        )
         return 0
     if args.command == "bench" and args.bench == "faults":
         from pipeline.bench.faults import run_faults

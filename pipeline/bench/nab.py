@@ -39,8 +39,10 @@ from pipeline.bench.nab_score import (
     PROFILE_NAMES,
     CorpusScorer,
     CostProfile,
+    Losses,
     Window,
     load_profiles,
+    probationary_length,
     windows_from_timestamps,
 )
 from pipeline.config import DetectConfig
@@ -54,12 +56,15 @@ __all__ = [
     "REFERENCE_SCORES",
     "SHIPPED_THRESHOLD",
     "DetectorRun",
+    "MissedWindow",
     "NabFile",
     "NabReport",
     "ProfileScore",
     "StageStream",
     "StreamDetector",
     "load_corpus",
+    "missed_windows",
+    "print_losses",
     "print_report",
     "read_results",
     "run_detector",
@@ -438,6 +443,7 @@ class NabReport:
 
     run: DetectorRun
     columns: Mapping[str, Mapping[str, ProfileScore]]
+    losses: Mapping[str, Losses]  # per profile, over the files run at the "corpus" threshold
 
 
 # Report columns, in order: what each one scores.
@@ -461,6 +467,7 @@ def score_run(
 ) -> NabReport:
     """Score a run over the files it ran, and per half where both halves are present."""
     columns: dict[str, dict[str, ProfileScore]] = {}
+    losses: dict[str, Losses] = {}
     corpus = _scorer(run, files)
     tune_files = [f for f in files if f.half == "a"]
     test_files = [f for f in files if f.half == "b"]
@@ -471,6 +478,7 @@ def score_run(
         columns.setdefault("corpus", {})[profile.name] = ProfileScore(
             corpus.normalized(profile, best.raw), best.threshold
         )
+        losses[profile.name] = corpus.losses(profile, best.threshold)
         if tune is not None and test is not None:
             tuned = tune.best(profile)
             columns.setdefault("tune a", {})[profile.name] = ProfileScore(
@@ -484,7 +492,7 @@ def score_run(
         columns.setdefault("at 0.99", {})[profile.name] = ProfileScore(
             corpus.normalized(profile, shipped.raw), SHIPPED_THRESHOLD
         )
-    return NabReport(run, columns)
+    return NabReport(run, columns, losses)
 
 
 def _threshold_text(threshold: float) -> str:
@@ -542,6 +550,65 @@ def print_report(
     console.print("[dim]published: the NAB scoreboard, whole corpus, NAB's protocol[/dim]")
 
 
+@dataclass(frozen=True, slots=True)
+class MissedWindow:
+    """A labelled window with no detection at a threshold, and the best score it got."""
+
+    relative_path: str
+    half: Literal["a", "b"]
+    window: Window
+    peak: float  # the highest anomaly score on the window's scored rows
+
+
+def missed_windows(
+    run: DetectorRun, files: Sequence[NabFile], threshold: float
+) -> list[MissedWindow]:
+    """The scorable windows in which no row reaches `threshold`, closest misses first."""
+    missed = []
+    for nab_file in files:
+        scores = run.scores[nab_file.relative_path]
+        probation = probationary_length(len(scores))
+        for window in nab_file.windows:
+            scored = scores[max(window.first, probation) : window.last + 1]
+            if scored and max(scored) < threshold:
+                missed.append(
+                    MissedWindow(nab_file.relative_path, nab_file.half, window, max(scored))
+                )
+    return sorted(missed, key=lambda m: (-m.peak, m.relative_path, m.window.first))
+
+
+def print_losses(reports: Sequence[NabReport], files: Sequence[NabFile], console: Console) -> None:
+    """Where each detector's points go in each profile, and the windows it misses in standard."""
+    for report in reports:
+        console.print(
+            f"[bold]{report.run.detector}[/bold]: where the points go "
+            "(files run, each profile at its own threshold)"
+        )
+        for name in PROFILE_NAMES:
+            lost = report.losses[name]
+            parts = [
+                f"{lost.missed_windows} windows missed {lost.missed_points:.1f}",
+                f"{lost.detected_windows} detected after their first row {lost.timing_points:.1f}",
+                f"{lost.false_positives} detections outside windows "
+                f"{lost.false_positive_points:.1f}",
+            ]
+            if lost.unscorable_points:
+                parts.append(f"windows inside probation {lost.unscorable_points:.1f}")
+            console.print(
+                f"  {name:<19} {lost.score:5.1f} at {_threshold_text(lost.threshold)}, "
+                f"{100 - lost.score:.1f} lost: " + ", ".join(parts)
+            )
+        standard = report.losses["standard"]
+        missed = missed_windows(report.run, files, standard.threshold)
+        if missed:
+            console.print("  missed at the standard threshold (half, rows, peak score):")
+        for miss in missed:
+            console.print(
+                f"    {miss.half} {miss.relative_path} rows {miss.window.first}-"
+                f"{miss.window.last}: {miss.peak:.4f}"
+            )
+
+
 def run_nab(
     data: Path,
     detectors: Sequence[str],
@@ -549,6 +616,7 @@ def run_nab(
     half: Half = "all",
     console: Console | None = None,
     score_results: Path | None = None,
+    breakdown: bool = False,
 ) -> list[NabReport]:
     """Run each detector over the corpus, write result files if asked, print the table.
 
@@ -578,4 +646,6 @@ def run_nab(
             write_results(run, files, results_dir)
         reports.append(score_run(run, files, profiles))
     print_report(reports, files, half, console)
+    if breakdown:
+        print_losses(reports, files, console)
     return reports

@@ -38,6 +38,7 @@ __all__ = [
     "PROFILE_NAMES",
     "CorpusScorer",
     "CostProfile",
+    "Losses",
     "RowCredit",
     "ThresholdScore",
     "Window",
@@ -197,6 +198,29 @@ class ThresholdScore:
 
 
 @dataclass(frozen=True, slots=True)
+class Losses:
+    """Where a corpus's normalised score falls short of 100 at one threshold, in points of
+    that score: the four parts add up to `100 - score`.
+
+    - `missed_points`: the windows with no detection (`tp_weight + fn_weight` each);
+    - `timing_points`: the windows detected after their first row (the credit short of
+      `tp_weight`);
+    - `false_positive_points`: the detections outside every window;
+    - `unscorable_points`: windows wholly inside probation, which no detector can hit.
+    """
+
+    threshold: float
+    score: float
+    detected_windows: int
+    missed_windows: int
+    false_positives: int
+    missed_points: float
+    timing_points: float
+    false_positive_points: float
+    unscorable_points: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Row:
     anomaly_score: float
     sigma: float
@@ -251,6 +275,14 @@ class CorpusScorer:
 
     def at_threshold(self, profile: CostProfile, threshold: float) -> ThresholdScore:
         """The raw score when every row scoring at least `threshold` is a detection."""
+        best, fp_total, false_positives = self._tally(profile, threshold)
+        missed = len(self._scorable) - len(best)
+        raw = fp_total + sum(best.values()) - profile.fn_weight * missed
+        return ThresholdScore(threshold, raw, len(best), missed, false_positives)
+
+    def _tally(self, profile: CostProfile, threshold: float) -> tuple[dict[int, float], float, int]:
+        """Each detected window's best credit, the false positives' summed (negative) cost and
+        their count, at `threshold`."""
         best: dict[int, float] = {}
         fp_total = 0.0
         false_positives = 0
@@ -265,9 +297,29 @@ class CorpusScorer:
                 credit = row.sigma * tp_scale
                 if credit > best.get(row.window, -math.inf):
                     best[row.window] = credit
+        return best, fp_total, false_positives
+
+    def losses(self, profile: CostProfile, threshold: float) -> Losses:
+        """What the score at `threshold` loses, by cause (see `Losses`)."""
+        best, fp_total, false_positives = self._tally(profile, threshold)
         missed = len(self._scorable) - len(best)
         raw = fp_total + sum(best.values()) - profile.fn_weight * missed
-        return ThresholdScore(threshold, raw, len(best), missed, false_positives)
+        span = self.perfect_score(profile) - self.null_score(profile)
+        if span <= 0:
+            raise ValueError("a corpus without anomaly windows cannot be normalised")
+        points = 100.0 / span
+        timing = profile.tp_weight * len(best) - sum(best.values())
+        return Losses(
+            threshold=threshold,
+            score=self.normalized(profile, raw),
+            detected_windows=len(best),
+            missed_windows=missed,
+            false_positives=false_positives,
+            missed_points=(profile.tp_weight + profile.fn_weight) * missed * points,
+            timing_points=timing * points,
+            false_positive_points=-fp_total * points,
+            unscorable_points=profile.tp_weight * (self._windows - len(self._scorable)) * points,
+        )
 
     def sweep(self, profile: CostProfile) -> list[ThresholdScore]:
         """The raw score at every distinct anomaly score, highest threshold first.

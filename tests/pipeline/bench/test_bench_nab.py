@@ -18,6 +18,7 @@ from detectors.compiled import CompiledLikelihood
 from detectors.likelihood import LikelihoodDetector
 from pipeline.bench.nab import (
     load_corpus,
+    missed_windows,
     read_results,
     run_detector,
     run_nab,
@@ -324,3 +325,30 @@ def test_bench_nab_score_results_rejects_bad_arguments(
     argv = [a.format(root=tmp_path) for a in args]
     assert main(["bench", "nab", "--data", str(tmp_path / "nab"), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_breakdown_prints_the_losses_and_the_missed_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_nab(tmp_path / "nab")
+    _oracle(tmp_path / "results", tmp_path / "nab")
+    for nab_file in load_corpus(tmp_path / "nab"):  # a detector that never fires
+        _write_result(
+            tmp_path / "results" / "blind" / nab_file.category / f"blind_{nab_file.name}",
+            ["timestamp", "anomaly_score"],
+            [[stamp, "0.25"] for stamp in nab_file.timestamps],
+        )
+    argv = ["bench", "nab", "--data", str(tmp_path / "nab"), "--breakdown"]
+    assert main([*argv, "--score-results", str(tmp_path / "results")]) == 0
+    printed = capsys.readouterr().out
+    blind = printed[printed.index("blind: where the points go") :]
+    oracle = printed[printed.index("oracle: where the points go") :]
+    assert "2 windows missed 100.0" in blind  # null: all 100 points lost to the two misses
+    assert "realThings/one.csv rows 290-319: 0.2500" in blind
+    assert "realThings/two.csv rows 290-319: 0.2500" in blind
+    assert "0 windows missed 0.0" in oracle
+    assert "missed at the standard threshold" not in oracle
+    files = load_corpus(tmp_path / "nab")
+    (oracle_run,) = read_results(tmp_path / "results", files, ["oracle"])
+    assert missed_windows(oracle_run, files, 0.5) == []
+    assert [m.peak for m in missed_windows(oracle_run, files, 1.5)] == [1.0, 1.0]

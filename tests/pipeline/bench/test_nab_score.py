@@ -196,3 +196,42 @@ def test_load_profiles_reads_nab_cost_matrices(tmp_path: Path) -> None:
     matrix = {"tpWeight": 1.0, "fnWeight": 2.0, "fpWeight": 0.11, "tnWeight": 1.0}
     path.write_text(json.dumps({"reward_low_FN_rate": {"CostMatrix": matrix}}))
     assert load_profiles(path) == (LOW_FN,)
+
+
+def _lossy_corpus() -> CorpusScorer:
+    """Three files with WINDOW-like windows: one hit late (row 12) after an FP (row 5), one
+    missed, one wholly inside probation."""
+    scorer = CorpusScorer()
+    scorer.add_file(_scores(5, 12), [WINDOW])
+    scorer.add_file(_scores(), [WINDOW])
+    scorer.add_file(_scores(), [Window(0, 2)])
+    return scorer
+
+
+def test_losses_by_cause_hand_computed() -> None:
+    # Standard: null -2 (two scorable windows), perfect 3 (three windows): 20 points a unit.
+    lost = _lossy_corpus().losses(STANDARD, 0.5)
+    hit = scaled_sigmoid(-0.5) / scaled_sigmoid(-1.0)  # row 12 of window 10-13: 0.859792
+    assert (lost.detected_windows, lost.missed_windows, lost.false_positives) == (1, 1, 1)
+    assert lost.missed_points == pytest.approx(40.0)  # (tp 1 + fn 1) * 20
+    assert lost.timing_points == pytest.approx((1 - hit) * 20)
+    assert lost.false_positive_points == pytest.approx(0.11 * 20)
+    assert lost.unscorable_points == pytest.approx(20.0)
+    assert lost.score == pytest.approx(100 * (hit - 0.11 - 1.0 + 2) / 5)
+
+
+@pytest.mark.parametrize("profile", [STANDARD, LOW_FP, LOW_FN])
+@pytest.mark.parametrize("threshold", [0.5, 1.5])
+def test_losses_add_up_to_what_the_score_lacks(profile: CostProfile, threshold: float) -> None:
+    scorer = _lossy_corpus()
+    lost = scorer.losses(profile, threshold)
+    assert lost.score == pytest.approx(
+        scorer.normalized(profile, scorer.at_threshold(profile, threshold).raw)
+    )
+    parts = (
+        lost.missed_points
+        + lost.timing_points
+        + lost.false_positive_points
+        + lost.unscorable_points
+    )
+    assert parts == pytest.approx(100.0 - lost.score)
