@@ -587,8 +587,8 @@ def print_losses(reports: Sequence[NabReport], files: Sequence[NabFile], console
         for name in PROFILE_NAMES:
             lost = report.losses[name]
             parts = [
-                f"{lost.missed_windows} windows missed {lost.missed_points:.1f}",
-                f"{lost.detected_windows} detected after their first row {lost.timing_points:.1f}",
+                f"{lost.missed_windows} missed windows {lost.missed_points:.1f}",
+                f"lateness of the {lost.detected_windows} hits {lost.timing_points:.1f}",
                 f"{lost.false_positives} detections outside windows "
                 f"{lost.false_positive_points:.1f}",
             ]

@@ -343,10 +343,10 @@ def test_breakdown_prints_the_losses_and_the_missed_windows(
     printed = capsys.readouterr().out
     blind = printed[printed.index("blind: where the points go") :]
     oracle = printed[printed.index("oracle: where the points go") :]
-    assert "2 windows missed 100.0" in blind  # null: all 100 points lost to the two misses
+    assert "2 missed windows 100.0" in blind  # null: all 100 points lost to the two misses
     assert "realThings/one.csv rows 290-319: 0.2500" in blind
     assert "realThings/two.csv rows 290-319: 0.2500" in blind
-    assert "0 windows missed 0.0" in oracle
+    assert "0 missed windows 0.0" in oracle
     assert "missed at the standard threshold" not in oracle
     files = load_corpus(tmp_path / "nab")
     (oracle_run,) = read_results(tmp_path / "results", files, ["oracle"])
