@@ -60,6 +60,7 @@ __all__ = [
     "NabFile",
     "NabReport",
     "ProfileScore",
+    "RiverBaseline",
     "StageStream",
     "StreamDetector",
     "load_corpus",
@@ -169,6 +170,61 @@ class _Recording:
         return self.last, going_on
 
 
+class RiverBaseline:
+    """One of River's anomaly detectors used as shipped, for reference rows: each value is
+    scored, then learned, with the detector's default settings.
+
+    - `sad`: `anomaly.StandardAbsoluteDeviation()` (mean and variance of everything seen); its
+      score `|x - mean| / std` is unbounded, so it is squashed into [0, 1) by `s / (1 + s)`,
+      which keeps the order of scores (NAB's threshold sweep sees only the order).
+    - `gaussian`: `anomaly.GaussianScorer()` (grace period 100), whose score
+      `2 * |cdf(x) - 0.5|` is already in [0, 1]. Beyond about 8 sigmas the CDF rounds to 1.0,
+      so the largest deviations all tie at 1.0 and NAB's sweep cannot tell them apart.
+    - `gaussian-z`: the same scorer with its score rescaled: `z / (1 + z)` of
+      `z = |x - mu| / sigma` from its own Gaussian (0 within the grace period), the same
+      order without the ties. (As shipped, the scorer also gives 1.0 to every point of a
+      constant series, its CDF falling back to 0 when sigma is 0; here such a point scores 0.)
+    - `hst`: `preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)` (10 trees of
+      height 8 over windows of 250), as River's documentation pairs them, since the trees
+      expect features in [0, 1].
+    """
+
+    def __init__(self, kind: Literal["sad", "gaussian", "gaussian-z", "hst"]) -> None:
+        from river import anomaly, base, compose, preprocessing
+
+        self.kind = kind
+        self._supervised: base.SupervisedAnomalyDetector | None = None
+        self._unsupervised: compose.Pipeline | None = None
+        if kind == "sad":
+            self._supervised = anomaly.StandardAbsoluteDeviation()
+        elif kind in ("gaussian", "gaussian-z"):
+            self._supervised = anomaly.GaussianScorer()  # type: ignore[no-untyped-call]
+        else:
+            self._unsupervised = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)
+
+    def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
+        """Score `x`, then learn it; non-finite values score 0 and are not learned."""
+        if not math.isfinite(x):
+            return 0.0, False
+        detector = self._supervised
+        if detector is not None:
+            score = float(detector.score_one({}, x))
+            if self.kind == "gaussian-z" and score > 0.0:
+                gaussian = detector.gaussian  # type: ignore[attr-defined]
+                deviation, sigma = abs(x - float(gaussian.mu)), float(gaussian.sigma)
+                # With no spread yet (a constant series) only a new value is a deviation.
+                score = deviation / sigma if sigma > 0 else math.inf if deviation else 0.0
+            if self.kind in ("sad", "gaussian-z"):
+                score = 1.0 if math.isinf(score) else score / (1.0 + score)
+            detector.learn_one({}, x)
+            return score, False
+        assert self._unsupervised is not None
+        features = {"value": x}
+        score = float(self._unsupervised.score_one(features))
+        self._unsupervised.learn_one(features)
+        return score, False
+
+
 # The ideas added after the point model, left out by the rows before them.
 _NO_VIEWS: dict[str, None] = {
     "drift_window": None,
@@ -197,6 +253,11 @@ DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     # The same model run by its Python specification: the same scores, far slower per point.
     "likelihood-reference": LikelihoodDetector,
     "likelihood-stage": StageStream,
+    # River's own detectors as shipped, for reference (the issue quotes about 40, 39 and 25).
+    "river-sad": lambda: RiverBaseline("sad"),
+    "river-gaussian": lambda: RiverBaseline("gaussian"),
+    "river-gaussian-z": lambda: RiverBaseline("gaussian-z"),
+    "river-hst": lambda: RiverBaseline("hst"),
 }
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from detectors.compiled import CompiledLikelihood
 from detectors.likelihood import LikelihoodDetector
 from pipeline.bench.nab import (
+    RiverBaseline,
     load_corpus,
     missed_windows,
     read_results,
@@ -352,3 +353,56 @@ def test_breakdown_prints_the_losses_and_the_missed_windows(
     (oracle_run,) = read_results(tmp_path / "results", files, ["oracle"])
     assert missed_windows(oracle_run, files, 0.5) == []
     assert [m.peak for m in missed_windows(oracle_run, files, 1.5)] == [1.0, 1.0]
+
+
+def _baseline_scores(kind: str, values: list[float]) -> list[float]:
+    detector = RiverBaseline(kind)  # type: ignore[arg-type]
+    return [detector.step(x)[0] for x in values]
+
+
+@pytest.mark.parametrize(
+    ("kind", "ranks_the_spike_first"),
+    # Half-space trees on min-max scaled noise score most points near 0.99: River's own
+    # behaviour, and why that row scores low on NAB; only the range is checked there.
+    [("sad", True), ("gaussian", True), ("gaussian-z", True), ("hst", False)],
+)
+def test_river_baselines_score_in_unit_range(kind: str, ranks_the_spike_first: bool) -> None:
+    rng = random.Random(3)
+    values = [10.0 + rng.gauss(0, 1) for _ in range(600)]
+    values[500] = 30.0
+    scores = _baseline_scores(kind, values)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert len(set(scores[300:])) > 10  # it learns: the scores move with the values
+    if ranks_the_spike_first:
+        assert scores[500] > max(scores[300:500])
+
+
+def test_river_gaussian_rescaled_keeps_the_order_the_cdf_rounds_away() -> None:
+    rng = random.Random(5)
+    values = [rng.gauss(0, 1) for _ in range(300)] + [40.0, 30.0]
+    shipped = _baseline_scores("gaussian", values)
+    rescaled = _baseline_scores("gaussian-z", values)
+    assert shipped[300] == shipped[301] == 1.0  # both beyond 8 sigmas: the CDF ties them
+    assert rescaled[300] > rescaled[301] > 0.9  # 40 is further out than 30
+    assert rescaled[:100] == [0.0] * 100  # the grace period
+    # The same order as SAD (mean and spread of everything seen), so the same NAB score.
+    sad = _baseline_scores("sad", values)
+    order = sorted(range(100, 302), key=lambda i: rescaled[i])
+    assert order == sorted(range(100, 302), key=lambda i: sad[i])
+
+
+def test_river_gaussian_on_a_constant_series() -> None:
+    values = [45.0] * 200 + [46.0]
+    # As shipped, River's scorer gives every point of a flat line 1.0 (its CDF falls back to 0).
+    assert _baseline_scores("gaussian", values)[150:] == [1.0] * 51
+    assert _baseline_scores("gaussian-z", values)[150:] == [0.0] * 50 + [1.0]
+
+
+def test_river_rows_run_in_the_bench(tmp_path: Path) -> None:
+    _write_nab(tmp_path)
+    files = load_corpus(tmp_path)
+    run = run_detector("river-sad", files)
+    scores = run.scores["realThings/one.csv"]
+    # Past SAD's first rows (a spread of 0 makes anything score about 1), the shift's
+    # first row scores highest.
+    assert max(range(100, len(scores)), key=lambda i: scores[i]) == 300
