@@ -697,15 +697,15 @@ def run_nab(
     missing = [p for p in PROFILE_NAMES if p not in {profile.name for profile in profiles}]
     if missing:
         raise QuietpagerError(f"{profiles_path}: missing profiles {', '.join(missing)}")
-    reports = []
     if score_results is not None:
-        for run in read_results(score_results, files, detectors):
-            reports.append(score_run(run, files, profiles))
-    for name in detectors if score_results is None else ():
-        run = run_detector(name, files)
-        if results_dir is not None:
-            write_results(run, files, results_dir)
-        reports.append(score_run(run, files, profiles))
+        runs = read_results(score_results, files, detectors)
+    else:
+        runs = []
+        for name in detectors:
+            runs.append(run_detector(name, files))
+            if results_dir is not None:
+                write_results(runs[-1], files, results_dir)
+    reports = [score_run(run, files, profiles) for run in runs]
     print_report(reports, files, half, console)
     if breakdown:
         print_losses(reports, files, console)
