@@ -235,3 +235,33 @@ def test_losses_add_up_to_what_the_score_lacks(profile: CostProfile, threshold: 
         + lost.unscorable_points
     )
     assert parts == pytest.approx(100.0 - lost.score)
+
+
+# NAB's own scorer's per-file results for Numenta HTM, as NAB publishes them
+# (`results/numenta/numenta_<profile>_scores.csv`, NAB commits 4b89baf for exchange-2_cpc and
+# 3103b7d for exchange-3_cpm): the rows where HTM's score reaches the official threshold, the
+# file's length and window (rows), and the official per-file score.
+EXCHANGE_2_CPC = (1624, Window(244, 406))
+EXCHANGE_3_CPM = (1538, Window(1045, 1197))
+
+
+@pytest.mark.parametrize(
+    ("corpus_file", "profile", "detections", "official"),
+    [
+        (EXCHANGE_2_CPC, STANDARD, (325, 1037, 1042, 1483), 0.531958),
+        (EXCHANGE_2_CPC, LOW_FP, (1037, 1042, 1483), -1.66),  # a higher threshold: no hit
+        (EXCHANGE_2_CPC, LOW_FN, (325, 1037, 1042, 1483), 0.531958),
+        (EXCHANGE_3_CPM, STANDARD, (1122, 1446), 0.747515),  # 1446: 1.6 widths past
+        (EXCHANGE_3_CPM, LOW_FP, (1122, 1446), 0.637576),
+    ],
+)
+def test_matches_nab_published_per_file_scores(
+    corpus_file: tuple[int, Window],
+    profile: CostProfile,
+    detections: tuple[int, ...],
+    official: float,
+) -> None:
+    n_rows, window = corpus_file
+    scorer = CorpusScorer()
+    scorer.add_file(_scores(*detections, n_rows=n_rows), [window])
+    assert scorer.at_threshold(profile, 0.5).raw == pytest.approx(official, abs=5e-7)
