@@ -44,6 +44,11 @@ class RangeBreach:
     its whole range yet, and its noise sets new records often (about once in `n` points per
     side), so at first only a clear break-out counts.
 
+    A value more than `ABSURD_SPREADS` ranges beyond the range (1e300 from a broken exporter)
+    widens it by `TAME_SPREADS` ranges only: it breaches, and one such value cannot put every
+    later record out of reach. A shift that big and lasting breaches for a few more points
+    while the range grows sevenfold a point, then is learned.
+
     >>> breach = RangeBreach(tolerance=0.05, young=0.0)
     >>> for x in [10.0, 12.0, 11.0, 14.0]:
     ...     breach.learn_one(x)
@@ -56,6 +61,13 @@ class RangeBreach:
     ...     young.learn_one(float(x))
     >>> young.score_one(30.0), young.score_one(40.0)
     (0.0, 1.0)
+    >>> broken = RangeBreach(young=0.0)
+    >>> for x in [10.0, 20.0] * 50 + [1e300]:
+    ...     broken.learn_one(x)
+    >>> broken.score_one(1e300), broken.score_one(25.0)  # the range is now 10 to 80
+    (1.0, 0.0)
+    >>> broken.score_one(81.0)
+    1.0
     """
 
     __slots__ = ("_high", "_low", "_n_seen", "direction", "tolerance", "young")
@@ -94,10 +106,7 @@ class RangeBreach:
             return 0.0
         low, high, n = self._low, self._high, self._n_seen
         self._n_seen = n + 1
-        if x < low:
-            self._low = x
-        if x > high:
-            self._high = x
+        self._widen(x)
         if n == 0:
             return 0.0
         margin = max(self.tolerance, self.young / n) * (high - low)
@@ -108,14 +117,20 @@ class RangeBreach:
         return 0.0
 
     def learn_one(self, x: float) -> None:
-        """Widen the range to include `x`; non-finite values are ignored."""
+        """Widen the range to include `x` (an absurd one only so far); non-finite values are
+        ignored."""
         if not math.isfinite(x):
             return
-        if x < self._low:
-            self._low = x
-        if x > self._high:
-            self._high = x
+        self._widen(x)
         self._n_seen += 1
+
+    def _widen(self, x: float) -> None:
+        low, high = self._low, self._high
+        span = high - low  # -inf before the first value, 0 while every value was the same
+        if x > high:
+            self._high = high + TAME_SPREADS * span if x - high > ABSURD_SPREADS * span > 0 else x
+        if x < low:
+            self._low = low - TAME_SPREADS * span if low - x > ABSURD_SPREADS * span > 0 else x
 
 
 class Refractory:

@@ -95,6 +95,24 @@ def test_the_reference_stream_exercises_the_persistence_forecast() -> None:
     assert differ > 100
 
 
+def test_the_reference_stream_exercises_the_tamed_range() -> None:
+    reference = LikelihoodDetector()
+    for x, t in _stream(seed=0):
+        reference.step(x, t)
+    breach = reference._range
+    assert breach is not None
+    # The stream's ±1e300 values breached and widened the range by a few ranges only.
+    assert -1e6 < breach._low < breach._high < 1e6
+
+
+def test_an_absurd_value_leaves_later_records_to_breach_compiled_too() -> None:
+    compiled, reference = CompiledLikelihood(), LikelihoodDetector()
+    values = [10.0, 20.0] * 100 + [1e300] + [15.0] * 20 + [90.0]
+    steps = [(compiled.step(x), reference.step(x)) for x in values]
+    assert all(fast == spec for fast, spec in steps)
+    assert steps[-1][1][0] == 1.0  # the range is 10 to 80 after 1e300: 90 breaks out
+
+
 def test_peeking_does_not_learn() -> None:
     compiled = CompiledLikelihood()
     reference = LikelihoodDetector()

@@ -81,6 +81,35 @@ def test_range_breach_scores_nothing_before_data() -> None:
     assert RangeBreach().score_one(1e9) == 0.0
 
 
+def test_an_absurd_value_breaches_without_ending_later_breaches() -> None:
+    breach = RangeBreach(young=0.0)
+    for x in [10.0, 20.0] * 50:
+        breach.learn_one(x)
+    assert breach.step(1e300) == 1.0  # far beyond 1,000 ranges (10) past the max 20
+    assert breach.step(81.0) == 1.0  # the max is now 80 (6 ranges up): a real record counts
+    assert breach.step(81.5) == 0.0  # within 1% of the range (10 to 81) of it
+    assert breach.step(-1e300) == 1.0  # the same below: the min goes 6 ranges down, to -416
+    assert breach.score_one(-500.0) == 1.0
+
+
+def test_a_lasting_huge_shift_is_learned_after_a_few_breaches() -> None:
+    breach = RangeBreach(young=0.0)
+    for x in [10.0, 20.0] * 50:
+        breach.learn_one(x)
+    # The max goes 20 -> 80 -> 500 -> 3,440 (each time 6 ranges up), then 1e6 is no longer
+    # 1,000 ranges beyond it and is learned as it is.
+    assert [breach.step(1e6) for _ in range(6)] == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("first", [[5.0], [5.0, 5.0, 5.0]])
+def test_a_range_of_one_value_learns_any_value_as_it_is(first: list[float]) -> None:
+    breach = RangeBreach(young=0.0)
+    for x in first:
+        breach.learn_one(x)
+    breach.learn_one(1e300)  # no range to measure it against: learned, not tamed
+    assert breach.score_one(1e299) == 0.0
+
+
 @pytest.mark.parametrize(
     ("period", "scores", "expected"),
     [
