@@ -252,12 +252,13 @@ def _range_step(p: Any, s: Any, x: float) -> float:  # likelihood.RangeBreach.st
     high = s[_R_HIGH]
     n = s[_R_N]
     s[_R_N] = n + 1.0
-    span = high - low  # RangeBreach._widen: an absurd value widens the range by a little
-    absurd = ABSURD_SPREADS * span
-    if x > high:
-        s[_R_HIGH] = high + TAME_SPREADS * span if x - high > absurd and absurd > 0.0 else x
-    if x < low:
-        s[_R_LOW] = low - TAME_SPREADS * span if low - x > absurd and absurd > 0.0 else x
+    if not low <= x <= high:  # RangeBreach._widen: an absurd value widens it by a little
+        span = high - low
+        absurd = ABSURD_SPREADS * span
+        if x > high:
+            s[_R_HIGH] = high + TAME_SPREADS * span if x - high > absurd and absurd > 0.0 else x
+        if x < low:
+            s[_R_LOW] = low - TAME_SPREADS * span if low - x > absurd and absurd > 0.0 else x
     if n == 0:
         return 0.0
     margin = max(p[_P_RANGE_TOL], p[_P_RANGE_YOUNG] / n) * (high - low)

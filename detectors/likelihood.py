@@ -126,6 +126,8 @@ class RangeBreach:
 
     def _widen(self, x: float) -> None:
         low, high = self._low, self._high
+        if low <= x <= high:
+            return
         span = high - low  # -inf before the first value, 0 while every value was the same
         if x > high:
             self._high = high + TAME_SPREADS * span if x - high > ABSURD_SPREADS * span > 0 else x
