@@ -8,7 +8,7 @@ own tests. `CompiledLikelihood` runs the same arithmetic, in the same order, ove
 point for point, across parameters. Why: in Python each point of each series walks a dozen
 objects and costs 8 µs or more on its own and about 16 µs among thousands of series in the
 worker; compiled, a point costs about a microsecond, mostly the call itself, and a series'
-state is one contiguous block of 467 floats (3.7 KB).
+state is one contiguous block of 468 floats (3.7 KB).
 
 The kernel is compiled on first use (a few seconds) and cached next to this module, so later
 processes load it.
@@ -48,7 +48,8 @@ _R_LOW, _R_HIGH, _R_N = 12, 13, 14  # range breach
 _REF_QUIET, _DG_LEFT = 15, 16  # refractory and the drift gate
 _AR_PREV, _AR_N, _AR_SXY, _AR_SXX = 17, 18, 19, 20  # persistence forecast
 _AR_BASE, _AR_POWER, _AR_ABOVE, _AR_BELOW = 21, 22, 23, 24  # ... and its mean squares
-_FIXED = 25
+_QUIET = 25  # the whole model's quiet period after an alarm
+_FIXED = 26
 # A likelihood block: these slots, then its ring of `window - 1` surprises.
 _L_LEN, _L_NEXT, _L_SUM, _L_N, _L_MEAN, _L_POWER, _L_SPREAD, _L_RING = 0, 1, 2, 3, 4, 5, 6, 7
 # A seasonal view's own slots: residual power, residuals seen, its gate's countdown.
@@ -61,6 +62,7 @@ _P_CAP, _P_HAS_RANGE, _P_RANGE_TOL, _P_RANGE_YOUNG = 11, 12, 13, 14
 _P_REF_PERIOD, _P_REF_LEVEL, _P_HOLD, _P_EARLY = 15, 16, 17, 18
 _P_HAS_DRIFT, _P_DRIFT_CAP, _P_DRIFT_SIGN, _P_DG_LEVEL, _P_DG_QUIET = 19, 20, 21, 22, 23
 _P_HAS_AR, _P_AR_RATIO, _P_AR_ALPHA = 24, 25, 26
+_P_QUIET, _P_POWER = 27, 28
 # A likelihood's parameter block, `_LP_SIZE` slots.
 _LP_OFF, _LP_RING, _LP_WARMUP, _LP_ALPHA, _LP_MIN_SPREAD, _LP_TWO, _LP_DF = 0, 1, 2, 3, 4, 5, 6
 _LP_SIZE = 8
@@ -69,7 +71,7 @@ _SP_HAS, _SP_PERIOD, _SP_BINS, _SP_ALPHA, _SP_SPREAD_ALPHA, _SP_CAP = 0, 1, 2, 3
 _SP_MIN_RESID, _SP_GATE_LEVEL, _SP_GATE_QUIET, _SP_HAS_BIN, _SP_BIN_PRIOR = 6, 7, 8, 9, 10
 _SP_BIN_ALPHA, _SP_STATE, _SP_MEANS, _SP_COUNTS, _SP_BIN_POWER, _SP_LIK = 11, 12, 13, 14, 15, 16
 _SP_SIZE = _SP_LIK + _LP_SIZE
-_P_LIK = 27
+_P_LIK = 29
 _P_DRIFT_LIK = _P_LIK + _LP_SIZE
 _P_DAILY = _P_DRIFT_LIK + _LP_SIZE
 _P_WEEKLY = _P_DAILY + _SP_SIZE
@@ -486,8 +488,6 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
         breach = True
     muted = s[_REF_QUIET] > 0
     out = 0.0 if muted and not breach else score
-    if p[_P_HAS_CEIL] != 0.0:
-        out = max(out, _ceiling_pressure(p, s, x))
     hold = p[_P_HOLD]
     going_on = muted and held >= hold * hold
     if live:
@@ -510,6 +510,18 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
             if p[view + _SP_HAS] != 0.0:
                 opinion = _seasonal_opinion(p, s, view, t, x)
                 out = out if out > opinion else opinion
+    if live:
+        if breach:
+            s[_QUIET] = 0.0
+        elif s[_QUIET] > 0:
+            out = 0.0
+        if s[_QUIET] > 0:
+            s[_QUIET] -= 1.0
+        elif p[_P_QUIET] != 0.0 and out >= p[_P_REF_LEVEL]:
+            s[_QUIET] = p[_P_QUIET]
+        out = out ** p[_P_POWER]
+    if p[_P_HAS_CEIL] != 0.0:
+        out = max(out, _ceiling_pressure(p, s, x))
     _golden_learn(p, s, x)
     return out, going_on
 
@@ -580,6 +592,8 @@ def _parameters(reference: LikelihoodDetector) -> np.ndarray[Any, Any]:
     p[_P_RANGE_YOUNG] = breach.young if breach is not None else 0.0
     p[_P_REF_PERIOD] = reference._refractory.period
     p[_P_REF_LEVEL] = reference._refractory.level
+    p[_P_QUIET] = reference._quiet.period
+    p[_P_POWER] = reference._power
     p[_P_HOLD] = reference.hold_sigmas
     p[_P_EARLY] = 1.0 if reference.early_scores else 0.0
     p[_P_DG_LEVEL] = drift_gate.level
@@ -639,7 +653,7 @@ def compiled_layout(**settings: Any) -> tuple[int, int]:
     """(parameters, state floats per series) for a model with these settings.
 
     >>> compiled_layout()
-    (92, 467)
+    (94, 468)
     """
     p = _parameters_for(tuple(sorted(settings.items())))
     return len(p), int(p[_P_SIZE])

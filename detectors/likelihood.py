@@ -348,6 +348,15 @@ class LikelihoodDetector(base.Base):
        `refractory_sigmas` (`refractory=0` to leave it out), so an event alarms once. A range
        breach is never muted, and starts the quiet period again: an event that escalates
        past its own record alarms again, and a benign record does not hide a real spike.
+       After an alarm from any part (a score at that level, the views' included), every
+       part but a range breach keeps quiet for `quiet` points (`quiet=0` to leave it out):
+       the point model and the views each mute only themselves, and one event seen by two
+       of them would otherwise alarm twice.
+    9. Scores are reported on a scale where that level is `alarm_level` (0.99): a live
+       score `p` becomes `p ** k`, with `k` such that the refractory level maps to
+       `alarm_level` (monotone, so 0 and 1 stay put and no ranking changes). The detect
+       stage's threshold 0.99 then cuts where the model's own alarms (and quiet periods)
+       begin; `alarm_level=None` keeps the likelihood's scale.
     5. Until the likelihood has `likelihood_warmup` surprises (about `warmup +
        likelihood_warmup` points), the score is the golden model's own per-point score
        (`early_scores`), so a new series can alarm after `warmup` points.
@@ -405,6 +414,8 @@ class LikelihoodDetector(base.Base):
         range_tolerance: float | None = 0.01,
         refractory: int = 30,
         refractory_sigmas: float = 6.0,
+        quiet: int = 100,
+        alarm_level: float | None = 0.99,
         hold_sigmas: float = 4.0,
         early_scores: bool = True,
         drift_window: int | None = 30,
@@ -425,6 +436,8 @@ class LikelihoodDetector(base.Base):
     ) -> None:
         if not surprise_cap > 0:
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
+        if alarm_level is not None and not 0 < alarm_level < 1:
+            raise ValueError(f"alarm_level must lie in (0, 1), got {alarm_level}")
         if not 0 < hold_sigmas <= surprise_cap:
             raise ValueError(
                 f"hold_sigmas must lie in (0, surprise_cap={surprise_cap}], got {hold_sigmas}"
@@ -442,6 +455,8 @@ class LikelihoodDetector(base.Base):
         self.range_tolerance = range_tolerance
         self.refractory = refractory
         self.refractory_sigmas = refractory_sigmas
+        self.quiet = quiet
+        self.alarm_level = alarm_level
         self.hold_sigmas = hold_sigmas
         self.early_scores = early_scores
         self.drift_window = drift_window
@@ -517,7 +532,11 @@ class LikelihoodDetector(base.Base):
         self._range = (
             RangeBreach(range_tolerance, direction) if range_tolerance is not None else None
         )
-        self._refractory = Refractory(refractory, one_sided_confidence(refractory_sigmas, tail_df))
+        level = one_sided_confidence(refractory_sigmas, tail_df)
+        self._refractory = Refractory(refractory, level)
+        self._quiet = Refractory(quiet, level)  # the same clock over the whole model's score
+        # The power that takes the refractory level to `alarm_level` (1: the scale as it is).
+        self._power = 1.0 if alarm_level is None else math.log(alarm_level) / math.log(level)
 
     @property
     def expected(self) -> float:
@@ -577,8 +596,6 @@ class LikelihoodDetector(base.Base):
         _, score, breach = self._assess(x)
         if self._refractory.muted and not breach:
             score = 0.0
-        if self.ceiling is not None:
-            score = max(score, self._golden.ceiling_pressure(x))
         drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = self._views
         if drift is not None and self._golden.n_seen >= self.warmup:
             score = max(score, drift_gate.score_one(drift.score_one(self.residual_z(x))))
@@ -586,6 +603,12 @@ class LikelihoodDetector(base.Base):
             score = max(score, seasonal_gate.score_one(seasonal.score_one(t, x)))
         if weekly is not None and t is not None:
             score = max(score, weekly_gate.score_one(weekly.score_one(t, x)))
+        if self._likelihood.ready:
+            if self._quiet.muted and not breach:
+                score = 0.0
+            score = score**self._power
+        if self.ceiling is not None:
+            score = max(score, self._golden.ceiling_pressure(x))
         return score
 
     def continues(self, x: float) -> bool:
@@ -642,8 +665,6 @@ class LikelihoodDetector(base.Base):
         refractory = self._refractory
         muted = refractory.muted
         out = 0.0 if muted and not breach else score
-        if self.ceiling is not None:
-            out = max(out, golden.ceiling_pressure(x))
         going_on = muted and held >= self.hold_sigmas * self.hold_sigmas
         if live:
             if breach:
@@ -659,6 +680,16 @@ class LikelihoodDetector(base.Base):
         if weekly is not None and t is not None:
             opinion = weekly_gate.step(weekly.step(t, x))
             out = out if out > opinion else opinion
+        if live:
+            quiet = self._quiet
+            if breach:
+                quiet.reset()
+            elif quiet.muted:
+                out = 0.0
+            quiet.learn_one(out)
+            out = out**self._power
+        if self.ceiling is not None:
+            out = max(out, golden.ceiling_pressure(x))
         golden.learn_one(x)
         return out, going_on
 
@@ -667,19 +698,24 @@ class LikelihoodDetector(base.Base):
         if not math.isfinite(x):
             return
         drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = self._views
+        opinion = 0.0
         if drift is not None and self._golden.n_seen >= self.warmup:
             z = self.residual_z(x)
-            drift_gate.step(drift.score_one(z))
+            opinion = drift_gate.step(drift.score_one(z))
             drift.learn_one(z)
         for view, gate in ((seasonal, seasonal_gate), (weekly, weekly_gate)):
             if view is not None and t is not None:
-                gate.step(view.score_one(t, x))
+                opinion = max(opinion, gate.step(view.score_one(t, x)))
                 view.learn_one(t, x)
         surprise, score, breach = self._assess(x)
         if self._likelihood.ready:
+            refractory, quiet = self._refractory, self._quiet
+            out = max(0.0 if refractory.muted and not breach else score, opinion)
             if breach:
-                self._refractory.reset()
-            self._refractory.learn_one(score)
+                refractory.reset()
+                quiet.reset()
+            refractory.learn_one(score)
+            quiet.learn_one(out)
         if self._golden.n_seen >= self.warmup:
             self._likelihood.learn_one(surprise)
         if self._range is not None:

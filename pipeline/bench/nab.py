@@ -233,6 +233,10 @@ _NO_VIEWS: dict[str, None] = {
     "persistence_ratio": None,
 }
 
+# The rows before the quiet period: every part mutes only itself, scores on the likelihood's
+# own scale.
+_NO_QUIET: dict[str, int | None] = {"quiet": 0, "alarm_level": None}
+
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
 # `shipped` is the model of the default configuration. From golden-slow to likelihood, each
 # name adds one idea to the one before it, so their rows show what each idea adds
@@ -241,14 +245,20 @@ DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     "shipped": _shipped,
     "golden": lambda: golden_for_signal("generic"),
     "golden-slow": lambda: GoldenSignalDetector(direction="both", alpha=0.01),
-    "likelihood-only": lambda: CompiledLikelihood(range_tolerance=None, refractory=0, **_NO_VIEWS),
-    "likelihood-range": lambda: CompiledLikelihood(refractory=0, **_NO_VIEWS),
-    "likelihood-refractory": lambda: CompiledLikelihood(**_NO_VIEWS),
-    "likelihood-drift": lambda: CompiledLikelihood(
-        seasonal_bins=None, weekly_bins=None, persistence_ratio=None
+    "likelihood-only": lambda: CompiledLikelihood(
+        range_tolerance=None, refractory=0, **_NO_VIEWS, **_NO_QUIET
     ),
-    "likelihood-daily": lambda: CompiledLikelihood(weekly_bins=None, persistence_ratio=None),
-    "likelihood-weekly": lambda: CompiledLikelihood(persistence_ratio=None),
+    "likelihood-range": lambda: CompiledLikelihood(refractory=0, **_NO_VIEWS, **_NO_QUIET),
+    "likelihood-refractory": lambda: CompiledLikelihood(**_NO_VIEWS, **_NO_QUIET),
+    "likelihood-drift": lambda: CompiledLikelihood(
+        seasonal_bins=None, weekly_bins=None, persistence_ratio=None, **_NO_QUIET
+    ),
+    "likelihood-daily": lambda: CompiledLikelihood(
+        weekly_bins=None, persistence_ratio=None, **_NO_QUIET
+    ),
+    "likelihood-weekly": lambda: CompiledLikelihood(persistence_ratio=None, **_NO_QUIET),
+    "likelihood-persistence": lambda: CompiledLikelihood(**_NO_QUIET),
+    "likelihood-quiet": lambda: CompiledLikelihood(alarm_level=None),
     "likelihood": CompiledLikelihood,
     # The same model run by its Python specification: the same scores, far slower per point.
     "likelihood-reference": LikelihoodDetector,

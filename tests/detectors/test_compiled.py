@@ -50,7 +50,8 @@ SETTINGS: list[dict[str, object]] = [
     {"direction": "down"},
     {"direction": "up", "ceiling": 100.0},
     {"drift_window": None, "seasonal_bins": None},
-    {"range_tolerance": None, "refractory": 0, "early_scores": False},
+    {"range_tolerance": None, "refractory": 0, "quiet": 0, "early_scores": False},
+    {"quiet": 7, "refractory": 50},
     {"warmup": 5, "likelihood_warmup": 10, "tail_df": 3},
     {"short_window": 1, "drift_window": 1, "tail_df": 1},
     {"seasonal_bins": 7, "seasonal_period": 3600.0, "drift_window": 5, "drift_quiet": 0},
@@ -166,17 +167,17 @@ def test_bad_settings_fail_like_the_specification(
 
 def test_state_is_one_small_array() -> None:
     _, floats = compiled_layout()
-    # fixed slots (17 and the persistence forecast's 8), the point and drift likelihoods,
-    # the daily view (its slots, likelihood, means, weights and bin spreads) and the weekly
-    # view (no bin spreads)
-    assert floats == 25 + (7 + 9) + (7 + 29) + (3 + 7 + 29 + 3 * 48) + (3 + 7 + 29 + 2 * 84)
+    # fixed slots (17, the persistence forecast's 8 and the quiet period's 1), the point and
+    # drift likelihoods, the daily view (its slots, likelihood, means, weights and bin
+    # spreads) and the weekly view (no bin spreads)
+    assert floats == 26 + (7 + 9) + (7 + 29) + (3 + 7 + 29 + 3 * 48) + (3 + 7 + 29 + 2 * 84)
     detector = CompiledLikelihood()
     for x, t in _stream(seed=5, n=3000):
         detector.step(x, t)
     size = len(pickle.dumps(detector, pickle.HIGHEST_PROTOCOL))
     assert size < 8 * floats + 200
     assert size < 4096  # the aim per series
-    assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 25 + 16
+    assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 26 + 16
 
 
 @pytest.mark.parametrize(("signal", "direction", "ceiling"), SIGNAL_MODELS)

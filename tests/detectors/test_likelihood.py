@@ -252,6 +252,61 @@ def test_a_benign_record_does_not_hide_a_real_spike() -> None:
     assert scores[1003] == 1.0  # the spike two points later is not muted
 
 
+def _two_bursts_and_a_record(quiet: int) -> list[float]:
+    """Scores of a series whose range is wide (an early spike), with a burst inside the range
+    (the point likelihood alarms), a new record 49 points later (a breach) and a second burst
+    30 points after that, then a larger burst long after."""
+    rng = random.Random(11)
+    values = [100.0 + rng.gauss(0.0, 1.0) for _ in range(700)]
+    values[50] = 200.0
+    values[400:403] = [150.0] * 3
+    values[450] = 260.0
+    values[480:483] = [150.0] * 3
+    values[620:624] = [180.0] * 4
+    detector = LikelihoodDetector(seasonal_bins=None, weekly_bins=None, quiet=quiet)
+    return feed(detector, values)
+
+
+@pytest.mark.parametrize(
+    ("quiet", "alarms"),
+    [
+        (100, [401, 450, 623]),  # the second burst falls in the quiet period the record began
+        (0, [401, 450, 482, 623]),  # without it, every part's own mute is all there is
+    ],
+)
+def test_after_an_alarm_the_whole_model_keeps_quiet_but_for_breaches(
+    quiet: int, alarms: list[int]
+) -> None:
+    scores = _two_bursts_and_a_record(quiet)
+    assert [i for i, s in enumerate(scores) if s >= 0.99 and i > 300] == alarms
+    assert scores[450] == 1.0  # a breach is never muted, and starts the quiet period again
+
+
+def test_scores_are_the_likelihood_scale_raised_to_put_the_alarm_level_at_0_99() -> None:
+    values = _noise(21, 3000) + [130.0] * 5 + _noise(22, 500)
+    shipped, raw = LikelihoodDetector(), LikelihoodDetector(alarm_level=None)
+    level = one_sided_confidence(6.0, 2)  # the refractory level
+    power = math.log(0.99) / math.log(level)
+    assert level**power == pytest.approx(0.99, abs=1e-12)
+    live = 0
+    for x in values:
+        was_live = raw.live  # the score of a point is on the scale the model had before it
+        score, raw_score = shipped.step(x)[0], raw.step(x)[0]
+        if was_live:
+            live += 1
+            assert score == raw_score**power
+            assert (score >= 0.99) == (raw_score >= level) or abs(raw_score - level) < 1e-12
+        else:
+            assert score == raw_score  # the young series' golden scores keep their scale
+    assert live > 2000
+
+
+@pytest.mark.parametrize("alarm_level", [0.0, 1.0, -0.5, 1.5])
+def test_alarm_level_must_lie_strictly_between_0_and_1(alarm_level: float) -> None:
+    with pytest.raises(ValueError, match="alarm_level"):
+        LikelihoodDetector(alarm_level=alarm_level)
+
+
 @pytest.mark.parametrize(
     ("direction", "shift", "alarms"),
     [
@@ -337,6 +392,8 @@ def _awkward_stream(seed: int, n: int = 6000) -> list[float]:
         {"direction": "down", "range_tolerance": None},
         {"refractory": 0, "early_scores": False},
         {"warmup": 5, "likelihood_warmup": 10, "tail_df": 3},
+        {"quiet": 7, "refractory": 50},
+        {"quiet": 0, "alarm_level": None},
         {"persistence_ratio": None},
         {"persistence_ratio": 1.0, "direction": "up"},
     ],
