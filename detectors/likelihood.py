@@ -352,11 +352,6 @@ class LikelihoodDetector(base.Base):
        part but a range breach keeps quiet for `quiet` points (`quiet=0` to leave it out):
        the point model and the views each mute only themselves, and one event seen by two
        of them would otherwise alarm twice.
-    9. Scores are reported on a scale where that level is `alarm_level` (0.99): a live
-       score `p` becomes `p ** k`, with `k` such that the refractory level maps to
-       `alarm_level` (monotone, so 0 and 1 stay put and no ranking changes). The detect
-       stage's threshold 0.99 then cuts where the model's own alarms (and quiet periods)
-       begin; `alarm_level=None` keeps the likelihood's scale.
     5. Until the likelihood has `likelihood_warmup` surprises (about `warmup +
        likelihood_warmup` points), the score is the golden model's own per-point score
        (`early_scores`), so a new series can alarm after `warmup` points.
@@ -370,6 +365,11 @@ class LikelihoodDetector(base.Base):
        wrong for its time of day (`seasonal_bins` per `seasonal_period` seconds, each bin
        with its own residual spread shrunk by `seasonal_bin_prior`), one for a value wrong
        for its time of the week (`weekly_bins` a week, one spread); None leaves a view out.
+    8. Scores are reported on a scale where the refractory level is `alarm_level` (0.99): a live
+       score `p` becomes `p ** k`, with `k` such that the refractory level maps to
+       `alarm_level` (monotone, so 0 and 1 stay put and no ranking changes). The detect
+       stage's threshold 0.99 then cuts where the model's own alarms (and quiet periods)
+       begin; `alarm_level=None` keeps the likelihood's scale.
 
     The score is what a threshold cuts and what NAB measures: it marks an event's onset. A
     stage that must know whether an event is still going on (the correlator holds incidents
@@ -436,6 +436,8 @@ class LikelihoodDetector(base.Base):
     ) -> None:
         if not surprise_cap > 0:
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
+        if quiet < 0:
+            raise ValueError(f"quiet must be >= 0, got {quiet}")
         if alarm_level is not None and not 0 < alarm_level < 1:
             raise ValueError(f"alarm_level must lie in (0, 1), got {alarm_level}")
         if not 0 < hold_sigmas <= surprise_cap:

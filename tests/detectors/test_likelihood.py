@@ -301,10 +301,19 @@ def test_scores_are_the_likelihood_scale_raised_to_put_the_alarm_level_at_0_99()
     assert live > 2000
 
 
-@pytest.mark.parametrize("alarm_level", [0.0, 1.0, -0.5, 1.5])
-def test_alarm_level_must_lie_strictly_between_0_and_1(alarm_level: float) -> None:
-    with pytest.raises(ValueError, match="alarm_level"):
-        LikelihoodDetector(alarm_level=alarm_level)
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alarm_level": 0.0}, "alarm_level"),
+        ({"alarm_level": 1.0}, "alarm_level"),
+        ({"alarm_level": -0.5}, "alarm_level"),
+        ({"alarm_level": 1.5}, "alarm_level"),
+        ({"quiet": -1}, "quiet"),
+    ],
+)
+def test_quiet_and_alarm_level_are_validated(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LikelihoodDetector(**kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
