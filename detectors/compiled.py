@@ -8,7 +8,7 @@ own tests. `CompiledLikelihood` runs the same arithmetic, in the same order, ove
 point for point, across parameters. Why: in Python each point of each series walks a dozen
 objects and costs 8 µs or more on its own and about 16 µs among thousands of series in the
 worker; compiled, a point costs about a microsecond, mostly the call itself, and a series'
-state is one contiguous block of 468 floats (3.7 KB).
+state is one contiguous block of 474 floats (3.7 KB).
 
 The kernel is compiled on first use (a few seconds) and cached next to this module, so later
 processes load it.
@@ -49,7 +49,10 @@ _REF_QUIET, _DG_LEFT = 15, 16  # refractory and the drift gate
 _AR_PREV, _AR_N, _AR_SXY, _AR_SXX = 17, 18, 19, 20  # persistence forecast
 _AR_BASE, _AR_POWER, _AR_ABOVE, _AR_BELOW = 21, 22, 23, 24  # ... and its mean squares
 _QUIET = 25  # the whole model's quiet period after an alarm
-_FIXED = 26
+# The novelty view: its grid's lower edge and bin width, the visited bits 0-31 and 32-63
+# (each word a whole number below 2**32, exact in a float), values learned, its gate.
+_NV_ORIGIN, _NV_WIDTH, _NV_LOW, _NV_HIGH, _NV_N, _NV_LEFT = 26, 27, 28, 29, 30, 31
+_FIXED = 32
 # A likelihood block: these slots, then its ring of `window - 1` surprises.
 _L_LEN, _L_NEXT, _L_SUM, _L_N, _L_MEAN, _L_POWER, _L_SPREAD, _L_RING = 0, 1, 2, 3, 4, 5, 6, 7
 # A seasonal view's own slots: residual power, residuals seen, its gate's countdown.
@@ -63,6 +66,7 @@ _P_REF_PERIOD, _P_REF_LEVEL, _P_HOLD, _P_EARLY = 15, 16, 17, 18
 _P_HAS_DRIFT, _P_DRIFT_CAP, _P_DRIFT_SIGN, _P_DG_LEVEL, _P_DG_QUIET = 19, 20, 21, 22, 23
 _P_HAS_AR, _P_AR_RATIO, _P_AR_ALPHA = 24, 25, 26
 _P_QUIET, _P_POWER = 27, 28
+_P_HAS_NV, _P_NV_BINS, _P_NV_AFTER, _P_NV_LEVEL, _P_NV_QUIET = 29, 30, 31, 32, 33
 # A likelihood's parameter block, `_LP_SIZE` slots.
 _LP_OFF, _LP_RING, _LP_WARMUP, _LP_ALPHA, _LP_MIN_SPREAD, _LP_TWO, _LP_DF = 0, 1, 2, 3, 4, 5, 6
 _LP_SIZE = 8
@@ -71,7 +75,7 @@ _SP_HAS, _SP_PERIOD, _SP_BINS, _SP_ALPHA, _SP_SPREAD_ALPHA, _SP_CAP = 0, 1, 2, 3
 _SP_MIN_RESID, _SP_GATE_LEVEL, _SP_GATE_QUIET, _SP_HAS_BIN, _SP_BIN_PRIOR = 6, 7, 8, 9, 10
 _SP_BIN_ALPHA, _SP_STATE, _SP_MEANS, _SP_COUNTS, _SP_BIN_POWER, _SP_LIK = 11, 12, 13, 14, 15, 16
 _SP_SIZE = _SP_LIK + _LP_SIZE
-_P_LIK = 29
+_P_LIK = 34
 _P_DRIFT_LIK = _P_LIK + _LP_SIZE
 _P_DAILY = _P_DRIFT_LIK + _LP_SIZE
 _P_WEEKLY = _P_DAILY + _SP_SIZE
@@ -442,6 +446,74 @@ def _seasonal_step(p: Any, s: Any, v: int, t: float, x: float) -> float:
     return out
 
 
+_WORD = 0xFFFFFFFF  # the visited bits are kept in two 32-bit words
+
+
+@_jit
+def _novelty_score(p: Any, s: Any, x: float) -> float:  # views.Novelty.score_one (x finite)
+    width = s[_NV_WIDTH]
+    if s[_NV_N] < p[_P_NV_AFTER] or width == 0.0:
+        return 0.0
+    bins = int(p[_P_NV_BINS])
+    position = (x - s[_NV_ORIGIN]) / width
+    if not 0.0 <= position < bins:
+        return 0.0
+    at = int(position)
+    low = at - 1 if at > 0 else 0
+    high = at + 1 if at + 1 < bins else at
+    near = ((1 << (high - low + 1)) - 1) << low
+    visited = int(s[_NV_LOW]) | (int(s[_NV_HIGH]) << 32)
+    return 0.0 if visited & near else 1.0
+
+
+@_jit
+def _novelty_learn(p: Any, s: Any, x: float) -> None:  # views.Novelty.learn_one (x finite)
+    n = s[_NV_N]
+    if n == 0.0:
+        s[_NV_ORIGIN] = x
+        s[_NV_N] = 1.0
+        return
+    bins = int(p[_P_NV_BINS])
+    visited = int(s[_NV_LOW]) | (int(s[_NV_HIGH]) << 32)
+    if s[_NV_WIDTH] == 0.0:
+        first = s[_NV_ORIGIN]
+        span = abs(x - first)
+        width = 2.0 * span / bins
+        if not 0.0 < width < math.inf:
+            s[_NV_N] = n + 1.0
+            return
+        s[_NV_WIDTH] = width
+        s[_NV_ORIGIN] = min(first, x) - 0.5 * span
+        visited = 1 << int((first - s[_NV_ORIGIN]) / width)
+    origin = s[_NV_ORIGIN]
+    width = s[_NV_WIDTH]
+    span = bins * width
+    if x > origin + span + ABSURD_SPREADS * span or x < origin - ABSURD_SPREADS * span:
+        s[_NV_LOW] = float(visited & _WORD)
+        s[_NV_HIGH] = float((visited >> 32) & _WORD)
+        return
+    position = (x - origin) / width
+    while not 0.0 <= position < bins:
+        half = bins // 2
+        merged = 0
+        for pair in range(half):
+            if (visited >> (2 * pair)) & 3:
+                merged |= 1 << pair
+        if position >= bins:
+            visited = merged
+        else:
+            visited = merged << half
+            origin -= bins * width
+        width *= 2.0
+        position = (x - origin) / width
+    visited |= 1 << int(position)
+    s[_NV_ORIGIN] = origin
+    s[_NV_WIDTH] = width
+    s[_NV_LOW] = float(visited & _WORD)
+    s[_NV_HIGH] = float((visited >> 32) & _WORD)
+    s[_NV_N] = n + 1.0
+
+
 @_jit
 def _seasonal_opinion(p: Any, s: Any, v: int, t: float, x: float) -> float:
     """A seasonal view's score through its gate."""
@@ -510,6 +582,14 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
             if p[view + _SP_HAS] != 0.0:
                 opinion = _seasonal_opinion(p, s, view, t, x)
                 out = out if out > opinion else opinion
+    if p[_P_HAS_NV] != 0.0:
+        fresh = _novelty_score(p, s, x)
+        _novelty_learn(p, s, x)
+        alarming = signed > 0 if direction == 1.0 else signed < 0
+        if not (live and not breach and (direction == 0.0 or alarming)):
+            fresh = 0.0
+        opinion = _gate(p, s, _NV_LEFT, _P_NV_LEVEL, _P_NV_QUIET, fresh)
+        out = out if out > opinion else opinion
     if live:
         if breach:
             s[_QUIET] = 0.0
@@ -598,6 +678,13 @@ def _parameters(reference: LikelihoodDetector) -> np.ndarray[Any, Any]:
     p[_P_EARLY] = 1.0 if reference.early_scores else 0.0
     p[_P_DG_LEVEL] = drift_gate.level
     p[_P_DG_QUIET] = drift_gate.quiet
+    novelty = reference._novelty
+    if novelty is not None:
+        p[_P_HAS_NV] = 1.0
+        p[_P_NV_BINS] = novelty.bins
+        p[_P_NV_AFTER] = novelty.after
+    p[_P_NV_LEVEL] = reference._novelty_gate.level
+    p[_P_NV_QUIET] = reference._novelty_gate.quiet
     persistence = reference._persistence
     if persistence is not None:
         p[_P_HAS_AR] = 1.0
@@ -653,7 +740,7 @@ def compiled_layout(**settings: Any) -> tuple[int, int]:
     """(parameters, state floats per series) for a model with these settings.
 
     >>> compiled_layout()
-    (94, 468)
+    (99, 474)
     """
     p = _parameters_for(tuple(sorted(settings.items())))
     return len(p), int(p[_P_SIZE])

@@ -20,7 +20,7 @@ from river import base
 
 from detectors.golden import Direction, GoldenSignalDetector
 from detectors.scoring import AnomalyLikelihood, one_sided_confidence
-from detectors.views import ABSURD_SPREADS, DriftLikelihood, Gate, SeasonalLikelihood
+from detectors.views import ABSURD_SPREADS, DriftLikelihood, Gate, Novelty, SeasonalLikelihood
 
 WEEK = 7 * 86400.0
 TAME_SPREADS = 6.0  # how far off a value beyond `ABSURD_SPREADS` is learned as
@@ -365,6 +365,9 @@ class LikelihoodDetector(base.Base):
        wrong for its time of day (`seasonal_bins` per `seasonal_period` seconds, each bin
        with its own residual spread shrunk by `seasonal_bin_prior`), one for a value wrong
        for its time of the week (`weekly_bins` a week, one spread); None leaves a view out.
+       A fourth, `Novelty` (`novelty_bins`, after `novelty_after` values), alarms (1.0, then
+       quiet `novelty_quiet` points) on a value on the alarming side of the baseline that
+       falls where the series has never been, inside its range; None leaves it out.
     8. Scores are reported on a scale where the refractory level is `alarm_level` (0.99): a live
        score `p` becomes `p ** k`, with `k` such that the refractory level maps to
        `alarm_level` (monotone, so 0 and 1 stay put and no ranking changes). The detect
@@ -433,6 +436,9 @@ class LikelihoodDetector(base.Base):
         weekly_quiet: int = 300,
         persistence_ratio: float | None = 0.2,
         persistence_alpha: float = 0.01,
+        novelty_bins: int | None = 64,
+        novelty_after: int = 1000,
+        novelty_quiet: int = 300,
     ) -> None:
         if not surprise_cap > 0:
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
@@ -476,6 +482,11 @@ class LikelihoodDetector(base.Base):
         self.weekly_quiet = weekly_quiet
         self.persistence_ratio = persistence_ratio
         self.persistence_alpha = persistence_alpha
+        self.novelty_bins = novelty_bins
+        self.novelty_after = novelty_after
+        self.novelty_quiet = novelty_quiet
+        self._novelty = Novelty(novelty_bins, novelty_after) if novelty_bins is not None else None
+        self._novelty_gate = Gate(refractory_sigmas, novelty_quiet, tail_df)
         self._persistence = (
             Persistence(persistence_ratio, persistence_alpha)
             if persistence_ratio is not None
@@ -605,6 +616,7 @@ class LikelihoodDetector(base.Base):
             score = max(score, seasonal_gate.score_one(seasonal.score_one(t, x)))
         if weekly is not None and t is not None:
             score = max(score, weekly_gate.score_one(weekly.score_one(t, x)))
+        score = max(score, self._novelty_gate.score_one(self._novel(x, breach)))
         if self._likelihood.ready:
             if self._quiet.muted and not breach:
                 score = 0.0
@@ -682,6 +694,15 @@ class LikelihoodDetector(base.Base):
         if weekly is not None and t is not None:
             opinion = weekly_gate.step(weekly.step(t, x))
             out = out if out > opinion else opinion
+        novelty = self._novelty
+        if novelty is not None:
+            fresh = novelty.step(x)
+            alarming = signed > 0 if self.direction == "up" else signed < 0
+            if live and not breach and (self.direction == "both" or alarming):
+                opinion = self._novelty_gate.step(fresh)
+            else:
+                opinion = self._novelty_gate.step(0.0)
+            out = out if out > opinion else opinion
         if live:
             quiet = self._quiet
             if breach:
@@ -710,6 +731,9 @@ class LikelihoodDetector(base.Base):
                 opinion = max(opinion, gate.step(view.score_one(t, x)))
                 view.learn_one(t, x)
         surprise, score, breach = self._assess(x)
+        opinion = max(opinion, self._novelty_gate.step(self._novel(x, breach)))
+        if self._novelty is not None:
+            self._novelty.learn_one(x)
         if self._likelihood.ready:
             refractory, quiet = self._refractory, self._quiet
             out = max(0.0 if refractory.muted and not breach else score, opinion)
@@ -729,6 +753,18 @@ class LikelihoodDetector(base.Base):
             else:
                 persistence.remember(x)
         self._golden.learn_one(x)
+
+    def _novel(self, x: float, breach: bool) -> float:
+        """The `Novelty` view's score for `x` (before its gate): 0 unless the likelihood is
+        live, `x` breaks no range and lies on the alarming side of the baseline."""
+        novelty = self._novelty
+        if novelty is None or breach or not self._likelihood.ready:
+            return 0.0
+        if self.direction != "both":
+            signed = self.residual_z(x)
+            if not (signed > 0 if self.direction == "up" else signed < 0):
+                return 0.0
+        return novelty.score_one(x)
 
     def _assess(self, x: float) -> tuple[float, float, bool]:
         """`x`'s surprise, unmuted score and whether it breaks the range; changes nothing."""

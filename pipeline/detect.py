@@ -85,7 +85,7 @@ class SeriesState:
 #: The layout of a checkpointed series (`export_series`): bump it whenever a model class
 #: changes shape. A checkpoint of another layout, or of another model than `detect.model`
 #: makes, is not restored: its series starts a fresh model (counted in `DetectStats`).
-STATE_VERSION: Final = 7
+STATE_VERSION: Final = 8
 
 ABSENCE_SERIES: Final = "quietpager_series_absent"
 #: A service is absent after this many of its usual intervals without a point.

@@ -234,8 +234,11 @@ _NO_VIEWS: dict[str, None] = {
 }
 
 # The rows before the quiet period: every part mutes only itself, scores on the likelihood's
-# own scale.
-_NO_QUIET: dict[str, int | None] = {"quiet": 0, "alarm_level": None}
+# own scale (and no novelty view, which came later).
+_NO_QUIET: dict[str, int | None] = {"quiet": 0, "alarm_level": None, "novelty_bins": None}
+
+# The rows before the novelty view.
+_NO_NOVELTY: dict[str, None] = {"novelty_bins": None}
 
 # Names go into result file names (`<detector>_<file>.csv`), so they carry no underscores.
 # `shipped` is the model of the default configuration. From golden-slow to likelihood, each
@@ -258,7 +261,8 @@ DETECTORS: dict[str, Callable[[], StreamDetector]] = {
     ),
     "likelihood-weekly": lambda: CompiledLikelihood(persistence_ratio=None, **_NO_QUIET),
     "likelihood-persistence": lambda: CompiledLikelihood(**_NO_QUIET),
-    "likelihood-quiet": lambda: CompiledLikelihood(alarm_level=None),
+    "likelihood-quiet": lambda: CompiledLikelihood(alarm_level=None, **_NO_NOVELTY),
+    "likelihood-alarm": lambda: CompiledLikelihood(**_NO_NOVELTY),
     "likelihood": CompiledLikelihood,
     # The same model run by its Python specification: the same scores, far slower per point.
     "likelihood-reference": LikelihoodDetector,

@@ -58,6 +58,10 @@ SETTINGS: list[dict[str, object]] = [
     {"alpha": 0.2, "spread_alpha": 0.05, "surprise_cap": 3.0, "hold_sigmas": 3.0},
     {"weekly_bins": None, "seasonal_bin_prior": None},
     {"seasonal_bins": None, "weekly_bins": 10, "seasonal_window": 5, "weekly_quiet": 0},
+    {"novelty_bins": 32, "novelty_after": 50, "novelty_quiet": 0},
+    {"novelty_bins": 64, "novelty_after": 50, "direction": "up", "novelty_quiet": 10},
+    {"novelty_bins": 4, "novelty_after": 0, "novelty_quiet": 20, "direction": "down"},
+    {"novelty_bins": None},
     {"persistence_ratio": None},
     {"persistence_ratio": 2.0, "persistence_alpha": 0.2, "direction": "down"},
 ]
@@ -94,6 +98,20 @@ def test_the_reference_stream_exercises_the_persistence_forecast() -> None:
         differ += with_it.step(x, t) != without.step(x, t)
     assert smooth > 500  # the random walk is smooth enough for it
     assert differ > 100
+
+
+def test_the_reference_stream_exercises_the_novelty_view() -> None:
+    settings: dict[str, object] = {"novelty_bins": 16, "novelty_after": 50, "novelty_quiet": 0}
+    with_it = LikelihoodDetector(**settings)  # type: ignore[arg-type]
+    without = LikelihoodDetector(novelty_bins=None)
+    differ = 0
+    for x, t in _stream(seed=0):
+        differ += with_it.step(x, t) != without.step(x, t)
+    assert differ > 0
+    novelty = with_it._novelty
+    assert novelty is not None
+    # The grid widened to hold the stream, but not to the ±1e300 values in it.
+    assert 0 < novelty._width * novelty.bins < 1e6
 
 
 def test_the_reference_stream_exercises_the_tamed_range() -> None:
@@ -167,17 +185,17 @@ def test_bad_settings_fail_like_the_specification(
 
 def test_state_is_one_small_array() -> None:
     _, floats = compiled_layout()
-    # fixed slots (17, the persistence forecast's 8 and the quiet period's 1), the point and
-    # drift likelihoods, the daily view (its slots, likelihood, means, weights and bin
-    # spreads) and the weekly view (no bin spreads)
-    assert floats == 26 + (7 + 9) + (7 + 29) + (3 + 7 + 29 + 3 * 48) + (3 + 7 + 29 + 2 * 84)
+    # fixed slots (17, the persistence forecast's 8, the quiet period's 1 and the novelty
+    # view's 6), the point and drift likelihoods, the daily view (its slots, likelihood,
+    # means, weights and bin spreads) and the weekly view (no bin spreads)
+    assert floats == 32 + (7 + 9) + (7 + 29) + (3 + 7 + 29 + 3 * 48) + (3 + 7 + 29 + 2 * 84)
     detector = CompiledLikelihood()
     for x, t in _stream(seed=5, n=3000):
         detector.step(x, t)
     size = len(pickle.dumps(detector, pickle.HIGHEST_PROTOCOL))
     assert size < 8 * floats + 200
     assert size < 4096  # the aim per series
-    assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 26 + 16
+    assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 32 + 16
 
 
 @pytest.mark.parametrize(("signal", "direction", "ceiling"), SIGNAL_MODELS)

@@ -216,7 +216,10 @@ def test_memory_is_constant_and_small() -> None:
     early = len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))
     feed(detector, _noise(9, 20000))
     late = len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))
-    assert late == early  # the 4 KB aim is the compiled model's: tests/detectors/test_compiled.py
+    # The 4 KB aim is the compiled model's (tests/detectors/test_compiled.py). A Python int
+    # pickles in as many bytes as it needs, and the novelty view's visited bits (at most 64)
+    # are one: a few bytes, never more.
+    assert abs(late - early) <= 8
 
 
 def test_a_burst_alarms_once_then_is_muted_yet_continues() -> None:
@@ -405,6 +408,9 @@ def _awkward_stream(seed: int, n: int = 6000) -> list[float]:
         {"quiet": 0, "alarm_level": None},
         {"persistence_ratio": None},
         {"persistence_ratio": 1.0, "direction": "up"},
+        {"novelty_bins": 64, "novelty_after": 50, "direction": "up"},  # the novelty view fires
+        {"novelty_bins": 32, "novelty_after": 100, "direction": "down"},
+        {"novelty_bins": 64, "novelty_after": 20},
     ],
 )
 def test_step_is_score_continues_then_learn(kwargs: dict[str, object]) -> None:

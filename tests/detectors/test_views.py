@@ -11,7 +11,7 @@ import pytest
 from detectors.golden import Direction
 from detectors.likelihood import LikelihoodDetector
 from detectors.scoring import one_sided_confidence
-from detectors.views import DriftLikelihood, Gate, SeasonalLikelihood, SeasonalProfile
+from detectors.views import DriftLikelihood, Gate, Novelty, SeasonalLikelihood, SeasonalProfile
 
 DAY = 86400.0
 STEP = 300.0  # five-minute points, as in NAB
@@ -319,3 +319,117 @@ def test_a_constant_series_that_starts_moving_is_learned() -> None:
     assert predicted is not None
     assert predicted == pytest.approx(90.0, abs=10.0)  # the new daily shape, not the old 5
     assert seasonal._power > 1.0
+
+
+# --- novelty ----------------------------------------------------------------------------------
+
+
+def _idle_with_a_spike(after: int = 100) -> Novelty:
+    """A novelty view that saw a series idle between 10 and 16, and one spike to 100."""
+    novelty = Novelty(bins=64, after=after)
+    for step in range(1000):
+        novelty.learn_one(10.0 + step % 7 if step != 500 else 100.0)
+    return novelty
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (12.0, 0.0),  # the idle level
+        (16.5, 0.0),  # beside it (the neighbouring bin was visited)
+        (99.0, 0.0),  # beside the spike
+        (40.0, 1.0),  # inside the range, never near any value
+        (70.0, 1.0),
+        (130.0, 1.0),  # above the range but still on the grid (a small new record)
+        (500.0, 0.0),  # off the grid: the range breach's to judge
+        (-50.0, 0.0),
+        (math.nan, 0.0),
+        (math.inf, 0.0),
+    ],
+)
+def test_novelty_scores_values_where_the_series_never_was(value: float, expected: float) -> None:
+    assert _idle_with_a_spike().score_one(value) == expected
+
+
+def test_novelty_is_silent_until_after_values() -> None:
+    assert _idle_with_a_spike(after=2000).score_one(40.0) == 0.0
+    assert _idle_with_a_spike(after=1000).score_one(40.0) == 1.0
+
+
+def test_novelty_grid_widens_and_keeps_what_it_saw() -> None:
+    novelty = Novelty(bins=8, after=0)
+    for value in (0.0, 1.0, 2.0, 3.0):
+        novelty.learn_one(value)
+    width = novelty._width
+    novelty.learn_one(100.0)  # doubles the grid until it holds 100
+    assert novelty._width > width
+    assert novelty.score_one(1.5) == 0.0  # the early values' bins survived the merges
+    assert novelty.score_one(50.0) == 1.0
+    assert novelty.n_seen == 5
+
+
+def test_novelty_does_not_learn_an_absurd_value() -> None:
+    novelty = Novelty(bins=8, after=0)
+    for value in (0.0, 1.0, 2.0, 3.0):
+        novelty.learn_one(value)
+    grid = (novelty._origin, novelty._width, novelty._visited)
+    novelty.learn_one(1e300)
+    novelty.learn_one(-1e300)
+    assert (novelty._origin, novelty._width, novelty._visited) == grid
+    assert novelty.n_seen == 4
+
+
+def test_novelty_of_a_constant_series_waits_for_a_second_value() -> None:
+    novelty = Novelty(bins=8, after=0)
+    for _ in range(50):
+        novelty.learn_one(5.0)
+    assert novelty.score_one(6.0) == 0.0  # no grid yet: a constant series has no inside
+    novelty.learn_one(7.0)
+    assert novelty.score_one(5.0) == 0.0
+    assert novelty.score_one(6.0) == 1.0  # between the two values seen, beside neither
+    assert novelty.n_seen == 51
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bins": 3}, "even number"),
+        ({"bins": 66}, "even number"),
+        ({"bins": 2}, "even number"),
+        ({"after": -1}, "after must be >= 0"),
+    ],
+)
+def test_novelty_rejects_bad_settings(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Novelty(**kwargs)
+
+
+def _idle_spike_dip(direction: Direction, probe: float) -> float:
+    """The score of `probe` from a detector that saw 1,500 points idle around 50 (a spike to
+    100 at row 300, a dip to 0 at row 400)."""
+    rng = random.Random(4)
+    detector = LikelihoodDetector(direction=direction)
+    for step in range(1500):
+        value = 100.0 if step == 300 else 0.0 if step == 400 else rng.gauss(50.0, 1.0)
+        detector.step(value, step * STEP)
+    return detector.step(probe, 1500 * STEP)[0]
+
+
+@pytest.mark.parametrize(
+    ("direction", "probe", "novel"),
+    [
+        ("both", 75.0, True),
+        ("both", 25.0, True),
+        ("up", 75.0, True),
+        ("up", 25.0, False),  # the harmless side
+        ("down", 25.0, True),
+        ("down", 75.0, False),
+        ("both", 50.5, False),  # the idle level
+    ],
+)
+def test_the_detector_alarms_on_novelty_on_its_alarming_side(
+    direction: Direction, probe: float, novel: bool
+) -> None:
+    # Only a range breach or the novelty view scores exactly 1.0; neither probe breaks the
+    # range, so 1.0 is the novelty view's alarm.
+    assert (_idle_spike_dip(direction, probe) == 1.0) is novel
