@@ -752,7 +752,7 @@ class CompiledLikelihood:
 
     `score_one`, `continues` and `learn_one` are there for the `SeriesDetector` protocol;
     they step a copy (or discard the result), so only `step` is fast. Pickles to its
-    settings and its state array (about 3.8 KB with the defaults).
+    settings and its state array (about 3.9 KB with the defaults).
 
     >>> detector = CompiledLikelihood(direction="up")
     >>> for value in [10.0, 11.0, 9.0] * 20:
