@@ -444,6 +444,8 @@ class LikelihoodDetector(base.Base):
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
         if quiet < 0:
             raise ValueError(f"quiet must be >= 0, got {quiet}")
+        if novelty_quiet < 0:
+            raise ValueError(f"novelty_quiet must be >= 0, got {novelty_quiet}")
         if alarm_level is not None and not 0 < alarm_level < 1:
             raise ValueError(f"alarm_level must lie in (0, 1), got {alarm_level}")
         if not 0 < hold_sigmas <= surprise_cap:

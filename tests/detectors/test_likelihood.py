@@ -312,9 +312,15 @@ def test_scores_are_the_likelihood_scale_raised_to_put_the_alarm_level_at_0_99()
         ({"alarm_level": -0.5}, "alarm_level"),
         ({"alarm_level": 1.5}, "alarm_level"),
         ({"quiet": -1}, "quiet"),
+        ({"novelty_quiet": -1}, "novelty_quiet must be >= 0"),
+        ({"novelty_bins": 7}, "novelty bins must be an even number"),
+        ({"novelty_bins": 128}, "novelty bins must be an even number"),
+        ({"novelty_after": -5}, "novelty after must be >= 0"),
     ],
 )
-def test_quiet_and_alarm_level_are_validated(kwargs: dict[str, float], message: str) -> None:
+def test_quiet_alarm_level_and_novelty_are_validated(
+    kwargs: dict[str, float], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         LikelihoodDetector(**kwargs)  # type: ignore[arg-type]
 
