@@ -438,7 +438,7 @@ class LikelihoodDetector(base.Base):
         persistence_alpha: float = 0.01,
         novelty_bins: int | None = 64,
         novelty_after: int = 1000,
-        novelty_quiet: int = 300,
+        novelty_quiet: int = 1000,
     ) -> None:
         if not surprise_cap > 0:
             raise ValueError(f"surprise_cap must be positive, got {surprise_cap}")
