@@ -450,68 +450,60 @@ _WORD = 0xFFFFFFFF  # the visited bits are kept in two 32-bit words
 
 
 @_jit
-def _novelty_score(p: Any, s: Any, x: float) -> float:  # views.Novelty.score_one (x finite)
-    width = s[_NV_WIDTH]
-    if s[_NV_N] < p[_P_NV_AFTER] or width == 0.0:
-        return 0.0
+def _novelty_step(p: Any, s: Any, x: float) -> float:
+    """views.Novelty.step (x finite): score `x`, then learn it, the visited bits unpacked once."""
     bins = int(p[_P_NV_BINS])
-    position = (x - s[_NV_ORIGIN]) / width
-    if not 0.0 <= position < bins:
-        return 0.0
-    at = int(position)
-    low = at - 1 if at > 0 else 0
-    high = at + 1 if at + 1 < bins else at
-    near = ((1 << (high - low + 1)) - 1) << low
     visited = int(s[_NV_LOW]) | (int(s[_NV_HIGH]) << 32)
-    return 0.0 if visited & near else 1.0
-
-
-@_jit
-def _novelty_learn(p: Any, s: Any, x: float) -> None:  # views.Novelty.learn_one (x finite)
     n = s[_NV_N]
+    origin = s[_NV_ORIGIN]
+    width = s[_NV_WIDTH]
+    score = 0.0
+    if n >= p[_P_NV_AFTER] and width != 0.0:  # Novelty.score_one
+        position = (x - origin) / width
+        if 0.0 <= position < bins:
+            at = int(position)
+            low = at - 1 if at > 0 else 0
+            high = at + 1 if at + 1 < bins else at
+            near = ((1 << (high - low + 1)) - 1) << low
+            score = 0.0 if visited & near else 1.0
+    # Novelty.learn_one
     if n == 0.0:
         s[_NV_ORIGIN] = x
         s[_NV_N] = 1.0
-        return
-    bins = int(p[_P_NV_BINS])
-    visited = int(s[_NV_LOW]) | (int(s[_NV_HIGH]) << 32)
-    if s[_NV_WIDTH] == 0.0:
-        first = s[_NV_ORIGIN]
+        return score
+    if width == 0.0:
+        first = origin
         span = abs(x - first)
         width = 2.0 * span / bins
         if not 0.0 < width < math.inf:
             s[_NV_N] = n + 1.0
-            return
-        s[_NV_WIDTH] = width
-        s[_NV_ORIGIN] = min(first, x) - 0.5 * span
-        visited = 1 << int((first - s[_NV_ORIGIN]) / width)
-    origin = s[_NV_ORIGIN]
-    width = s[_NV_WIDTH]
+            return score
+        origin = min(first, x) - 0.5 * span
+        visited = 1 << int((first - origin) / width)
     span = bins * width
-    if x > origin + span + ABSURD_SPREADS * span or x < origin - ABSURD_SPREADS * span:
-        s[_NV_LOW] = float(visited & _WORD)
-        s[_NV_HIGH] = float((visited >> 32) & _WORD)
-        return
-    position = (x - origin) / width
-    while not 0.0 <= position < bins:
-        half = bins // 2
-        merged = 0
-        for pair in range(half):
-            if (visited >> (2 * pair)) & 3:
-                merged |= 1 << pair
-        if position >= bins:
-            visited = merged
-        else:
-            visited = merged << half
-            origin -= bins * width
-        width *= 2.0
+    if not (x > origin + span + ABSURD_SPREADS * span or x < origin - ABSURD_SPREADS * span):
         position = (x - origin) / width
-    visited |= 1 << int(position)
+        while not 0.0 <= position < bins:
+            half = bins // 2
+            merged = 0
+            for pair in range(half):
+                if (visited >> (2 * pair)) & 3:
+                    merged |= 1 << pair
+            if position >= bins:
+                visited = merged
+            else:
+                visited = merged << half
+                origin -= bins * width
+            width *= 2.0
+            position = (x - origin) / width
+        visited |= 1 << int(position)
+        n += 1.0
     s[_NV_ORIGIN] = origin
     s[_NV_WIDTH] = width
     s[_NV_LOW] = float(visited & _WORD)
     s[_NV_HIGH] = float((visited >> 32) & _WORD)
-    s[_NV_N] = n + 1.0
+    s[_NV_N] = n
+    return score
 
 
 @_jit
@@ -583,8 +575,7 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
                 opinion = _seasonal_opinion(p, s, view, t, x)
                 out = out if out > opinion else opinion
     if p[_P_HAS_NV] != 0.0:
-        fresh = _novelty_score(p, s, x)
-        _novelty_learn(p, s, x)
+        fresh = _novelty_step(p, s, x)
         alarming = signed > 0 if direction == 1.0 else signed < 0
         if not (live and not breach and (direction == 0.0 or alarming)):
             fresh = 0.0

@@ -699,11 +699,8 @@ class LikelihoodDetector(base.Base):
         novelty = self._novelty
         if novelty is not None:
             fresh = novelty.step(x)
-            alarming = signed > 0 if self.direction == "up" else signed < 0
-            if live and not breach and (self.direction == "both" or alarming):
-                opinion = self._novelty_gate.step(fresh)
-            else:
-                opinion = self._novelty_gate.step(0.0)
+            counts = live and not breach and self._on_alarming_side(signed)
+            opinion = self._novelty_gate.step(fresh if counts else 0.0)
             out = out if out > opinion else opinion
         if live:
             quiet = self._quiet
@@ -762,11 +759,15 @@ class LikelihoodDetector(base.Base):
         novelty = self._novelty
         if novelty is None or breach or not self._likelihood.ready:
             return 0.0
-        if self.direction != "both":
-            signed = self.residual_z(x)
-            if not (signed > 0 if self.direction == "up" else signed < 0):
-                return 0.0
+        if self.direction != "both" and not self._on_alarming_side(self.residual_z(x)):
+            return 0.0
         return novelty.score_one(x)
+
+    def _on_alarming_side(self, signed: float) -> bool:
+        """Whether a signed residual lies on the side `direction` alarms on (both: always)."""
+        if self.direction == "both":
+            return True
+        return signed > 0 if self.direction == "up" else signed < 0
 
     def _assess(self, x: float) -> tuple[float, float, bool]:
         """`x`'s surprise, unmuted score and whether it breaks the range; changes nothing."""
