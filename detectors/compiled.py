@@ -788,6 +788,11 @@ class CompiledLikelihood:
         """Whether the likelihood has warmed up and scores are its own."""
         return bool(self._s[int(self._p[_P_LIK + _LP_OFF]) + _L_N] >= self._p[_P_LIK + _LP_WARMUP])
 
+    def reference(self) -> LikelihoodDetector:
+        """A fresh `LikelihoodDetector` with these settings: the Python specification this
+        model is compiled from (slower, the same scores; it also says which part gave each)."""
+        return LikelihoodDetector(**dict(self._settings))
+
     def step(self, x: float, t: float | None = None) -> tuple[float, bool]:
         """`(score_one(x, t), continues(x))`, then `learn_one(x, t)`, compiled."""
         # float(): an int would make Numba compile (seconds) a second version of the kernel.

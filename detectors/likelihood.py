@@ -15,6 +15,7 @@ anomaly likelihood, Ahmad et al. 2017, here over a Gaussian residual model).
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 from river import base
 
@@ -25,9 +26,17 @@ from detectors.views import ABSURD_SPREADS, DriftLikelihood, Gate, Novelty, Seas
 WEEK = 7 * 86400.0
 TAME_SPREADS = 6.0  # how far off a value beyond `ABSURD_SPREADS` is learned as
 
+# The part of `LikelihoodDetector` whose opinion a score is (`last_part`): the point model
+# (its likelihood, or the golden score while that warms up), a range breach, a view, or the
+# ceiling pressure.
+Part = Literal["point", "breach", "drift", "daily", "weekly", "novelty", "ceiling"]
+PARTS: tuple[Part, ...] = get_args(Part)
+
 __all__ = [
+    "PARTS",
     "AnomalyLikelihood",
     "LikelihoodDetector",
+    "Part",
     "Persistence",
     "RangeBreach",
     "Refractory",
@@ -552,6 +561,8 @@ class LikelihoodDetector(base.Base):
         self._quiet = Refractory(quiet, level)  # the same clock over the whole model's score
         # The power that takes the refractory level to `alarm_level` (1: the scale as it is).
         self._power = 1.0 if alarm_level is None else math.log(alarm_level) / math.log(level)
+        # Which part gave `step`'s last score ("" when it was 0): for reading a run, not used.
+        self.last_part: Part | Literal[""] = ""
 
     @property
     def expected(self) -> float:
@@ -638,9 +649,11 @@ class LikelihoodDetector(base.Base):
         stage's call).
 
         Each part scores and learns in one call, so nothing is computed twice; a test holds
-        this equal to the three calls.
+        this equal to the three calls. `last_part` then names the part whose opinion the
+        score is (`PARTS`; the earlier part on a tie), or is "" for a score of 0.
         """
         if not math.isfinite(x):
+            self.last_part = ""
             return 0.0, False
         golden = self._golden
         learned = golden.n_seen >= self.warmup
@@ -675,9 +688,10 @@ class LikelihoodDetector(base.Base):
         if not live:
             score = golden.score_one(x) if self.early_scores else 0.0
         breach = False
+        part: Part = "point"
         # The range learns every value; its breach counts once the likelihood is live.
         if self._range is not None and self._range.step(x) >= 1.0 and live:
-            score, breach = 1.0, True
+            score, breach, part = 1.0, True, "breach"
         refractory = self._refractory
         muted = refractory.muted
         out = 0.0 if muted and not breach else score
@@ -689,19 +703,23 @@ class LikelihoodDetector(base.Base):
         drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = self._views
         if drift is not None and learned:
             opinion = drift_gate.step(drift.step(signed))
-            out = out if out > opinion else opinion
+            if opinion > out:
+                out, part = opinion, "drift"
         if seasonal is not None and t is not None:
             opinion = seasonal_gate.step(seasonal.step(t, x))
-            out = out if out > opinion else opinion
+            if opinion > out:
+                out, part = opinion, "daily"
         if weekly is not None and t is not None:
             opinion = weekly_gate.step(weekly.step(t, x))
-            out = out if out > opinion else opinion
+            if opinion > out:
+                out, part = opinion, "weekly"
         novelty = self._novelty
         if novelty is not None:
             fresh = novelty.step(x)
             counts = live and not breach and self._on_alarming_side(signed)
             opinion = self._novelty_gate.step(fresh if counts else 0.0)
-            out = out if out > opinion else opinion
+            if opinion > out:
+                out, part = opinion, "novelty"
         if live:
             quiet = self._quiet
             if breach:
@@ -711,7 +729,10 @@ class LikelihoodDetector(base.Base):
             quiet.learn_one(out)
             out = out**self._power
         if self.ceiling is not None:
-            out = max(out, golden.ceiling_pressure(x))
+            pressure = golden.ceiling_pressure(x)
+            if pressure > out:
+                out, part = pressure, "ceiling"
+        self.last_part = part if out > 0.0 else ""
         golden.learn_one(x)
         return out, going_on
 

@@ -83,6 +83,21 @@ def test_compiled_steps_exactly_like_the_specification(settings: dict[str, objec
     assert alarms > 0  # the stream went through the alarm paths
 
 
+@pytest.mark.parametrize("settings", [{}, {"direction": "up", "novelty_bins": None}])
+def test_reference_is_a_fresh_specification_with_the_same_settings(
+    settings: dict[str, object],
+) -> None:
+    compiled = CompiledLikelihood(**settings)
+    for x, t in _stream(seed=3, n=500):
+        compiled.step(x, t)
+    reference = compiled.reference()  # fresh: the compiled model's history is not in it
+    assert reference.n_seen == 0
+    assert reference._get_params() == LikelihoodDetector(**settings)._get_params()  # type: ignore[arg-type]
+    again = CompiledLikelihood(**settings)
+    for x, t in _stream(seed=4, n=3000):
+        assert reference.step(x, t) == again.step(x, t)
+
+
 def test_the_reference_stream_exercises_continuation() -> None:
     reference = LikelihoodDetector()
     assert any(reference.step(x, t)[1] for x, t in _stream(seed=0))

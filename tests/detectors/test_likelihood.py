@@ -11,6 +11,7 @@ from river import stats
 
 from detectors.golden import Direction, GoldenSignalDetector
 from detectors.likelihood import (
+    PARTS,
     AnomalyLikelihood,
     LikelihoodDetector,
     Persistence,
@@ -576,3 +577,61 @@ def test_a_step_on_a_smooth_series_continues_by_the_baseline(seed: int) -> None:
         steps.append(detector.step(level))
     assert steps[0][0] >= 0.99
     assert all(going_on for _, going_on in steps[1:])
+
+
+# --- which part gave the score ---------------------------------------------------------------
+
+_MIDNIGHT = 1_600_041_600.0  # a midnight, UTC
+
+
+def _days_with_an_excursion(seed: int = 5, days: int = 10) -> list[tuple[float, float]]:
+    """Five-minute points at 50 by night and 80 by day, noise 3, and ten points at 96 (a
+    night-time record near a ceiling of 102) from point 2,000."""
+    rng = random.Random(seed)
+    points = []
+    for i in range(days * 288):
+        t = _MIDNIGHT + 300.0 * i
+        day = 8 <= (t % 86400) / 3600 < 20
+        x = 96.0 if 2000 <= i < 2010 else rng.gauss(80.0 if day else 50.0, 3.0)
+        points.append((x, t))
+    return points
+
+
+@pytest.mark.parametrize(
+    ("part", "settings", "without"),
+    [
+        ("breach", {"novelty_bins": None}, {"range_tolerance": None}),
+        ("novelty", {"novelty_after": 50}, {"novelty_bins": None}),
+        # The views' gates lowered, so that each view wins some point on this stream.
+        ("drift", {"drift_sigmas": 2.0}, {"drift_window": None}),
+        ("daily", {"seasonal_sigmas": 2.0}, {"seasonal_bins": None}),
+        ("weekly", {"weekly_sigmas": 2.0}, {"weekly_bins": None}),
+        ("ceiling", {"ceiling": 102.0}, {"ceiling": None}),
+    ],
+)
+def test_last_part_names_the_part_whose_opinion_is_the_score(
+    part: str, settings: dict[str, object], without: dict[str, object]
+) -> None:
+    """Until a part first gives the score, the model without it scores the same; at that
+    point, without it, the score is lower."""
+    model = LikelihoodDetector(**settings)  # type: ignore[arg-type]
+    lacking = LikelihoodDetector(**{**settings, **without})  # type: ignore[arg-type]
+    for i, (x, t) in enumerate(_days_with_an_excursion()):
+        score, _ = model.step(x, t)
+        other, _ = lacking.step(x, t)
+        if model.last_part == part:
+            assert other < score, i
+            return
+        assert other == score, i
+    pytest.fail(f"no score came from {part}")
+
+
+def test_last_part_is_the_point_model_or_nothing_otherwise() -> None:
+    model = LikelihoodDetector(range_tolerance=None, novelty_bins=None, drift_window=None)
+    seen = set()
+    for x in [*_noise(8, 600), math.nan, math.inf]:
+        score, _ = model.step(x)  # no time: no seasonal view
+        assert model.last_part == ("point" if score > 0 else "")
+        seen.add(model.last_part)
+    assert seen == {"point", ""}
+    assert set(PARTS) == {"point", "breach", "drift", "daily", "weekly", "novelty", "ceiling"}
