@@ -22,6 +22,7 @@ import json
 import math
 import pickle
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from pipeline.bench.nab_score import (
     CostProfile,
     Losses,
     Window,
+    credit_rows,
     load_profiles,
     probationary_length,
     windows_from_timestamps,
@@ -59,10 +61,13 @@ __all__ = [
     "MissedWindow",
     "NabFile",
     "NabReport",
+    "PartCounts",
     "ProfileScore",
     "RiverBaseline",
     "StageStream",
     "StreamDetector",
+    "count_parts",
+    "count_parts_by_specification",
     "load_corpus",
     "missed_windows",
     "print_losses",
@@ -652,8 +657,94 @@ def missed_windows(
     return sorted(missed, key=lambda m: (-m.peak, m.relative_path, m.window.first))
 
 
-def print_losses(reports: Sequence[NabReport], files: Sequence[NabFile], console: Console) -> None:
-    """Where each detector's points go in each profile, and the windows it misses in standard."""
+@dataclass(frozen=True, slots=True)
+class PartCounts:
+    """Which part of a likelihood model raised the detections at a threshold
+    (`LikelihoodDetector.last_part`)."""
+
+    threshold: float
+    hits: Counter[str]  # the first detection in each window caught, by part
+    outside: Counter[str]  # every detection outside the windows, by part
+
+
+def count_parts(
+    scores: Sequence[float], parts: Sequence[str], windows: Sequence[Window], threshold: float
+) -> tuple[Counter[str], Counter[str]]:
+    """One file's detections at `threshold` by the part that gave each: the first detection
+    in each window (the one NAB credits) and every detection outside the windows (each one
+    NAB charges); probationary rows count for neither, as in NAB."""
+    hits: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    caught: set[int] = set()
+    for score, part, credit in zip(scores, parts, credit_rows(len(scores), windows), strict=True):
+        if credit.probationary or score < threshold:
+            continue
+        if credit.window is None:
+            outside[part] += 1
+        elif credit.window not in caught:
+            caught.add(credit.window)
+            hits[part] += 1
+    return hits, outside
+
+
+def _specification(name: str) -> Callable[[], LikelihoodDetector] | None:
+    """Fresh Python specifications of detector `name`, where it is a likelihood model."""
+    factory = DETECTORS.get(name)
+    if factory is None:
+        return None
+    probe = factory()
+    if isinstance(probe, CompiledLikelihood):
+        return probe.reference
+    if isinstance(probe, LikelihoodDetector):
+        return probe.clone
+    return None
+
+
+def count_parts_by_specification(
+    run: DetectorRun, files: Sequence[NabFile], threshold: float
+) -> PartCounts | None:
+    """`count_parts` over the files, read off the Python specification of the model `run`
+    ran (None for a detector that is no likelihood model, or a run read from result files).
+
+    The specification says which part gave each score; its scores must equal the run's
+    (the compiled model is held to it), and a file where they do not is an error rather
+    than a count of some other model's detections.
+    """
+    make = _specification(run.detector) if run.microseconds_per_point is not None else None
+    if make is None:
+        return None
+    hits: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    for nab_file in files:
+        detector = make()
+        scores: list[float] = []
+        parts: list[str] = []
+        for x, t in zip(nab_file.values, nab_file.seconds, strict=True):
+            scores.append(detector.step(x, t)[0])
+            parts.append(detector.last_part)
+        if scores != list(run.scores[nab_file.relative_path]):
+            raise QuietpagerError(
+                f"{run.detector}: its Python specification scores {nab_file.relative_path} "
+                "differently from the run; parts not counted"
+            )
+        file_hits, file_outside = count_parts(scores, parts, nab_file.windows, threshold)
+        hits.update(file_hits)
+        outside.update(file_outside)
+    return PartCounts(threshold, hits, outside)
+
+
+def _by_part(counts: Counter[str]) -> str:
+    return ", ".join(f"{part} {n}" for part, n in counts.most_common()) or "none"
+
+
+def print_losses(
+    reports: Sequence[NabReport],
+    files: Sequence[NabFile],
+    console: Console,
+    part_counts: Mapping[str, PartCounts] | None = None,
+) -> None:
+    """Where each detector's points go in each profile, and the windows it misses in standard
+    (with `part_counts`, by detector name: which part raised the detections there)."""
     for report in reports:
         console.print(
             f"[bold]{report.run.detector}[/bold]: where the points go "
@@ -681,6 +772,12 @@ def print_losses(reports: Sequence[NabReport], files: Sequence[NabFile], console
             console.print(
                 f"    {miss.half} {miss.relative_path} rows {miss.window.first}-"
                 f"{miss.window.last}: {miss.peak:.4f}"
+            )
+        counted = (part_counts or {}).get(report.run.detector)
+        if counted is not None:
+            console.print(
+                "  by the part that raised them, at the standard threshold: first detections "
+                f"in windows {_by_part(counted.hits)}; outside windows {_by_part(counted.outside)}"
             )
 
 
@@ -722,5 +819,11 @@ def run_nab(
     reports = [score_run(run, files, profiles) for run in runs]
     print_report(reports, files, half, console)
     if breakdown:
-        print_losses(reports, files, console)
+        parts: dict[str, PartCounts] = {}
+        for report in reports:
+            threshold = report.losses["standard"].threshold
+            counted = count_parts_by_specification(report.run, files, threshold)
+            if counted is not None:
+                parts[report.run.detector] = counted
+        print_losses(reports, files, console, parts)
     return reports
