@@ -722,6 +722,16 @@ def _parameters_for(settings: tuple[tuple[str, Any], ...]) -> np.ndarray[Any, An
     return _parameters(LikelihoodDetector(**dict(settings)))
 
 
+Settings = tuple[tuple[str, Any], ...]
+
+
+@lru_cache(maxsize=64)
+def _shared(settings: Settings) -> Settings:
+    """The first tuple seen equal to `settings`: series with the same settings hold one
+    tuple between them, not one each (168 B a series for a signal's two settings)."""
+    return settings
+
+
 def warm_up() -> None:
     """Compile the kernel now (or load it from the cache), not on a series' first point."""
     CompiledLikelihood().step(0.0, 0.0)
@@ -757,7 +767,7 @@ class CompiledLikelihood:
     __slots__ = ("_p", "_s", "_settings")
 
     def __init__(self, **settings: Any) -> None:
-        self._settings = tuple(sorted(settings.items()))
+        self._settings = _shared(tuple(sorted(settings.items())))
         self._p = _parameters_for(self._settings)  # validates through LikelihoodDetector
         self._s = _fresh_state(self._p)
 
@@ -824,8 +834,8 @@ class CompiledLikelihood:
 
     def __setstate__(self, state: tuple[tuple[tuple[str, Any], ...], bytes]) -> None:
         settings, data = state
-        self._settings = settings
-        self._p = _parameters_for(settings)
+        self._settings = _shared(settings)
+        self._p = _parameters_for(self._settings)
         values = np.frombuffer(data, dtype=np.float64).copy()
         if len(values) != int(self._p[_P_SIZE]):
             raise ValueError(

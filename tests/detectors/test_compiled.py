@@ -213,6 +213,16 @@ def test_state_is_one_small_array() -> None:
     assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 32 + 16
 
 
+def test_series_with_the_same_settings_share_one_settings_tuple() -> None:
+    first = detector_for_signal("traffic")
+    second = detector_for_signal("traffic")
+    restored = pickle.loads(pickle.dumps(second, pickle.HIGHEST_PROTOCOL))
+    assert first._settings is second._settings is restored._settings
+    other = detector_for_signal("latency")
+    assert other._settings is not first._settings
+    assert other._settings == (("direction", "up"), ("warmup", 30))
+
+
 @pytest.mark.parametrize(("signal", "direction", "ceiling"), SIGNAL_MODELS)
 def test_detector_for_signal(signal: str, direction: str, ceiling: float | None) -> None:
     detector = detector_for_signal(signal, ceiling=2.0)
