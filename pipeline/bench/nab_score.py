@@ -317,7 +317,7 @@ class CorpusScorer:
             false_positives=false_positives,
             missed_points=(profile.tp_weight + profile.fn_weight) * missed * points,
             timing_points=timing * points,
-            false_positive_points=-fp_total * points,
+            false_positive_points=0.0 - fp_total * points,  # not -0.0 when there are none
             unscorable_points=profile.tp_weight * (self._windows - len(self._scorable)) * points,
         )
 

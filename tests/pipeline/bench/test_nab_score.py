@@ -220,6 +220,12 @@ def test_losses_by_cause_hand_computed() -> None:
     assert lost.score == pytest.approx(100 * (hit - 0.11 - 1.0 + 2) / 5)
 
 
+def test_no_detection_outside_windows_costs_a_plain_zero() -> None:
+    lost = _lossy_corpus().losses(STANDARD, 1.5)  # nothing detected
+    assert lost.false_positives == 0
+    assert math.copysign(1.0, lost.false_positive_points) == 1.0  # 0.0, printed "0.0", not "-0.0"
+
+
 @pytest.mark.parametrize("profile", [STANDARD, LOW_FP, LOW_FN])
 @pytest.mark.parametrize("threshold", [0.5, 1.5])
 def test_losses_add_up_to_what_the_score_lacks(profile: CostProfile, threshold: float) -> None:
