@@ -27,8 +27,8 @@ WEEK = 7 * 86400.0
 TAME_SPREADS = 6.0  # how far off a value beyond `ABSURD_SPREADS` is learned as
 
 # The part of `LikelihoodDetector` whose opinion a score is (`last_part`): the point model
-# (its likelihood, or the golden score while that warms up), a range breach, a view, or the
-# ceiling pressure.
+# (its likelihood, or, while that warms up, the golden model's own score, ceiling pressure
+# included), a range breach, a view, or the ceiling pressure.
 Part = Literal["point", "breach", "drift", "daily", "weekly", "novelty", "ceiling"]
 PARTS: tuple[Part, ...] = get_args(Part)
 
