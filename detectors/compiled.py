@@ -717,12 +717,12 @@ def _fresh_state(p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return s
 
 
+Settings = tuple[tuple[str, Any], ...]  # a model's keyword settings, sorted by name
+
+
 @lru_cache(maxsize=64)
-def _parameters_for(settings: tuple[tuple[str, Any], ...]) -> np.ndarray[Any, Any]:
+def _parameters_for(settings: Settings) -> np.ndarray[Any, Any]:
     return _parameters(LikelihoodDetector(**dict(settings)))
-
-
-Settings = tuple[tuple[str, Any], ...]
 
 
 @lru_cache(maxsize=64)
@@ -829,10 +829,10 @@ class CompiledLikelihood:
         finally:
             self._s = saved
 
-    def __getstate__(self) -> tuple[tuple[tuple[str, Any], ...], bytes]:
+    def __getstate__(self) -> tuple[Settings, bytes]:
         return self._settings, self._s.tobytes()
 
-    def __setstate__(self, state: tuple[tuple[tuple[str, Any], ...], bytes]) -> None:
+    def __setstate__(self, state: tuple[Settings, bytes]) -> None:
         settings, data = state
         self._settings = _shared(settings)
         self._p = _parameters_for(self._settings)
