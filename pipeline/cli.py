@@ -138,6 +138,17 @@ def _parser() -> argparse.ArgumentParser:
         help="also print where each detector's points go and the windows it misses",
     )
     nab.add_argument(
+        "--resample",
+        type=int,
+        default=0,
+        metavar="DRAWS",
+        help="also rescore on DRAWS resamples of the files (with replacement) and print each "
+        "score's 90%% interval and each detector's paired difference from the first; 0: off",
+    )
+    nab.add_argument(
+        "--seed", type=int, default=0, help="random seed of --resample's draws (default 0)"
+    )
+    nab.add_argument(
         "--files-half",
         choices=["a", "b", "all"],
         default="all",
@@ -225,6 +236,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 args.files_half,
                 score_results=args.score_results,
                 breakdown=args.breakdown,
+                resample_draws=args.resample,
+                seed=args.seed,
             )
             return 0
         run_nab(
@@ -233,6 +246,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.results_dir,
             args.files_half,
             breakdown=args.breakdown,
+            resample_draws=args.resample,
+            seed=args.seed,
         )
         return 0
     if args.command == "bench" and args.bench == "faults":

@@ -21,6 +21,8 @@ import hashlib
 import json
 import math
 import pickle
+import random
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,8 +45,10 @@ from pipeline.bench.nab_score import (
     Losses,
     Window,
     credit_rows,
+    file_share,
     load_profiles,
     probationary_length,
+    resampled_scores,
     windows_from_timestamps,
 )
 from pipeline.config import DetectConfig
@@ -63,6 +67,7 @@ __all__ = [
     "NabReport",
     "PartCounts",
     "ProfileScore",
+    "Resampled",
     "RiverBaseline",
     "StageStream",
     "StreamDetector",
@@ -72,7 +77,9 @@ __all__ = [
     "missed_windows",
     "print_losses",
     "print_report",
+    "print_resampled",
     "read_results",
+    "resample",
     "run_detector",
     "run_nab",
     "score_run",
@@ -781,6 +788,132 @@ def print_losses(
             )
 
 
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A figure on the files run, and where the middle 90% of its resampled values lie."""
+
+    observed: float
+    low: float  # the 5th percentile over the draws
+    high: float  # the 95th
+    ahead: float  # the share of draws above 0 (read for differences)
+
+
+@dataclass(frozen=True, slots=True)
+class Resampled:
+    """How much the scores owe to which files: each detector's corpus score recomputed on
+    `draws` resamples of the files (as many files, drawn with replacement, the same draws for
+    every detector), each profile at the threshold the corpus column chose.
+
+    `scores[k][profile]` is report k's score; `differences[k][profile]`, for k >= 1, is report
+    k's score minus report 0's, draw by draw (a paired comparison: both on the same files).
+    """
+
+    draws: int
+    seed: int
+    files: int
+    scores: Sequence[Mapping[str, Interval]]
+    differences: Sequence[Mapping[str, Interval]]
+
+
+def _interval(observed: float, values: Sequence[float]) -> Interval:
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    ahead = sum(1 for v in values if v > 0) / len(values)
+    return Interval(observed, cuts[0], cuts[-1], ahead)
+
+
+def resample(
+    reports: Sequence[NabReport],
+    files: Sequence[NabFile],
+    profiles: Sequence[CostProfile],
+    draws: int,
+    seed: int = 0,
+) -> Resampled:
+    """Resample the files `draws` times and rescore each report on every draw (see
+    `Resampled`); a draw without a scorable window is drawn again."""
+    if draws < 2:
+        raise QuietpagerError(f"resampling needs at least 2 draws, got {draws}")
+    if not reports:
+        raise QuietpagerError("nothing to resample: no detector was scored")
+    shares = [
+        {
+            profile.name: [
+                file_share(
+                    report.run.scores[f.relative_path],
+                    f.windows,
+                    profile,
+                    report.columns["corpus"][profile.name].threshold,
+                )
+                for f in files
+            ]
+            for profile in profiles
+        }
+        for report in reports
+    ]
+    reference = shares[0][profiles[0].name]
+    if not any(share.perfect > share.null for share in reference):
+        raise QuietpagerError("cannot resample: no file has a scorable window")
+    rng = random.Random(seed)
+    picks: list[list[int]] = []
+    while len(picks) < draws:
+        pick = [rng.randrange(len(files)) for _ in files]
+        if resampled_scores(reference, [pick])[0] is not None:
+            picks.append(pick)
+    values = [
+        {
+            name: [v for v in resampled_scores(by_file, picks) if v is not None]
+            for name, by_file in by_profile.items()
+        }
+        for by_profile in shares
+    ]
+    scores = [
+        {
+            p.name: _interval(report.columns["corpus"][p.name].score, values[k][p.name])
+            for p in profiles
+        }
+        for k, report in enumerate(reports)
+    ]
+    differences = [
+        {
+            p.name: _interval(
+                report.columns["corpus"][p.name].score - reports[0].columns["corpus"][p.name].score,
+                [a - b for a, b in zip(values[k][p.name], values[0][p.name], strict=True)],
+            )
+            for p in profiles
+        }
+        for k, report in enumerate(reports)
+        if k > 0
+    ]
+    return Resampled(draws, seed, len(files), scores, differences)
+
+
+_SHORT = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
+
+
+def print_resampled(resampled: Resampled, reports: Sequence[NabReport], console: Console) -> None:
+    """Each detector's scores with their 90% resampling intervals, then each later detector's
+    paired difference from the first."""
+    console.print(
+        f"resampled: {resampled.draws:,} draws of {resampled.files} files with replacement "
+        f"(seed {resampled.seed}), each profile at the corpus row's threshold; "
+        "90% of draws lie in the brackets"
+    )
+    width = max(len(r.run.detector) for r in reports)
+    for report, by_profile in zip(reports, resampled.scores, strict=True):
+        cells = [
+            f"{_SHORT.get(name, name)} {i.observed:.1f} [{i.low:.1f}, {i.high:.1f}]"
+            for name, i in by_profile.items()
+        ]
+        console.print(f"  {report.run.detector:<{width}}  " + "   ".join(cells))
+    first = reports[0].run.detector
+    for report, by_profile in zip(reports[1:], resampled.differences, strict=True):
+        cells = [
+            f"{_SHORT.get(name, name)} {i.observed:+.1f} [{i.low:+.1f}, {i.high:+.1f}] "
+            f"ahead in {i.ahead:.0%}"
+            for name, i in by_profile.items()
+        ]
+        console.print(f"  {report.run.detector} - {first}:  " + "   ".join(cells))
+
+
 def run_nab(
     data: Path,
     detectors: Sequence[str],
@@ -789,15 +922,22 @@ def run_nab(
     console: Console | None = None,
     score_results: Path | None = None,
     breakdown: bool = False,
+    resample_draws: int = 0,
+    seed: int = 0,
 ) -> list[NabReport]:
     """Run each detector over the corpus, write result files if asked, print the table.
 
     With `score_results`, nothing runs: the result files in that directory are scored
-    instead (`read_results`; `detectors`, when not empty, names which).
+    instead (`read_results`; `detectors`, when not empty, names which). With
+    `resample_draws`, the scores' spread over resampled files is printed too (`resample`).
     """
     if score_results is not None and results_dir is not None:
         raise QuietpagerError(
             "--results-dir writes result files and --score-results reads them: give one"
+        )
+    if resample_draws < 0 or resample_draws == 1:
+        raise QuietpagerError(
+            f"--resample needs at least 2 draws (0: no resampling), got {resample_draws}"
         )
     console = console or Console()
     files = load_corpus(data, half)
@@ -826,4 +966,6 @@ def run_nab(
             if counted is not None:
                 parts[report.run.detector] = counted
         print_losses(reports, files, console, parts)
+    if resample_draws:
+        print_resampled(resample(reports, files, profiles, resample_draws, seed), reports, console)
     return reports

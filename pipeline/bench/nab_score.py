@@ -40,12 +40,15 @@ __all__ = [
     "CostProfile",
     "Losses",
     "RowCredit",
+    "Share",
     "ThresholdScore",
     "Window",
     "credit_rows",
+    "file_share",
     "load_profiles",
     "parse_profiles",
     "probationary_length",
+    "resampled_scores",
     "scaled_sigmoid",
     "windows_from_timestamps",
 ]
@@ -364,3 +367,52 @@ class CorpusScorer:
         if self._sorted is None:
             self._sorted = sorted(self._rows, key=lambda r: r.anomaly_score, reverse=True)
         return self._sorted
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One file's part of a corpus's score at one threshold: its raw score, and what the null
+    and the perfect detector score on it.
+
+    Every term of NAB's score is a file's own (a false positive is charged by its distance
+    from a window of the same file), so a corpus's raw, null and perfect scores are the sums
+    of its files' shares, and its normalised score is `100 * (raw - null) / (perfect - null)`
+    over those sums. That is what lets `resampled_scores` score any multiset of files.
+    """
+
+    raw: float
+    null: float
+    perfect: float
+
+
+def file_share(
+    anomaly_scores: Sequence[float],
+    windows: Sequence[Window],
+    profile: CostProfile,
+    threshold: float,
+) -> Share:
+    """One file's `Share` under `profile` when rows scoring `threshold` or more are detections."""
+    scorer = CorpusScorer()
+    scorer.add_file(anomaly_scores, windows)
+    return Share(
+        scorer.at_threshold(profile, threshold).raw,
+        scorer.null_score(profile),
+        scorer.perfect_score(profile),
+    )
+
+
+def resampled_scores(shares: Sequence[Share], draws: Iterable[Sequence[int]]) -> list[float | None]:
+    """The normalised score of each draw, a draw being the indices of `shares` it takes (a
+    file may be taken more than once); None for a draw whose files have no scorable window.
+
+    >>> hit, miss = Share(1.0, -1.0, 1.0), Share(-1.0, -1.0, 1.0)
+    >>> resampled_scores([hit, miss], [[0, 1], [0, 0], [1, 1]])
+    [50.0, 100.0, 0.0]
+    """
+    out: list[float | None] = []
+    for draw in draws:
+        raw = sum(shares[i].raw for i in draw)
+        null = sum(shares[i].null for i in draw)
+        span = sum(shares[i].perfect for i in draw) - null
+        out.append(100.0 * (raw - null) / span if span > 0 else None)
+    return out

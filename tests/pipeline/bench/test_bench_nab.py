@@ -24,12 +24,13 @@ from pipeline.bench.nab import (
     load_corpus,
     missed_windows,
     read_results,
+    resample,
     run_detector,
     run_nab,
     split_half,
     write_results,
 )
-from pipeline.bench.nab_score import Window
+from pipeline.bench.nab_score import Window, load_profiles
 from pipeline.cli import main
 from pipeline.config import DetectConfig
 from pipeline.detect import series_model
@@ -474,3 +475,72 @@ def test_river_rows_run_in_the_bench(tmp_path: Path) -> None:
     # Past SAD's first rows (a spread of 0 makes anything score about 1), the shift's
     # first row scores highest.
     assert max(range(100, len(scores)), key=lambda i: scores[i]) == 300
+
+
+def _constant(root: Path, nab: Path, name: str, score: str, fires_in: str = "") -> None:
+    """A detector `name` that scores `score` everywhere except on the first row of the
+    windows of file `fires_in` (there 1.0)."""
+    for nab_file in load_corpus(nab):
+        firsts = {w.first for w in nab_file.windows} if nab_file.name == fires_in else set()
+        _write_result(
+            root / name / nab_file.category / f"{name}_{nab_file.name}",
+            ["timestamp", "anomaly_score"],
+            [[s, "1.0" if i in firsts else score] for i, s in enumerate(nab_file.timestamps)],
+        )
+
+
+def test_resampling_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_nab(tmp_path / "nab")
+    _oracle(tmp_path / "results", tmp_path / "nab")
+    _constant(tmp_path / "results", tmp_path / "nab", "blind", "0.25")
+    _constant(tmp_path / "results", tmp_path / "nab", "onesided", "0.25", fires_in="one.csv")
+    argv = ["bench", "nab", "--data", str(tmp_path / "nab"), "--resample", "200", "--seed", "5"]
+    results = ["--score-results", str(tmp_path / "results")]
+    assert main([*argv, *results, "--detector", "oracle", "--detector", "blind"]) == 0
+    printed = capsys.readouterr().out
+    assert "200 draws of 4 files with replacement (seed 5)" in printed
+    # a perfect detector scores 100 on any draw, a blind one 0: no spread, and the blind one
+    # is 100 points behind on every draw
+    assert "oracle  standard 100.0 [100.0, 100.0]" in printed
+    assert "blind   standard 0.0 [0.0, 0.0]" in printed
+    assert "blind - oracle:  standard -100.0 [-100.0, -100.0] ahead in 0%" in printed
+
+    # One window of two caught: a draw with k copies of `one` and m of `two` scores
+    # 100 k / (k + m), so the scores spread about the corpus's 50.
+    files = load_corpus(tmp_path / "nab")
+    console = Console(file=io.StringIO(), width=200)
+    reports = run_nab(
+        tmp_path / "nab",
+        ["oracle", "onesided"],
+        console=console,
+        score_results=tmp_path / "results",
+    )
+    profiles = load_profiles(tmp_path / "nab" / "profiles.json")
+    spread = resample(reports, files, profiles, 200, seed=5)
+    onesided = spread.scores[1]["standard"]
+    assert onesided.observed == pytest.approx(50.0)
+    assert 0.0 <= onesided.low < 50.0 < onesided.high <= 100.0
+    behind = spread.differences[0]["standard"]
+    assert behind.observed == pytest.approx(-50.0)
+    assert (behind.low, behind.high) == pytest.approx((onesided.low - 100, onesided.high - 100))
+    assert behind.ahead == 0.0
+    assert resample(reports, files, profiles, 200, seed=5) == spread  # the seed fixes the draws
+    assert resample(reports, files, profiles, 200, seed=6) != spread
+    # The comparison is paired (both detectors on the same draws): a copy of a detector that
+    # spreads differs from it by exactly 0 on every draw.
+    _constant(tmp_path / "results", tmp_path / "nab", "copy", "0.25", fires_in="one.csv")
+    reports = run_nab(
+        tmp_path / "nab", ["onesided", "copy"], console=console, score_results=tmp_path / "results"
+    )
+    same = resample(reports, files, profiles, 200, seed=5).differences[0]["standard"]
+    assert (same.observed, same.low, same.high, same.ahead) == (0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("draws", ["1", "-3"])
+def test_bench_nab_rejects_too_few_draws(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], draws: str
+) -> None:
+    _write_nab(tmp_path / "nab")
+    argv = ["bench", "nab", "--data", str(tmp_path / "nab"), "--resample", draws]
+    assert main(argv) == 2
+    assert "--resample needs at least 2 draws" in capsys.readouterr().err

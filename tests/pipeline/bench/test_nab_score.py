@@ -12,10 +12,13 @@ import pytest
 from pipeline.bench.nab_score import (
     CorpusScorer,
     CostProfile,
+    Share,
     Window,
     credit_rows,
+    file_share,
     load_profiles,
     probationary_length,
+    resampled_scores,
     scaled_sigmoid,
     windows_from_timestamps,
 )
@@ -159,6 +162,38 @@ def test_best_threshold_and_normalised_score() -> None:
     assert scorer.normalized(STANDARD, best.raw) == pytest.approx(94.5)
     assert scorer.normalized(STANDARD, scorer.null_score(STANDARD)) == 0.0
     assert scorer.normalized(STANDARD, scorer.perfect_score(STANDARD)) == 100.0
+
+
+def _two_files() -> list[tuple[list[float], list[Window]]]:
+    first = [0.0] * N_ROWS
+    first[5], first[10] = 0.95, 0.9  # as in `_two_file_corpus`
+    second = [0.0] * N_ROWS
+    second[7] = 0.8
+    return [(first, [WINDOW]), (second, [])]
+
+
+@pytest.mark.parametrize("profile", [STANDARD, LOW_FP, LOW_FN])
+@pytest.mark.parametrize("threshold", [math.inf, 0.95, 0.9, 0.8, 0.0])
+def test_file_shares_add_up_to_the_corpus_score(profile: CostProfile, threshold: float) -> None:
+    corpus = _two_file_corpus()
+    shares = [file_share(s, w, profile, threshold) for s, w in _two_files()]
+    raw = corpus.at_threshold(profile, threshold).raw
+    assert sum(share.raw for share in shares) == pytest.approx(raw)
+    assert sum(share.null for share in shares) == corpus.null_score(profile)
+    assert sum(share.perfect for share in shares) == corpus.perfect_score(profile)
+    assert resampled_scores(shares, [[0, 1]]) == [pytest.approx(corpus.normalized(profile, raw))]
+
+
+def test_resampled_scores_hand_computed() -> None:
+    first, second = (file_share(s, w, STANDARD, 0.9) for s, w in _two_files())
+    # first: an FP at row 5 (-0.11) and a first-row hit (+1); null -1, perfect 1
+    assert (first.raw, first.null, first.perfect) == pytest.approx((0.89, -1.0, 1.0))
+    assert second == Share(0.0, 0.0, 0.0)  # no detection at 0.9, no window
+    scores = resampled_scores([first, second], [[0, 1], [0, 0], [1, 1], [1, 0]])
+    assert scores == [pytest.approx(94.5), pytest.approx(94.5), None, pytest.approx(94.5)]
+    # at 0.8 the second file's FP counts (-0.11): taken twice with the first file once
+    first, second = (file_share(s, w, STANDARD, 0.8) for s, w in _two_files())
+    assert resampled_scores([first, second], [[0, 1, 1]]) == [pytest.approx(100 * 1.67 / 2)]
 
 
 def test_best_is_nothing_when_every_detection_costs() -> None:
