@@ -905,13 +905,15 @@ def print_resampled(resampled: Resampled, reports: Sequence[NabReport], console:
         ]
         console.print(f"  {report.run.detector:<{width}}  " + "   ".join(cells))
     first = reports[0].run.detector
+    width = max((len(f"{r.run.detector} - {first}:") for r in reports[1:]), default=0)
     for report, by_profile in zip(reports[1:], resampled.differences, strict=True):
+        label = f"{report.run.detector} - {first}:"
         cells = [
             f"{_SHORT.get(name, name)} {i.observed:+.1f} [{i.low:+.1f}, {i.high:+.1f}] "
             f"ahead in {i.ahead:.0%}"
             for name, i in by_profile.items()
         ]
-        console.print(f"  {report.run.detector} - {first}:  " + "   ".join(cells))
+        console.print(f"  {label:<{width}}  " + "   ".join(cells))
 
 
 def run_nab(
