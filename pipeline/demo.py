@@ -196,6 +196,8 @@ async def run_demo(
                 await producer.stop()
                 stop.set()
                 await worker_task
+        if not console.is_terminal:
+            console.line()  # Live ends its last frame without a newline when not on a terminal
         report.received = list(sink.received)
         report.events_in = int(_summed(metrics, "quietpager_events_in"))
         report.anomalies = int(_summed(metrics, "quietpager_anomalies"))
