@@ -953,6 +953,11 @@ def run_nab(
     if score_results is not None:
         runs = read_results(score_results, files, detectors)
     else:
+        unknown = [name for name in detectors if name not in DETECTORS]
+        if unknown:  # before any run: a typo in the last name should not cost the others' time
+            raise QuietpagerError(
+                f"unknown detector {unknown[0]!r}; known: {', '.join(sorted(DETECTORS))}"
+            )
         runs = []
         for name in detectors:
             runs.append(run_detector(name, files))

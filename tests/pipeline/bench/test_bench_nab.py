@@ -157,6 +157,11 @@ def test_bench_nab_rejects_unknown_detector(
     _write_nab(tmp_path)
     assert main(["bench", "nab", "--data", str(tmp_path), "--detector", "nope"]) == 2
     assert "unknown detector 'nope'" in capsys.readouterr().err
+    # named before anything runs: the known detector before the typo writes nothing
+    argv = ["bench", "nab", "--data", str(tmp_path), "--results-dir", str(tmp_path / "out")]
+    assert main([*argv, "--detector", "shipped", "--detector", "nope"]) == 2
+    assert "unknown detector 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_bench_nab_rejects_a_directory_that_is_not_nab(
