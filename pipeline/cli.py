@@ -190,10 +190,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sink":
         return _sink(args.listen)
     if args.command == "check-config":
-        from pipeline.config import load_config, resolve_secrets
+        from pipeline.config import load_config, resolve_http_token, resolve_secrets
 
         config = load_config(args.config)
         resolve_secrets(config, str(args.config))
+        resolve_http_token(config, str(args.config))
         print(
             f"{args.config}: ok ({len(config.receivers)} receivers, "
             f"{len(config.topology)} services in topology, {len(config.silences)} silences)"
@@ -302,17 +303,21 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config, resolve_secrets
+    from pipeline.config import load_config, resolve_http_token, resolve_secrets
     from pipeline.logs import configure_logging
 
     config = load_config(args.config)
     keys = {k: v.get_secret_value() for k, v in resolve_secrets(config, str(args.config)).items()}
+    token = resolve_http_token(config, str(args.config))
     configure_logging(args.log_level, json=True)
     stages = tuple(args.stage or config.worker.stages)
-    return asyncio.run(_serve(config, keys, stages))
+    secret = None if token is None else token.get_secret_value()
+    return asyncio.run(_serve(config, keys, stages, secret))
 
 
-async def _serve(config: object, keys: dict[str, str], stages: tuple[str, ...]) -> int:
+async def _serve(
+    config: object, keys: dict[str, str], stages: tuple[str, ...], token: str | None = None
+) -> int:
     import structlog
 
     from pipeline.config import Config
@@ -340,7 +345,12 @@ async def _serve(config: object, keys: dict[str, str], stages: tuple[str, ...]) 
     if config.http.enabled:
         host, _, port = config.http.listen.rpartition(":")
         ops = OpsServer(
-            metrics, lambda: worker.ready, host, int(port), silences=lambda: worker.silences
+            metrics,
+            lambda: worker.ready,
+            host,
+            int(port),
+            silences=lambda: worker.silences,
+            token=token,
         )
         await ops.start()
         log.info("ops_listening", listen=f"{host}:{ops.port}")

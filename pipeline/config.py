@@ -344,10 +344,16 @@ class RouteConfig(_Strict):
 
 
 class HttpConfig(_Strict):
-    """The operations endpoint: /metrics, /healthz, /readyz."""
+    """The operations endpoint: /metrics, /healthz, /readyz and the silences API.
+
+    With `token` (env: or file:), every silences API request (`/api/...`) must carry
+    `Authorization: Bearer <token>`; /metrics, /healthz and /readyz stay open for scrapers
+    and probes.
+    """
 
     listen: str = "127.0.0.1:9108"
     enabled: bool = True
+    token: SecretSource | None = None
 
     @field_validator("listen")
     @classmethod
@@ -467,6 +473,20 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     return parse_config(data, str(path))
+
+
+def resolve_http_token(config: Config, source: str = "<config>") -> SecretStr | None:
+    """Read the silences API's token now (None when the config sets none): a missing or empty
+    secret fails at start, not at the first request."""
+    if config.http.token is None:
+        return None
+    try:
+        token = config.http.token.resolve()
+    except ValueError as exc:
+        raise ConfigError(f"{source}: http.token: {exc}") from None
+    if not token.get_secret_value():
+        raise ConfigError(f"{source}: http.token: the secret is empty")
+    return token
 
 
 def resolve_secrets(config: Config, source: str = "<config>") -> dict[str, SecretStr]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,7 +17,9 @@ class OpsServer:
     """A small aiohttp server; binds where the config says (loopback by default).
 
     The silences API follows Alertmanager's v2 paths and field names:
-    `GET/POST /api/v2/silences`, `GET/DELETE /api/v2/silence/{id}`.
+    `GET/POST /api/v2/silences`, `GET/DELETE /api/v2/silence/{id}`. With a `token`, every
+    request under `/api/` must carry `Authorization: Bearer <token>` (401 otherwise);
+    /metrics, /healthz and /readyz never ask for one.
     """
 
     def __init__(
@@ -27,8 +30,12 @@ class OpsServer:
         port: int,
         silences: Callable[[], SilenceStore | None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        token: str | None = None,
     ) -> None:
+        if token == "":
+            raise ValueError("an empty token would let anyone in; give None for no token")
         self.metrics = metrics
+        self._expected = None if token is None else f"Bearer {token}".encode()
         self._ready = ready
         self._silences = silences
         self._clock = clock
@@ -38,7 +45,7 @@ class OpsServer:
 
     async def start(self) -> None:
         """Start listening; `port` 0 picks a free one, readable afterwards from `port`."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._authorize])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -58,6 +65,22 @@ class OpsServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @web.middleware
+    async def _authorize(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if self._expected is not None and request.path.startswith("/api/"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected):
+                return web.json_response(
+                    {"error": "the silences API needs 'Authorization: Bearer <http.token>'"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="quietpager"'},
+                )
+        return await handler(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.metrics.registry)

@@ -123,6 +123,9 @@ def test_worker_config_is_in_the_repo_and_secrets_come_from_compose(
     keys = {r.routing_key.env for r in config.receivers if r.routing_key is not None}
     assert keys
     assert keys <= set(_env(worker))
+    # listening on every interface, the silences API asks for a token, from compose too
+    assert config.http.token is not None
+    assert config.http.token.env in _env(worker)
 
 
 def test_worker_listens_for_probes_on_every_interface(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config, resolve_secrets
+from pipeline.config import load_config, resolve_http_token, resolve_secrets
 from pipeline.errors import ConfigError
 from pipeline.model import Signal
 
@@ -159,3 +159,41 @@ def test_missing_secret_fails_at_start(tmp_path: Path, monkeypatch: pytest.Monke
         ConfigError, match=r"receivers\.0\.routing_key: environment variable QP_TEST_KEY is not set"
     ):
         resolve_secrets(config, "x.yaml")
+
+
+@pytest.mark.parametrize(
+    ("token", "env", "file_text", "expected"),
+    [
+        (None, None, None, None),  # no token: the silences API is open (loopback by default)
+        ({"env": "QP_HTTP_TOKEN"}, "t0ken", None, "t0ken"),
+        ({"file": "{tmp}/token"}, None, "t0ken-from-file\n", "t0ken-from-file"),
+        ({"env": "QP_HTTP_TOKEN"}, None, None, "http.token: environment variable QP_HTTP_TOKEN"),
+        ({"env": "QP_HTTP_TOKEN"}, "", None, "http.token: the secret is empty"),
+        ({"file": "{tmp}/token"}, None, "\n", "http.token: the secret is empty"),
+        ({"file": "{tmp}/absent"}, None, None, "http.token: cannot read secret file"),
+    ],
+)
+def test_http_token(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    token: dict[str, str] | None,
+    env: str | None,
+    file_text: str | None,
+    expected: str | None,
+) -> None:
+    monkeypatch.delenv("QP_HTTP_TOKEN", raising=False)
+    if env is not None:
+        monkeypatch.setenv("QP_HTTP_TOKEN", env)
+    if file_text is not None:
+        (tmp_path / "token").write_text(file_text, encoding="utf-8")
+    data: dict[str, object] = dict(MINIMAL)
+    if token is not None:
+        data["http"] = {"token": {k: v.format(tmp=tmp_path) for k, v in token.items()}}
+    config = load_config(_write(tmp_path, data))
+    if expected is None or not expected.startswith("http.token:"):
+        resolved = resolve_http_token(config, "x.yaml")
+        assert (None if resolved is None else resolved.get_secret_value()) == expected
+        assert "t0ken" not in str(config)
+    else:
+        with pytest.raises(ConfigError, match=rf"^x\.yaml: {expected}"):
+            resolve_http_token(config, "x.yaml")

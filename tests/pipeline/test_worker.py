@@ -209,10 +209,12 @@ async def test_run_command_serves_ops_endpoints_and_stops_on_sigterm(
     port = int(port_probe.url.rsplit(":", 1)[1])
     await port_probe.stop()
     data["http"]["listen"] = f"127.0.0.1:{port}"
+    data["http"]["token"] = {"env": "QP_TEST_HTTP_TOKEN"}
     path = tmp_path / "worker.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
 
-    env = {**os.environ, "QP_TEST_ROUTING_KEY": ROUTING_KEY}
+    http_token = "ops-t0ken-for-the-test"
+    env = {**os.environ, "QP_TEST_ROUTING_KEY": ROUTING_KEY, "QP_TEST_HTTP_TOKEN": http_token}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -243,6 +245,13 @@ async def test_run_command_serves_ops_endpoints_and_stops_on_sigterm(
             assert "# TYPE quietpager_events_in_total counter" in text
             assert "quietpager_series_tracked 0.0" in text
             assert ROUTING_KEY not in text
+            silences = f"http://127.0.0.1:{port}/api/v2/silences"
+            async with session.get(silences) as response:
+                assert response.status == 401  # http.token is set: the API wants it
+            bearer = {"Authorization": f"Bearer {http_token}"}
+            async with session.get(silences, headers=bearer) as response:
+                assert response.status == 200
+                assert await response.json() == []
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(proc.communicate(), 15)
@@ -257,3 +266,4 @@ async def test_run_command_serves_ops_endpoints_and_stops_on_sigterm(
     assert "shutdown_requested" in events
     assert "worker_stopped" in events
     assert ROUTING_KEY.encode() not in out + err
+    assert http_token.encode() not in out + err

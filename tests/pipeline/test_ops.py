@@ -1,0 +1,75 @@
+"""The operations endpoint: what it answers, and who may use the silences API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from pipeline.metrics import Metrics
+from pipeline.ops import OpsServer
+
+TOKEN = "s3cret-t0ken"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+# No silence store is loaded in these servers, so a request the token lets through is
+# answered 503 ("not loaded yet") by the API itself, and one it stops is answered 401.
+@pytest.mark.parametrize(
+    ("token", "method", "path", "authorization", "status"),
+    [
+        # without a token everything is open
+        (None, "GET", "/api/v2/silences", None, 503),
+        (None, "POST", "/api/v2/silences", None, 503),
+        (None, "DELETE", "/api/v2/silence/x", None, 503),
+        # with one, every silences API call needs it, reads included
+        (TOKEN, "GET", "/api/v2/silences", None, 401),
+        (TOKEN, "GET", "/api/v2/silence/x", None, 401),
+        (TOKEN, "POST", "/api/v2/silences", None, 401),
+        (TOKEN, "DELETE", "/api/v2/silence/x", None, 401),
+        (TOKEN, "POST", "/api/v2/silences", f"Bearer {TOKEN}x", 401),
+        (TOKEN, "POST", "/api/v2/silences", f"Bearer {TOKEN[:-1]}", 401),
+        (TOKEN, "POST", "/api/v2/silences", TOKEN, 401),  # no scheme
+        (TOKEN, "POST", "/api/v2/silences", f"Basic {TOKEN}", 401),
+        (TOKEN, "GET", "/api/v2/silences", f"Bearer {TOKEN}", 503),
+        (TOKEN, "POST", "/api/v2/silences", f"Bearer {TOKEN}", 503),
+        (TOKEN, "DELETE", "/api/v2/silence/x", f"Bearer {TOKEN}", 503),
+        # scrapers and probes never need it
+        (TOKEN, "GET", "/metrics", None, 200),
+        (TOKEN, "GET", "/healthz", None, 200),
+        (TOKEN, "GET", "/readyz", None, 503),  # not ready: the lambda below says so
+        # an unknown path is still a 404, token or not
+        (TOKEN, "GET", "/nope", None, 404),
+    ],
+)
+async def test_silences_api_token(
+    session: aiohttp.ClientSession,
+    token: str | None,
+    method: str,
+    path: str,
+    authorization: str | None,
+    status: int,
+) -> None:
+    ops = OpsServer(Metrics.create(), lambda: False, "127.0.0.1", 0, token=token)
+    await ops.start()
+    try:
+        headers = {} if authorization is None else {"Authorization": authorization}
+        url = f"http://127.0.0.1:{ops.port}{path}"
+        async with session.request(method, url, headers=headers, json={}) as response:
+            assert response.status == status
+            if status == 401:
+                assert response.headers["WWW-Authenticate"].startswith("Bearer")
+                assert "http.token" in (await response.json())["error"]
+    finally:
+        await ops.stop()
+
+
+def test_an_empty_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="empty token"):
+        OpsServer(Metrics.create(), lambda: True, "127.0.0.1", 0, token="")
