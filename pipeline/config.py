@@ -484,8 +484,11 @@ def resolve_http_token(config: Config, source: str = "<config>") -> SecretStr | 
         token = config.http.token.resolve()
     except ValueError as exc:
         raise ConfigError(f"{source}: http.token: {exc}") from None
-    if not token.get_secret_value():
+    value = token.get_secret_value()
+    if not value:
         raise ConfigError(f"{source}: http.token: the secret is empty")
+    if value != value.strip():  # a header value is trimmed, so no request could match it
+        raise ConfigError(f"{source}: http.token: the secret starts or ends with white space")
     return token
 
 

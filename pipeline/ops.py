@@ -32,10 +32,10 @@ class OpsServer:
         clock: Callable[[], float] = time.time,
         token: str | None = None,
     ) -> None:
-        if token == "":
-            raise ValueError("an empty token would let anyone in; give None for no token")
+        if token is not None and (not token or token != token.strip()):
+            raise ValueError("a token must be non-empty without surrounding white space")
         self.metrics = metrics
-        self._expected = None if token is None else f"Bearer {token}".encode()
+        self._token = None if token is None else token.encode()
         self._ready = ready
         self._silences = silences
         self._clock = clock
@@ -72,9 +72,11 @@ class OpsServer:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if self._expected is not None and request.path.startswith("/api/"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected):
+        if self._token is not None and request.path.startswith("/api/"):
+            # RFC 6750: "Bearer", in any case (RFC 7235), then the token after white space
+            scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+            given = credentials.strip().encode() if scheme.lower() == "bearer" else b""
+            if not hmac.compare_digest(given, self._token):
                 return web.json_response(
                     {"error": "the silences API needs 'Authorization: Bearer <http.token>'"},
                     status=401,

@@ -169,6 +169,7 @@ def test_missing_secret_fails_at_start(tmp_path: Path, monkeypatch: pytest.Monke
         ({"file": "{tmp}/token"}, None, "t0ken-from-file\n", "t0ken-from-file"),
         ({"env": "QP_HTTP_TOKEN"}, None, None, "http.token: environment variable QP_HTTP_TOKEN"),
         ({"env": "QP_HTTP_TOKEN"}, "", None, "http.token: the secret is empty"),
+        ({"env": "QP_HTTP_TOKEN"}, "t0ken ", None, "http.token: the secret starts or ends"),
         ({"file": "{tmp}/token"}, None, "\n", "http.token: the secret is empty"),
         ({"file": "{tmp}/absent"}, None, None, "http.token: cannot read secret file"),
     ],

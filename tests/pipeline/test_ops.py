@@ -40,6 +40,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         (TOKEN, "GET", "/api/v2/silences", f"Bearer {TOKEN}", 503),
         (TOKEN, "POST", "/api/v2/silences", f"Bearer {TOKEN}", 503),
         (TOKEN, "DELETE", "/api/v2/silence/x", f"Bearer {TOKEN}", 503),
+        (TOKEN, "GET", "/api/v2/silences", f"bearer {TOKEN}", 503),  # the scheme's case is free
+        (TOKEN, "GET", "/api/v2/silences", f"Bearer   {TOKEN}", 503),
+        (TOKEN, "GET", "/api/v2/silences", f"Bearer {TOKEN.upper()}", 401),  # the token's is not
+        (TOKEN, "GET", "/api/v2/silences", "Bearer ", 401),
+        (TOKEN, "GET", "/api/v2/silences", "Bearer", 401),
+        (TOKEN, "GET", "/api/v2/silences", f"{TOKEN} Bearer", 401),
         # scrapers and probes never need it
         (TOKEN, "GET", "/metrics", None, 200),
         (TOKEN, "GET", "/healthz", None, 200),
@@ -70,6 +76,7 @@ async def test_silences_api_token(
         await ops.stop()
 
 
-def test_an_empty_token_is_refused() -> None:
-    with pytest.raises(ValueError, match="empty token"):
-        OpsServer(Metrics.create(), lambda: True, "127.0.0.1", 0, token="")
+@pytest.mark.parametrize("token", ["", " ", " t0ken", "t0ken\n"])
+def test_a_token_no_header_could_carry_is_refused(token: str) -> None:
+    with pytest.raises(ValueError, match="non-empty without surrounding white space"):
+        OpsServer(Metrics.create(), lambda: True, "127.0.0.1", 0, token=token)
