@@ -346,9 +346,9 @@ class RouteConfig(_Strict):
 class HttpConfig(_Strict):
     """The operations endpoint: /metrics, /healthz, /readyz and the silences API.
 
-    With `token` (env: or file:), every silences API request (`/api/...`) must carry
-    `Authorization: Bearer <token>`; /metrics, /healthz and /readyz stay open for scrapers
-    and probes.
+    With `token` (env: or file:), every request but /metrics, /healthz and /readyz (open for
+    scrapers and probes), so the whole silences API, must carry `Authorization: Bearer
+    <token>`.
     """
 
     listen: str = "127.0.0.1:9108"

@@ -12,14 +12,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.metrics import Metrics
 from pipeline.silences import SilenceError, SilenceStore, rule_from_api, rule_to_api
 
+OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # never behind `token`
+
 
 class OpsServer:
     """A small aiohttp server; binds where the config says (loopback by default).
 
     The silences API follows Alertmanager's v2 paths and field names:
     `GET/POST /api/v2/silences`, `GET/DELETE /api/v2/silence/{id}`. With a `token`, every
-    request under `/api/` must carry `Authorization: Bearer <token>` (401 otherwise);
-    /metrics, /healthz and /readyz never ask for one.
+    request but those to `OPEN_PATHS` (/metrics, /healthz, /readyz, for scrapers and probes)
+    must carry `Authorization: Bearer <token>` (401 otherwise).
     """
 
     def __init__(
@@ -72,7 +74,8 @@ class OpsServer:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if self._token is not None and request.path.startswith("/api/"):
+        # An allow-list, not a prefix: however a path is spelt, only these three are open.
+        if self._token is not None and request.path not in OPEN_PATHS:
             # RFC 6750: "Bearer", in any case (RFC 7235), then the token after white space
             scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
             given = credentials.strip().encode() if scheme.lower() == "bearer" else b""

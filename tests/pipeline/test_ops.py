@@ -50,8 +50,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         (TOKEN, "GET", "/metrics", None, 200),
         (TOKEN, "GET", "/healthz", None, 200),
         (TOKEN, "GET", "/readyz", None, 503),  # not ready: the lambda below says so
-        # an unknown path is still a 404, token or not
-        (TOKEN, "GET", "/nope", None, 404),
+        # every other path asks for the token, however it is spelt; with it, an unknown one
+        # is a 404
+        (TOKEN, "GET", "//api/v2/silences", None, 401),
+        (TOKEN, "GET", "/%61pi/v2/silences", None, 401),
+        (TOKEN, "GET", "/nope", None, 401),
+        (TOKEN, "GET", "/nope", f"Bearer {TOKEN}", 404),
+        (None, "GET", "/nope", None, 404),
     ],
 )
 async def test_silences_api_token(
