@@ -59,6 +59,7 @@ from pipeline.model import MetricPoint, SeriesKey, Signal
 __all__ = [
     "COLUMN_HELP",
     "DETECTORS",
+    "PROFILE_HEADINGS",
     "REFERENCE_SCORES",
     "SHIPPED_THRESHOLD",
     "DetectorRun",
@@ -90,6 +91,13 @@ __all__ = [
 Half = Literal["a", "b", "all"]
 
 SHIPPED_THRESHOLD = 0.99  # the detect stage's default threshold on every signal
+
+# How the report names each profile (`PROFILE_NAMES`).
+PROFILE_HEADINGS = {
+    "standard": "standard",
+    "reward_low_FP_rate": "low FP",
+    "reward_low_FN_rate": "low FN",
+}
 
 # Published NAB v1.1 scoreboard (standard, reward_low_FP_rate, reward_low_FN_rate).
 REFERENCE_SCORES: tuple[tuple[str, float, float, float], ...] = (
@@ -394,12 +402,16 @@ class DetectorRun:
     bytes_per_series: int | None  # the largest pickle of a series' model at the end of its file
 
 
+def _unknown_detector(name: str) -> QuietpagerError:
+    return QuietpagerError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
+
+
 def run_detector(name: str, files: Sequence[NabFile]) -> DetectorRun:
     """Stream every file through a fresh detector `name`: score each point (with its time),
     then learn it."""
     factory = DETECTORS.get(name)
     if factory is None:
-        raise QuietpagerError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
+        raise _unknown_detector(name)
     scores: dict[str, list[float]] = {}
     elapsed = 0.0
     points = 0
@@ -600,7 +612,8 @@ def print_report(
     )
     for heading in ("detector", "scored on"):
         table.add_column(heading)
-    for heading in ("standard", "low FP", "low FN", "thresholds", "µs/point", "bytes/series"):
+    headings = [PROFILE_HEADINGS[p] for p in PROFILE_NAMES]
+    for heading in (*headings, "thresholds", "µs/point", "bytes/series"):
         table.add_column(heading, justify="right")
     for report in reports:
         for i, (column, by_profile) in enumerate(report.columns.items()):
@@ -886,9 +899,6 @@ def resample(
     return Resampled(draws, seed, len(files), scores, differences)
 
 
-_SHORT = {"standard": "standard", "reward_low_FP_rate": "low FP", "reward_low_FN_rate": "low FN"}
-
-
 def print_resampled(resampled: Resampled, reports: Sequence[NabReport], console: Console) -> None:
     """Each detector's scores with their 90% resampling intervals, then each later detector's
     paired difference from the first."""
@@ -900,7 +910,7 @@ def print_resampled(resampled: Resampled, reports: Sequence[NabReport], console:
     width = max(len(r.run.detector) for r in reports)
     for report, by_profile in zip(reports, resampled.scores, strict=True):
         cells = [
-            f"{_SHORT.get(name, name)} {i.observed:.1f} [{i.low:.1f}, {i.high:.1f}]"
+            f"{PROFILE_HEADINGS.get(name, name)} {i.observed:.1f} [{i.low:.1f}, {i.high:.1f}]"
             for name, i in by_profile.items()
         ]
         console.print(f"  {report.run.detector:<{width}}  " + "   ".join(cells))
@@ -909,7 +919,7 @@ def print_resampled(resampled: Resampled, reports: Sequence[NabReport], console:
     for report, by_profile in zip(reports[1:], resampled.differences, strict=True):
         label = f"{report.run.detector} - {first}:"
         cells = [
-            f"{_SHORT.get(name, name)} {i.observed:+.1f} [{i.low:+.1f}, {i.high:+.1f}] "
+            f"{PROFILE_HEADINGS.get(name, name)} {i.observed:+.1f} [{i.low:+.1f}, {i.high:+.1f}] "
             f"ahead in {i.ahead:.0%}"
             for name, i in by_profile.items()
         ]
@@ -953,11 +963,9 @@ def run_nab(
     if score_results is not None:
         runs = read_results(score_results, files, detectors)
     else:
-        unknown = [name for name in detectors if name not in DETECTORS]
-        if unknown:  # before any run: a typo in the last name should not cost the others' time
-            raise QuietpagerError(
-                f"unknown detector {unknown[0]!r}; known: {', '.join(sorted(DETECTORS))}"
-            )
+        for name in detectors:  # before any run: a typo in the last name costs no run's time
+            if name not in DETECTORS:
+                raise _unknown_detector(name)
         runs = []
         for name in detectors:
             runs.append(run_detector(name, files))
