@@ -149,6 +149,17 @@ def _parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="random seed of --resample's draws (default 0)"
     )
     nab.add_argument(
+        "--published",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a published detector's folder in a NAB checkout (e.g. results/ARTime), read "
+        "for its per-file scores (<detector>_<profile>_scores.csv): rescored on the files "
+        "run, compared file by file with the first detector under --breakdown, and "
+        "resampled with the others (repeatable)",
+    )
+    nab.add_argument(
         "--files-half",
         choices=["a", "b", "all"],
         default="all",
@@ -239,6 +250,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 breakdown=args.breakdown,
                 resample_draws=args.resample,
                 seed=args.seed,
+                published=args.published,
             )
             return 0
         run_nab(
@@ -249,6 +261,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             breakdown=args.breakdown,
             resample_draws=args.resample,
             seed=args.seed,
+            published=args.published,
         )
         return 0
     if args.command == "bench" and args.bench == "faults":

@@ -38,14 +38,17 @@ from detectors import SeriesDetector
 from detectors.compiled import CompiledLikelihood, warm_up
 from detectors.golden import GoldenSignalDetector, golden_for_signal
 from detectors.likelihood import LikelihoodDetector
+from pipeline.bench.nab_published import PublishedScores, read_published
 from pipeline.bench.nab_score import (
     PROFILE_NAMES,
     CorpusScorer,
     CostProfile,
     Losses,
+    Share,
     Window,
     credit_rows,
     file_share,
+    file_span,
     load_profiles,
     probationary_length,
     resampled_scores,
@@ -68,6 +71,7 @@ __all__ = [
     "NabReport",
     "PartCounts",
     "ProfileScore",
+    "PublishedReport",
     "Resampled",
     "RiverBaseline",
     "StageStream",
@@ -76,9 +80,11 @@ __all__ = [
     "count_parts_by_specification",
     "load_corpus",
     "missed_windows",
+    "print_file_differences",
     "print_losses",
     "print_report",
     "print_resampled",
+    "published_report",
     "read_results",
     "resample",
     "run_detector",
@@ -594,6 +600,53 @@ def score_run(
     return NabReport(run, columns, losses)
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedReport:
+    """A published detector's scores on the files run, from its per-file raw scores
+    (`--published`): per column ("corpus", and "half a" / "half b" where both halves were
+    run), per profile, all at the threshold NAB chose for it over the whole corpus."""
+
+    published: PublishedScores
+    shares: Mapping[str, Sequence[Share]]  # per profile, in the order of the files run
+    columns: Mapping[str, Mapping[str, ProfileScore]]
+
+
+def _normalised(shares: Iterable[Share]) -> float:
+    picked = list(shares)
+    null = sum(s.null for s in picked)
+    span = sum(s.perfect for s in picked) - null
+    if span <= 0:
+        raise QuietpagerError("a set of files without anomaly windows cannot be normalised")
+    return 100.0 * (sum(s.raw for s in picked) - null) / span
+
+
+def published_report(
+    published: PublishedScores, files: Sequence[NabFile], profiles: Sequence[CostProfile]
+) -> PublishedReport:
+    """Score a published detector on the files run from its per-file raw scores."""
+    shares: dict[str, list[Share]] = {}
+    columns: dict[str, dict[str, ProfileScore]] = {}
+    halves = {f.half for f in files}
+    for profile in profiles:
+        raw = published.raw[profile.name]
+        shares[profile.name] = []
+        for f in files:
+            span = file_span(len(f.values), f.windows, profile)
+            shares[profile.name].append(Share(raw[f.relative_path], span.null, span.perfect))
+        threshold = published.thresholds[profile.name]
+        picked = {"corpus": shares[profile.name]}
+        if halves == {"a", "b"}:
+            for half in ("a", "b"):
+                picked[f"half {half}"] = [
+                    s for s, f in zip(shares[profile.name], files, strict=True) if f.half == half
+                ]
+        for column, chosen in picked.items():
+            columns.setdefault(column, {})[profile.name] = ProfileScore(
+                _normalised(chosen), threshold
+            )
+    return PublishedReport(published, shares, columns)
+
+
 def _threshold_text(threshold: float) -> str:
     if math.isinf(threshold):
         return "never"
@@ -602,9 +655,14 @@ def _threshold_text(threshold: float) -> str:
 
 
 def print_report(
-    reports: Sequence[NabReport], files: Sequence[NabFile], half: Half, console: Console
+    reports: Sequence[NabReport],
+    files: Sequence[NabFile],
+    half: Half,
+    console: Console,
+    published: Sequence[PublishedReport] = (),
 ) -> None:
-    """The score table, the published reference rows beside it, and each detector's cost."""
+    """The score table, the published reference rows beside it, and each detector's cost;
+    published detectors rescored from their per-file scores (`published`) after the runs."""
     points = sum(len(f.values) for f in files)
     windows = sum(len(f.windows) for f in files)
     table = Table(
@@ -633,6 +691,17 @@ def print_report(
                 *cost,
             )
         table.add_section()
+    for pub in published:
+        for i, (column, by_profile) in enumerate(pub.columns.items()):
+            table.add_row(
+                pub.published.detector if i == 0 else "",
+                f"{column}, per file",
+                *(f"{by_profile[p].score:.1f}" for p in PROFILE_NAMES),
+                " / ".join(_threshold_text(by_profile[p].threshold) for p in PROFILE_NAMES),
+                "—" if i == 0 else "",
+                "—" if i == 0 else "",
+            )
+        table.add_section()
     for name, standard, low_fp, low_fn in REFERENCE_SCORES:
         table.add_row(
             f"[dim]{name}[/dim]",
@@ -647,6 +716,12 @@ def print_report(
     console.print(table)
     for column, meaning in COLUMN_HELP.items():
         console.print(f"[dim]{column}: {meaning}[/dim]")
+    if published:
+        console.print(
+            "[dim]per file: a published detector's own per-file scores (--published), at the "
+            "threshold NAB chose for it on the whole corpus; half a / half b: those files "
+            "only, at that threshold[/dim]"
+        )
     console.print("[dim]published: the NAB scoreboard, whole corpus, NAB's protocol[/dim]")
 
 
@@ -815,15 +890,19 @@ class Interval:
 class Resampled:
     """How much the scores owe to which files: each detector's corpus score recomputed on
     `draws` resamples of the files (as many files, drawn with replacement, the same draws for
-    every detector), each profile at the threshold the corpus column chose.
+    every detector), each profile at the threshold the corpus column chose (for a published
+    detector, the one NAB chose).
 
-    `scores[k][profile]` is report k's score; `differences[k][profile]`, for k >= 1, is report
-    k's score minus report 0's, draw by draw (a paired comparison: both on the same files).
+    `names[k]` is detector k: the detectors run (or read) first, then the published ones.
+    `scores[k][profile]` is detector k's score; `differences[k - 1][profile]`, for k >= 1, is
+    detector k's score minus detector 0's, draw by draw (a paired comparison: both on the same
+    files).
     """
 
     draws: int
     seed: int
     files: int
+    names: Sequence[str]
     scores: Sequence[Mapping[str, Interval]]
     differences: Sequence[Mapping[str, Interval]]
 
@@ -834,35 +913,58 @@ def _interval(observed: float, values: Sequence[float]) -> Interval:
     return Interval(observed, cuts[0], cuts[-1], ahead)
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One detector as resampling sees it: its corpus score and its files' shares, per profile."""
+
+    name: str
+    observed: Mapping[str, float]
+    shares: Mapping[str, Sequence[Share]]
+
+
+def _report_entry(
+    report: NabReport, files: Sequence[NabFile], profiles: Sequence[CostProfile]
+) -> _Entry:
+    corpus = report.columns["corpus"]
+    shares = {
+        profile.name: [
+            file_share(
+                report.run.scores[f.relative_path],
+                f.windows,
+                profile,
+                corpus[profile.name].threshold,
+            )
+            for f in files
+        ]
+        for profile in profiles
+    }
+    return _Entry(report.run.detector, {p.name: corpus[p.name].score for p in profiles}, shares)
+
+
 def resample(
     reports: Sequence[NabReport],
     files: Sequence[NabFile],
     profiles: Sequence[CostProfile],
     draws: int,
     seed: int = 0,
+    published: Sequence[PublishedReport] = (),
 ) -> Resampled:
-    """Resample the files `draws` times and rescore each report on every draw (see
-    `Resampled`); a draw without a scorable window is drawn again."""
+    """Resample the files `draws` times and rescore each report, then each published detector,
+    on every draw (see `Resampled`); a draw without a scorable window is drawn again."""
     if draws < 2:
         raise QuietpagerError(f"resampling needs at least 2 draws, got {draws}")
-    if not reports:
-        raise QuietpagerError("nothing to resample: no detector was scored")
-    shares = [
-        {
-            profile.name: [
-                file_share(
-                    report.run.scores[f.relative_path],
-                    f.windows,
-                    profile,
-                    report.columns["corpus"][profile.name].threshold,
-                )
-                for f in files
-            ]
-            for profile in profiles
-        }
-        for report in reports
+    entries = [_report_entry(report, files, profiles) for report in reports]
+    entries += [
+        _Entry(
+            pub.published.detector,
+            {p.name: pub.columns["corpus"][p.name].score for p in profiles},
+            pub.shares,
+        )
+        for pub in published
     ]
-    reference = shares[0][profiles[0].name]
+    if not entries:
+        raise QuietpagerError("nothing to resample: no detector was scored")
+    reference = entries[0].shares[profiles[0].name]
     if not any(share.perfect > share.null for share in reference):
         raise QuietpagerError("cannot resample: no file has a scorable window")
     rng = random.Random(seed)
@@ -874,32 +976,31 @@ def resample(
     values = [
         {
             name: [v for v in resampled_scores(by_file, picks) if v is not None]
-            for name, by_file in by_profile.items()
+            for name, by_file in entry.shares.items()
         }
-        for by_profile in shares
+        for entry in entries
     ]
     scores = [
-        {
-            p.name: _interval(report.columns["corpus"][p.name].score, values[k][p.name])
-            for p in profiles
-        }
-        for k, report in enumerate(reports)
+        {p.name: _interval(entry.observed[p.name], values[k][p.name]) for p in profiles}
+        for k, entry in enumerate(entries)
     ]
+    first = entries[0]
     differences = [
         {
             p.name: _interval(
-                report.columns["corpus"][p.name].score - reports[0].columns["corpus"][p.name].score,
+                entry.observed[p.name] - first.observed[p.name],
                 [a - b for a, b in zip(values[k][p.name], values[0][p.name], strict=True)],
             )
             for p in profiles
         }
-        for k, report in enumerate(reports)
+        for k, entry in enumerate(entries)
         if k > 0
     ]
-    return Resampled(draws, seed, len(files), scores, differences)
+    names = [entry.name for entry in entries]
+    return Resampled(draws, seed, len(files), names, scores, differences)
 
 
-def print_resampled(resampled: Resampled, reports: Sequence[NabReport], console: Console) -> None:
+def print_resampled(resampled: Resampled, console: Console) -> None:
     """Each detector's scores with their 90% resampling intervals, then each later detector's
     paired difference from the first."""
     console.print(
@@ -907,23 +1008,59 @@ def print_resampled(resampled: Resampled, reports: Sequence[NabReport], console:
         f"(seed {resampled.seed}), each profile at the corpus row's threshold; "
         "90% of draws lie in the brackets"
     )
-    width = max(len(r.run.detector) for r in reports)
-    for report, by_profile in zip(reports, resampled.scores, strict=True):
+    width = max(len(name) for name in resampled.names)
+    for name, by_profile in zip(resampled.names, resampled.scores, strict=True):
         cells = [
-            f"{PROFILE_HEADINGS.get(name, name)} {i.observed:.1f} [{i.low:.1f}, {i.high:.1f}]"
-            for name, i in by_profile.items()
+            f"{PROFILE_HEADINGS.get(profile, profile)} {i.observed:.1f} [{i.low:.1f}, {i.high:.1f}]"
+            for profile, i in by_profile.items()
         ]
-        console.print(f"  {report.run.detector:<{width}}  " + "   ".join(cells))
-    first = reports[0].run.detector
-    width = max((len(f"{r.run.detector} - {first}:") for r in reports[1:]), default=0)
-    for report, by_profile in zip(reports[1:], resampled.differences, strict=True):
-        label = f"{report.run.detector} - {first}:"
+        console.print(f"  {name:<{width}}  " + "   ".join(cells))
+    first = resampled.names[0]
+    later = resampled.names[1:]
+    width = max((len(f"{name} - {first}:") for name in later), default=0)
+    for name, by_profile in zip(later, resampled.differences, strict=True):
+        label = f"{name} - {first}:"
         cells = [
-            f"{PROFILE_HEADINGS.get(name, name)} {i.observed:+.1f} [{i.low:+.1f}, {i.high:+.1f}] "
-            f"ahead in {i.ahead:.0%}"
-            for name, i in by_profile.items()
+            f"{PROFILE_HEADINGS.get(profile, profile)} {i.observed:+.1f} "
+            f"[{i.low:+.1f}, {i.high:+.1f}] ahead in {i.ahead:.0%}"
+            for profile, i in by_profile.items()
         ]
         console.print(f"  {label:<{width}}  " + "   ".join(cells))
+
+
+def print_file_differences(
+    report: NabReport,
+    published: Sequence[PublishedReport],
+    files: Sequence[NabFile],
+    profiles: Sequence[CostProfile],
+    console: Console,
+    shown: int = 5,
+) -> None:
+    """Per profile, the files where each published detector's raw score is furthest above and
+    below `report`'s (each at its own corpus threshold): where the two differ, file by file."""
+    ours = _report_entry(report, files, profiles)
+    for pub in published:
+        console.print(
+            f"{pub.published.detector} - {ours.name}, raw score by file (each at its corpus "
+            "threshold; a window caught or missed is worth tp + fn weight):"
+        )
+        for profile in profiles:
+            theirs = pub.shares[profile.name]
+            gaps = sorted(
+                (
+                    (t.raw - o.raw, f)
+                    for t, o, f in zip(theirs, ours.shares[profile.name], files, strict=True)
+                ),
+                key=lambda gap: gap[0],
+            )
+            ahead = [g for g in reversed(gaps) if g[0] > 0][:shown]
+            behind = [g for g in gaps if g[0] < 0][:shown]
+            heading = PROFILE_HEADINGS.get(profile.name, profile.name)
+            total = sum(gap for gap, _ in gaps)
+            console.print(f"  {heading}: {total:+.2f} in all")
+            for label, chosen in (("ahead", ahead), ("behind", behind)):
+                text = ", ".join(f"{f.half} {f.relative_path} {gap:+.2f}" for gap, f in chosen)
+                console.print(f"    {label}: {text or 'nowhere'}")
 
 
 def run_nab(
@@ -936,12 +1073,16 @@ def run_nab(
     breakdown: bool = False,
     resample_draws: int = 0,
     seed: int = 0,
+    published: Sequence[Path] = (),
 ) -> list[NabReport]:
     """Run each detector over the corpus, write result files if asked, print the table.
 
     With `score_results`, nothing runs: the result files in that directory are scored
     instead (`read_results`; `detectors`, when not empty, names which). With
     `resample_draws`, the scores' spread over resampled files is printed too (`resample`).
+    Each folder in `published` holds a published detector's per-file scores
+    (`read_published`): it is rescored on the files run, compared file by file with the
+    first detector under `breakdown`, and resampled with the others.
     """
     if score_results is not None and results_dir is not None:
         raise QuietpagerError(
@@ -956,10 +1097,16 @@ def run_nab(
     profiles_path = data / "profiles.json"
     if not profiles_path.is_file():
         raise QuietpagerError(f"{data}: missing profiles.json")
-    profiles = load_profiles(profiles_path)
-    missing = [p for p in PROFILE_NAMES if p not in {profile.name for profile in profiles}]
+    by_name = {profile.name: profile for profile in load_profiles(profiles_path)}
+    missing = [p for p in PROFILE_NAMES if p not in by_name]
     if missing:
         raise QuietpagerError(f"{profiles_path}: missing profiles {', '.join(missing)}")
+    profiles = [by_name[name] for name in PROFILE_NAMES]
+    # read before anything runs, so that a bad folder costs no run's time
+    others = [
+        read_published(folder, [f.relative_path for f in files], PROFILE_NAMES)
+        for folder in published
+    ]
     if score_results is not None:
         runs = read_results(score_results, files, detectors)
     else:
@@ -972,7 +1119,8 @@ def run_nab(
             if results_dir is not None:
                 write_results(runs[-1], files, results_dir)
     reports = [score_run(run, files, profiles) for run in runs]
-    print_report(reports, files, half, console)
+    pubs = [published_report(other, files, profiles) for other in others]
+    print_report(reports, files, half, console, pubs)
     if breakdown:
         parts: dict[str, PartCounts] = {}
         for report in reports:
@@ -981,6 +1129,10 @@ def run_nab(
             if counted is not None:
                 parts[report.run.detector] = counted
         print_losses(reports, files, console, parts)
+        if reports and pubs:
+            print_file_differences(reports[0], pubs, files, profiles, console)
     if resample_draws:
-        print_resampled(resample(reports, files, profiles, resample_draws, seed), reports, console)
+        print_resampled(
+            resample(reports, files, profiles, resample_draws, seed, published=pubs), console
+        )
     return reports

@@ -45,6 +45,7 @@ __all__ = [
     "Window",
     "credit_rows",
     "file_share",
+    "file_span",
     "load_profiles",
     "parse_profiles",
     "probationary_length",
@@ -399,6 +400,19 @@ def file_share(
         scorer.null_score(profile),
         scorer.perfect_score(profile),
     )
+
+
+def file_span(n_rows: int, windows: Sequence[Window], profile: CostProfile) -> Share:
+    """A file's `Share` when only its raw score is known (as in the per-file scores NAB
+    publishes for its detectors): `raw` is 0 and `null` and `perfect` are the file's own.
+
+    >>> profile = CostProfile("standard", 1.0, 0.11, 1.0)
+    >>> file_span(1000, [Window(100, 119), Window(500, 549)], profile)  # the first in probation
+    Share(raw=0.0, null=-1.0, perfect=2.0)
+    """
+    probation = probationary_length(n_rows)
+    scorable = sum(1 for window in windows if window.last >= probation)
+    return Share(0.0, -profile.fn_weight * scorable, profile.tp_weight * len(windows))
 
 
 def resampled_scores(shares: Sequence[Share], draws: Iterable[Sequence[int]]) -> list[float | None]:

@@ -18,11 +18,14 @@ from detectors.compiled import CompiledLikelihood
 from detectors.likelihood import LikelihoodDetector
 from pipeline.bench.nab import (
     DetectorRun,
+    NabFile,
+    NabReport,
     RiverBaseline,
     count_parts,
     count_parts_by_specification,
     load_corpus,
     missed_windows,
+    published_report,
     read_results,
     resample,
     run_detector,
@@ -30,7 +33,8 @@ from pipeline.bench.nab import (
     split_half,
     write_results,
 )
-from pipeline.bench.nab_score import Window, load_profiles
+from pipeline.bench.nab_published import read_published
+from pipeline.bench.nab_score import CostProfile, Window, file_share, load_profiles
 from pipeline.cli import main
 from pipeline.config import DetectConfig
 from pipeline.detect import series_model
@@ -549,3 +553,113 @@ def test_bench_nab_rejects_too_few_draws(
     argv = ["bench", "nab", "--data", str(tmp_path / "nab"), "--resample", draws]
     assert main(argv) == 2
     assert "--resample needs at least 2 draws" in capsys.readouterr().err
+
+
+def _publish(
+    root: Path, name: str, report: NabReport, files: list[NabFile], profiles: list[CostProfile]
+) -> None:
+    """`report`'s per-file raw scores written as NAB publishes a detector's, under `name`."""
+    for profile in profiles:
+        threshold = report.columns["corpus"][profile.name].threshold
+        rows = [
+            [
+                name,
+                profile.name,
+                f.relative_path,
+                repr(threshold),
+                repr(
+                    file_share(
+                        report.run.scores[f.relative_path], f.windows, profile, threshold
+                    ).raw
+                ),
+            ]
+            for f in files
+        ]
+        _write_result(
+            root / name / f"{name}_{profile.name}_scores.csv",
+            ["Detector", "Profile", "File", "Threshold", "Score"],
+            [*rows, ["Totals", "", "", "", "0"]],
+        )
+
+
+def test_published_per_file_scores_compare_draw_by_draw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_nab(tmp_path / "nab")
+    _constant(tmp_path / "results", tmp_path / "nab", "onesided", "0.25", fires_in="one.csv")
+    files = load_corpus(tmp_path / "nab")
+    console = Console(file=io.StringIO(), width=200)
+    (onesided,) = run_nab(
+        tmp_path / "nab", ["onesided"], console=console, score_results=tmp_path / "results"
+    )
+    # The same detector, published: its corpus and half scores are onesided's, and the
+    # paired difference is exactly 0 on every draw.
+    profiles = list(load_profiles(tmp_path / "nab" / "profiles.json"))
+    _publish(tmp_path / "published", "Twin", onesided, files, profiles)
+    twin = published_report(
+        read_published(
+            tmp_path / "published" / "Twin",
+            [f.relative_path for f in files],
+            [p.name for p in profiles],
+        ),
+        files,
+        profiles,
+    )
+    for profile in profiles:
+        assert twin.columns["corpus"][profile.name].score == pytest.approx(
+            onesided.columns["corpus"][profile.name].score
+        )
+    assert set(twin.columns) == {"corpus", "half a", "half b"}
+    for profile in profiles:  # one threshold serves both halves here, so they agree
+        for theirs, ours in (("half a", "tune a"), ("half b", "test b")):
+            assert twin.columns[theirs][profile.name].score == pytest.approx(
+                onesided.columns[ours][profile.name].score
+            )
+    spread = resample([onesided], files, profiles, 200, seed=3, published=[twin])
+    assert spread.names == ["onesided", "Twin"]
+    assert spread.scores[1] == spread.scores[0]
+    same = spread.differences[0]["reward_low_FN_rate"]
+    assert (same.observed, same.low, same.high, same.ahead) == (0.0, 0.0, 0.0, 0.0)
+
+    # Published scores that catch the window onesided misses in `two.csv` (+1 hit, no -1
+    # miss in standard): the CLI prints the row, the file, and the paired gain.
+    score_file = tmp_path / "published" / "Twin" / "Twin_standard_scores.csv"
+    with score_file.open(newline="") as handle:
+        table = list(csv.reader(handle))
+    for row in table:
+        if row[2] == "realThings/two.csv":
+            row[4] = repr(float(row[4]) + 2.0)
+    _write_result(score_file, table[0], table[1:])
+    out = io.StringIO()
+    run_nab(
+        tmp_path / "nab",
+        ["onesided"],
+        console=Console(file=out, width=250),
+        score_results=tmp_path / "results",
+        breakdown=True,
+        resample_draws=50,
+        published=[tmp_path / "published" / "Twin"],
+    )
+    printed = out.getvalue()
+    assert re.search(r"Twin\s+│ corpus, per file\s+│\s+100\.0 │\s+50\.0 │\s+50\.0 │", printed)
+    two = next(f for f in files if f.name == "two.csv")
+    assert f"standard: +2.00 in all\n    ahead: {two.half} realThings/two.csv +2.00" in printed
+    assert "low FN: +0.00 in all\n    ahead: nowhere\n    behind: nowhere" in printed
+    assert re.search(r"Twin - onesided:\s+standard \+50\.0 \[\+0\.0, \+100\.0\]", printed)
+    # and the command line passes the folder on
+    argv = ["bench", "nab", "--data", str(tmp_path / "nab"), "--breakdown"]
+    results = ["--score-results", str(tmp_path / "results"), "--detector", "onesided"]
+    assert main([*argv, *results, "--published", str(tmp_path / "published" / "Twin")]) == 0
+    assert "Twin - onesided, raw score by file" in " ".join(capsys.readouterr().out.split())
+
+
+def test_bench_nab_refuses_bad_published_scores_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_nab(tmp_path / "nab")
+    argv = ["bench", "nab", "--data", str(tmp_path / "nab"), "--detector", "golden"]
+    written = tmp_path / "written"
+    missing = tmp_path / "results" / "ARTime"
+    assert main([*argv, "--results-dir", str(written), "--published", str(missing)]) == 2
+    assert "ARTime: no such folder of published scores" in capsys.readouterr().err
+    assert not written.exists()  # refused before golden ran

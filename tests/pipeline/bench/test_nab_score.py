@@ -16,6 +16,7 @@ from pipeline.bench.nab_score import (
     Window,
     credit_rows,
     file_share,
+    file_span,
     load_profiles,
     probationary_length,
     resampled_scores,
@@ -182,6 +183,27 @@ def test_file_shares_add_up_to_the_corpus_score(profile: CostProfile, threshold:
     assert sum(share.null for share in shares) == corpus.null_score(profile)
     assert sum(share.perfect for share in shares) == corpus.perfect_score(profile)
     assert resampled_scores(shares, [[0, 1]]) == [pytest.approx(corpus.normalized(profile, raw))]
+
+
+@pytest.mark.parametrize("profile", [STANDARD, LOW_FP, LOW_FN])
+@pytest.mark.parametrize(
+    ("n_rows", "windows"),
+    [
+        (20, []),
+        (20, [WINDOW]),
+        (20, [Window(0, 2)]),  # wholly inside probation: neither hit nor miss, but counted
+        (20, [Window(1, 4), Window(10, 13)]),  # the first straddles probation's end
+        (1000, [Window(100, 149), Window(600, 649), Window(900, 949)]),
+        (10_000, [Window(700, 749), Window(750, 799)]),  # probation capped at 750 rows
+        (10_000, [Window(700, 750)]),  # its last row is the first one scored
+    ],
+)
+def test_file_span_is_the_null_and_perfect_a_scorer_gives(
+    profile: CostProfile, n_rows: int, windows: list[Window]
+) -> None:
+    span = file_span(n_rows, windows, profile)
+    share = file_share([0.5] * n_rows, windows, profile, 0.9)
+    assert (span.raw, span.null, span.perfect) == (0.0, share.null, share.perfect)
 
 
 def test_resampled_scores_hand_computed() -> None:
