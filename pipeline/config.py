@@ -376,6 +376,9 @@ class WorkerConfig(_Strict):
 
     shutdown_timeout: Duration = 10.0
     idle_advance: Duration = 5.0
+    # How far ahead in event time an input partition may read while another still has a
+    # backlog, before the detect stage pauses it (`pipeline/skew.py`).
+    max_skew: Duration = 30.0
     checkpoint_every: Duration = 5.0
     checkpoints: bool = True
     probe_every: Duration = 2.0
@@ -416,6 +419,12 @@ class Config(_Strict):
         for service, callees in self.topology.items():
             if service in callees:
                 raise ValueError(f"topology: service {service!r} lists itself as a dependency")
+        if self.worker.max_skew >= self.correlate.resolve_after:
+            raise ValueError(
+                f"worker.max_skew ({self.worker.max_skew:g}s) must be below "
+                f"correlate.resolve_after ({self.correlate.resolve_after:g}s): an anomaly that "
+                "far behind the correlator's clock is dropped as stale"
+            )
         return self
 
     def receiver(self, name: str) -> Receiver:

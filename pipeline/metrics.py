@@ -22,6 +22,7 @@ class Metrics:
     webhook_failures: Counter
     stage_latency: Histogram
     consumer_lag: Gauge
+    inputs_held: Gauge
     series_tracked: Gauge
     series_evicted: Counter
     open_incidents: Gauge
@@ -86,6 +87,12 @@ class Metrics:
                 ["stage"],
                 registry=reg,
                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            ),
+            inputs_held=Gauge(
+                "quietpager_inputs_held",
+                "Input partitions the detect stage has paused because they read too far "
+                "ahead in event time of one with a backlog (worker.max_skew).",
+                registry=reg,
             ),
             consumer_lag=Gauge(
                 "quietpager_consumer_lag",

@@ -44,6 +44,7 @@ from pipeline.notify.bodies import render_body
 from pipeline.notify.sender import WebhookSender
 from pipeline.offline import build_correlator
 from pipeline.silences import SilenceStore
+from pipeline.skew import held_partitions
 from pipeline.state import owner, read_state, state_key, write_state
 
 log = structlog.get_logger("quietpager.worker")
@@ -129,6 +130,10 @@ class StageRunner(ABC):
     @abstractmethod
     async def handle(self, batch: Batch) -> None:
         """Process one fetched batch; return only when its outputs are durable."""
+
+    async def steer(self, consumer: AIOKafkaConsumer, fetched: bool) -> None:  # noqa: B027
+        """Flow control after each fetch (`fetched`: it returned records); most stages have
+        none."""
 
     async def on_idle(self) -> None:  # noqa: B027 - optional hook; most stages have nothing to do
         """Called when a fetch returns nothing."""
@@ -236,6 +241,7 @@ class StageRunner(ABC):
                 self.status.connected = True
                 if not batch:
                     await self.on_idle()
+                    await self.steer(consumer, fetched=False)
                     continue
                 started = time.perf_counter()
                 async with self._lock:
@@ -249,6 +255,7 @@ class StageRunner(ABC):
                 self.status.batches += 1
                 self.status.records += sum(len(r) for r in batch.values())
                 self._record_lag(consumer, batch)
+                await self.steer(consumer, fetched=True)
                 if self.after_batch is not None:
                     self.after_batch(batch)
             async with self._lock:
@@ -333,6 +340,7 @@ class DetectRunner(StageRunner):
         self._out_of_order_seen = 0
         # partition -> (newest event time, wall clock when it arrived)
         self._partition_time: dict[TopicPartition, tuple[float, float]] = {}
+        self._last_fetched = -math.inf  # monotonic time of the last fetch with records
         # By input partition: the series that learned since the last checkpoint, and those
         # checkpointed before (moved there at each checkpoint, off the per-point path).
         # State moves with its partition.
@@ -426,6 +434,51 @@ class DetectRunner(StageRunner):
             sends.extend(await self._tick(min(last.ts, low_watermark), produced_ms, partitions))
         await _await_all(sends)
         self._export_state()
+
+    async def steer(self, consumer: AIOKafkaConsumer, fetched: bool) -> None:
+        """Pause the input partitions that read too far ahead in event time of one that
+        still has a backlog, resume them once it has caught up (`pipeline.skew`).
+
+        When fetches have returned nothing for `worker.idle_advance`, every partition is
+        resumed: whatever holds the others back is not delivering, and an input must never
+        stall for good.
+        """
+        paused: set[TopicPartition] = set(consumer.paused())
+        held: frozenset[TopicPartition] = frozenset()
+        now = time.monotonic()
+        if not fetched and now - self._last_fetched < self.config.worker.idle_advance:
+            return  # a gap between two fetches: keep the hold as it is
+        if fetched:
+            self._last_fetched = now
+            assigned = consumer.assignment()
+            backlogged: set[TopicPartition] = set()
+            for tp in assigned:
+                highwater = consumer.highwater(tp)
+                if highwater is None:  # not fetched yet: its position may not be known
+                    continue
+                try:
+                    if highwater > await consumer.position(tp):
+                        backlogged.add(tp)
+                except IllegalStateError:  # revoked meanwhile
+                    continue
+            newest = {
+                tp: self._partition_time[tp][0] if tp in self._partition_time else None
+                for tp in assigned
+            }
+            held = held_partitions(newest, backlogged, self.config.worker.max_skew)
+        try:
+            if held - paused:
+                consumer.pause(*(held - paused))
+            if paused - held:
+                consumer.resume(*(paused - held))
+        except IllegalStateError:  # revoked meanwhile; the next fetch decides again
+            return
+        if held != paused:  # every few batches while a backlog drains, hence debug
+            log.debug(
+                "inputs_held" if held else "inputs_released",
+                held=sorted(f"{tp.topic}-{tp.partition}" for tp in held),
+            )
+        self.metrics.inputs_held.set(len(held))
 
     def _note_partition_time(self, tp: TopicPartition, newest: float, wall: float) -> None:
         seen = self._partition_time.get(tp)
@@ -577,6 +630,7 @@ class DetectRunner(StageRunner):
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
         self._partition_time.clear()
+        self._last_fetched = -math.inf
         self._owned.clear()
         self._dirty.clear()
         self.log_stages.clear()

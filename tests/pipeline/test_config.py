@@ -107,6 +107,16 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
         ({"topology": {"a": ["a"]}}, "lists itself as a dependency"),
         # a bad listen address
         ({"http": {"listen": "everywhere"}}, "http.listen: must be host:port (got 'everywhere')"),
+        # an input allowed to run ahead as long as anomalies stay current, or longer
+        (
+            {"worker": {"max_skew": "5m"}},
+            "worker.max_skew (300s) must be below correlate.resolve_after (300s)",
+        ),
+        (
+            {"worker": {"max_skew": "2m"}, "correlate": {"resolve_after": "1m"}},
+            "worker.max_skew (120s) must be below correlate.resolve_after (60s)",
+        ),
+        ({"worker": {"max_skew": -1}}, "worker.max_skew: not a duration: -1"),
     ],
 )
 def test_bad_config_messages(tmp_path: Path, patch: dict[str, object], expected: str) -> None:

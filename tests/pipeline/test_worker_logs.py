@@ -279,3 +279,75 @@ async def test_log_templates_move_with_their_partition(kafka_bootstrap: str) -> 
     assert second.metrics.registry.get_sample_value(
         "quietpager_state_restored_total", {"stage": "detect"}
     )
+
+
+@pytest.mark.broker
+async def test_a_backlog_on_both_inputs_loses_no_anomaly_as_stale(
+    kafka_bootstrap: str,
+    unique_topics: TopicNames,
+    sink: WebhookSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both topics written before the worker starts, and read a few records a fetch: without
+    flow control one input runs minutes of event time ahead of the other, and the anomalies
+    of the one behind reach the correlator older than `resolve_after` (dropped as stale).
+    The detect stage pauses the input that runs ahead (`worker.max_skew`), so none is."""
+    monkeypatch.setenv("QP_TEST_ROUTING_KEY", ROUTING_KEY)
+    config = unique_topics.config(
+        kafka_bootstrap,
+        receivers=[
+            {
+                "name": "oncall",
+                "type": "pagerduty",
+                "url": sink.pagerduty_url,
+                "routing_key": {"env": "QP_TEST_ROUTING_KEY"},
+                "retry": {"initial_backoff": "50ms", "max_backoff": "200ms"},
+            }
+        ],
+        topology=TOPOLOGY,
+        correlate={"group_window": "5m", "hold_for": "60s", "resolve_after": "2m"},
+        worker={"shutdown_timeout": "5s", "idle_advance": "60s", "max_skew": "10s"},
+    )
+    kafka = config.kafka.model_copy(update={"max_poll_records": 4})
+    config = config.model_copy(update={"kafka": kafka})
+    topics = config.topics
+    names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
+    await ensure_topics(client_options(config.kafka), dict.fromkeys(names, 1))
+    messages = _messages()
+    producer = make_producer(client_options(config.kafka))
+    await producer.start()
+    try:  # the whole backlog, each topic in its own order
+        for kind in ("logs", "metrics"):
+            for k, value in messages:
+                if k == kind:
+                    await producer.send(topics.metrics if k == "metrics" else topics.logs, value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    def sample(name: str, labels: dict[str, str]) -> float:
+        return metrics.registry.get_sample_value(name, labels) or 0.0
+
+    expected = sum(len(orjson.loads(v)) for k, v in messages if k == "metrics")
+    try:
+        await _wait_for(
+            lambda: sample("quietpager_events_in_total", {"stream": "metrics"}) >= expected,
+            task,
+            60,
+        )
+        await _wait_for(lambda: len(sink.received) >= 1, task, 60)
+        await asyncio.sleep(1.0)  # a second trigger would arrive now
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    decided = "quietpager_correlation_decisions_total"
+    assert sample(decided, {"kind": "suppress", "reason": "stale"}) == 0
+    for signal in ("errors", "latency"):
+        assert sample("quietpager_anomalies_total", {"signal": signal}) >= 1
+    triggers = [body for _, body in sink.received if body["event_action"] == "trigger"]
+    assert len(triggers) == 1
+    assert triggers[0]["payload"]["custom_details"]["suspected_root_cause"] == "payments"
