@@ -451,6 +451,8 @@ class DetectRunner(StageRunner):
         if fetched:
             self._last_fetched = now
             assigned = consumer.assignment()
+            if not self.config.logs.enabled:  # logs are read and dropped: they hold nothing back
+                assigned = {tp for tp in assigned if tp.topic != self.config.topics.logs}
             backlogged: set[TopicPartition] = set()
             for tp in assigned:
                 highwater = consumer.highwater(tp)
@@ -509,7 +511,8 @@ class DetectRunner(StageRunner):
         self, tick: float, produced_ms: int, partitions: list[int]
     ) -> list[Awaitable[Any]]:
         """At each `tick_every` of event time: log buckets, absences, and a tick downstream."""
-        if tick < self._last_tick + self.config.detect.tick_every:
+        # -inf before any partition has a time (`worker.idle_advance: 0` counts none as active)
+        if not math.isfinite(tick) or tick < self._last_tick + self.config.detect.tick_every:
             return []
         self._last_tick = tick
         sends = []

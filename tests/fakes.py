@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 
 from pipeline.config import Config
 
@@ -44,3 +46,37 @@ class FakeProducer:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
+
+
+class FakeConsumer:
+    """Stands in for AIOKafkaConsumer's flow-control surface: assignment, end offsets,
+    positions and pausing, all set by the test."""
+
+    def __init__(self, ends: dict[TopicPartition, tuple[int, int]]) -> None:
+        # partition -> (position, high watermark); a watermark of -1 means not fetched yet
+        self.ends = ends
+        self._paused: set[TopicPartition] = set()
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.ends)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        high = self.ends[tp][1]
+        return None if high < 0 else high
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.ends[tp][0]
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._paused.difference_update(partitions)
+
+    def read(self, partitions: Iterable[TopicPartition], to: int) -> None:
+        """Move these partitions' positions on to `to`."""
+        for tp in partitions:
+            self.ends[tp] = (to, self.ends[tp][1])

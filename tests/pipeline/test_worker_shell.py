@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -9,7 +11,7 @@ from pipeline.config import Config, parse_config
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, SeriesKey, Signal
 from pipeline.worker import PRODUCED_HEADER, CorrelateRunner, DetectRunner
-from tests.fakes import FakeProducer
+from tests.fakes import FakeConsumer, FakeProducer
 
 T0 = 1_795_683_600.0
 
@@ -184,3 +186,136 @@ async def test_a_batch_is_scored_in_event_time_order_across_partitions() -> None
     # The series learned from both partitions, so both will checkpoint it.
     key = SeriesKey.of("cpu_utilization", {"service": "a"})
     assert runner._dirty == {even: {key}, odd: {key}}
+
+
+def _logs(start: int, stop: int) -> bytes:
+    return orjson.dumps(
+        [
+            {"ts": T0 + 10 * i, "service": "payments", "level": "info", "message": f"ok {i}"}
+            for i in range(start, stop)
+        ]
+    )
+
+
+def _skew_config(**worker: str | bool) -> Config:
+    return parse_config(
+        {
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+            "worker": {"idle_advance": "1h", "max_skew": "60s", **worker},
+        }
+    )
+
+
+def _held(runner: DetectRunner) -> float:
+    value = runner.metrics.registry.get_sample_value("quietpager_inputs_held")
+    assert value is not None
+    return value
+
+
+async def test_an_input_running_ahead_of_a_backlogged_one_is_paused_until_it_catches_up() -> None:
+    config = _skew_config()
+    runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
+    metrics = TopicPartition(config.topics.metrics, 0)
+    logs = TopicPartition(config.topics.logs, 0)
+    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})  # logs: 99 records to go
+    await runner.handle(
+        {
+            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],  # up to T0 + 990
+            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],  # up to T0 + 90
+        }
+    )
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == {metrics}
+    assert _held(runner) == 1
+    # A gap between fetches (nothing returned, well within idle_advance) keeps the hold.
+    await runner.steer(consumer, fetched=False)
+    assert consumer.paused() == {metrics}
+    # Logs catch up to within max_skew of the metrics: both run again.
+    await runner.handle({logs: [_record(logs.topic, 0, 1, _logs(10, 95))]})  # up to T0 + 940
+    consumer.read([logs], 50)
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == set()
+    assert _held(runner) == 0
+
+
+async def test_a_drained_input_holds_nothing_back_however_far_behind() -> None:
+    config = _skew_config()
+    runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
+    metrics = TopicPartition(config.topics.metrics, 0)
+    logs = TopicPartition(config.topics.logs, 0)
+    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
+    await runner.handle(
+        {
+            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],
+            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],
+        }
+    )
+    consumer.read([logs], 100)  # read to its end: a quiet source, not a backlog
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == set()
+    # A partition not fetched yet (no end offset known) holds nothing back either.
+    consumer.ends[logs] = (0, -1)
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == set()
+
+
+async def test_switched_off_logs_hold_nothing_back() -> None:
+    config = parse_config(
+        {
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+            "logs": {"enabled": False},
+            "worker": {"idle_advance": "1h", "max_skew": "60s"},
+        }
+    )
+    runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
+    metrics = TopicPartition(config.topics.metrics, 0)
+    logs = TopicPartition(config.topics.logs, 0)
+    # a logs backlog whose records give no event time (they are dropped unread)
+    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
+    await runner.handle({metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))]})
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == set()
+
+
+async def test_an_input_never_stalls_for_good() -> None:
+    """Fetches that keep returning nothing for idle_advance resume every paused partition."""
+    config = _skew_config(idle_advance="0s")
+    runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
+    metrics = TopicPartition(config.topics.metrics, 0)
+    logs = TopicPartition(config.topics.logs, 0)
+    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
+    await runner.handle(
+        {
+            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],
+            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],
+        }
+    )
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == {metrics}
+    await runner.steer(consumer, fetched=False)
+    assert consumer.paused() == set()
+    assert _held(runner) == 0
+
+
+async def test_idle_advance_zero_sends_no_tick_before_time_is_known() -> None:
+    """With `idle_advance: 0` no partition holds time back, so the first batch's watermark is
+    the stage's own, still -inf: that must not become a tick (it crashed the log stage)."""
+    config = _skew_config(idle_advance="0s")
+    producer = FakeProducer(partitions=1)
+    runner = DetectRunner(config, producer, Metrics.create())
+    metrics = TopicPartition(config.topics.metrics, 0)
+    logs = TopicPartition(config.topics.logs, 0)
+    await runner.handle(
+        {
+            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],
+            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],
+        }
+    )
+    assert not [p for p in producer.sent if p["value"]["kind"] == "tick"]
+    # From the next batch on, the stage's own watermark moves time on.
+    await runner.handle({metrics: [_record(metrics.topic, 0, 1, _points("a", 100, 110))]})
+    ticks = [p["value"]["ts"] for p in producer.sent if p["value"]["kind"] == "tick"]
+    assert ticks
+    assert all(math.isfinite(ts) for ts in ticks)
