@@ -149,16 +149,14 @@ async def _wait_for(done: Callable[[], bool], task: asyncio.Task[None], limit_s:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.broker
-async def test_worker_pages_once_with_the_template(
-    kafka_bootstrap: str,
-    unique_topics: TopicNames,
-    sink: WebhookSink,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("QP_TEST_ROUTING_KEY", ROUTING_KEY)
-    config = unique_topics.config(
-        kafka_bootstrap,
+async def _live_config(
+    bootstrap: str, topics: TopicNames, sink: WebhookSink, **worker: str
+) -> Config:
+    """The scenario's config for the live worker, its topics created. A quiet input
+    partition keeps holding event time back (idle_advance 60 s) while a test feeds the
+    streams in phases, so nothing is judged before its data is in."""
+    config = topics.config(
+        bootstrap,
         receivers=[
             {
                 "name": "oncall",
@@ -170,13 +168,24 @@ async def test_worker_pages_once_with_the_template(
         ],
         topology=TOPOLOGY,
         correlate={"group_window": "5m", "hold_for": "60s", "resolve_after": "2m"},
-        # A quiet input partition keeps holding event time back while the test feeds the
-        # streams in phases (below), so nothing is judged before its data is in.
-        worker={"shutdown_timeout": "5s", "idle_advance": "60s"},
+        worker={"shutdown_timeout": "5s", "idle_advance": "60s", **worker},
     )
-    topics = config.topics
-    names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
+    names = [config.topics.metrics, config.topics.logs, config.topics.anomalies]
+    names += [config.topics.pages, config.topics.dlq]
     await ensure_topics(client_options(config.kafka), dict.fromkeys(names, 1))
+    return config
+
+
+@pytest.mark.broker
+async def test_worker_pages_once_with_the_template(
+    kafka_bootstrap: str,
+    unique_topics: TopicNames,
+    sink: WebhookSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("QP_TEST_ROUTING_KEY", ROUTING_KEY)
+    config = await _live_config(kafka_bootstrap, unique_topics, sink)
+    topics = config.topics
     metrics = Metrics.create()
     worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
     stop = asyncio.Event()
@@ -293,26 +302,10 @@ async def test_a_backlog_on_both_inputs_loses_no_anomaly_as_stale(
     of the one behind reach the correlator older than `resolve_after` (dropped as stale).
     The detect stage pauses the input that runs ahead (`worker.max_skew`), so none is."""
     monkeypatch.setenv("QP_TEST_ROUTING_KEY", ROUTING_KEY)
-    config = unique_topics.config(
-        kafka_bootstrap,
-        receivers=[
-            {
-                "name": "oncall",
-                "type": "pagerduty",
-                "url": sink.pagerduty_url,
-                "routing_key": {"env": "QP_TEST_ROUTING_KEY"},
-                "retry": {"initial_backoff": "50ms", "max_backoff": "200ms"},
-            }
-        ],
-        topology=TOPOLOGY,
-        correlate={"group_window": "5m", "hold_for": "60s", "resolve_after": "2m"},
-        worker={"shutdown_timeout": "5s", "idle_advance": "60s", "max_skew": "10s"},
-    )
+    config = await _live_config(kafka_bootstrap, unique_topics, sink, max_skew="10s")
     kafka = config.kafka.model_copy(update={"max_poll_records": 4})
     config = config.model_copy(update={"kafka": kafka})
     topics = config.topics
-    names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
-    await ensure_topics(client_options(config.kafka), dict.fromkeys(names, 1))
     messages = _messages()
     producer = make_producer(client_options(config.kafka))
     await producer.start()

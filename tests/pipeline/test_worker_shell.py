@@ -7,7 +7,7 @@ import math
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
-from pipeline.config import Config, parse_config
+from pipeline.config import Config, LogsConfig, parse_config
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, SeriesKey, Signal
 from pipeline.worker import PRODUCED_HEADER, CorrelateRunner, DetectRunner
@@ -197,7 +197,7 @@ def _logs(start: int, stop: int) -> bytes:
     )
 
 
-def _skew_config(**worker: str | bool) -> Config:
+def _skew_config(**worker: str) -> Config:
     return parse_config(
         {
             "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
@@ -213,18 +213,24 @@ def _held(runner: DetectRunner) -> float:
     return value
 
 
-async def test_an_input_running_ahead_of_a_backlogged_one_is_paused_until_it_catches_up() -> None:
-    config = _skew_config()
+async def _metrics_ahead(
+    config: Config, logs_read: int = 10
+) -> tuple[DetectRunner, FakeConsumer, TopicPartition, TopicPartition]:
+    """A detect runner that has read metrics up to T0 + 990 s and `logs_read` log records
+    (T0 + 10 s each), with 99 logs records still to read."""
     runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
     metrics = TopicPartition(config.topics.metrics, 0)
     logs = TopicPartition(config.topics.logs, 0)
-    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})  # logs: 99 records to go
-    await runner.handle(
-        {
-            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],  # up to T0 + 990
-            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],  # up to T0 + 90
-        }
-    )
+    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
+    batch = {metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))]}
+    if logs_read:
+        batch[logs] = [_record(logs.topic, 0, 0, _logs(0, logs_read))]
+    await runner.handle(batch)
+    return runner, consumer, metrics, logs
+
+
+async def test_an_input_running_ahead_of_a_backlogged_one_is_paused_until_it_catches_up() -> None:
+    runner, consumer, metrics, logs = await _metrics_ahead(_skew_config())
     await runner.steer(consumer, fetched=True)
     assert consumer.paused() == {metrics}
     assert _held(runner) == 1
@@ -240,17 +246,7 @@ async def test_an_input_running_ahead_of_a_backlogged_one_is_paused_until_it_cat
 
 
 async def test_a_drained_input_holds_nothing_back_however_far_behind() -> None:
-    config = _skew_config()
-    runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
-    metrics = TopicPartition(config.topics.metrics, 0)
-    logs = TopicPartition(config.topics.logs, 0)
-    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
-    await runner.handle(
-        {
-            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],
-            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],
-        }
-    )
+    runner, consumer, _, logs = await _metrics_ahead(_skew_config())
     consumer.read([logs], 100)  # read to its end: a quiet source, not a backlog
     await runner.steer(consumer, fetched=True)
     assert consumer.paused() == set()
@@ -261,37 +257,16 @@ async def test_a_drained_input_holds_nothing_back_however_far_behind() -> None:
 
 
 async def test_switched_off_logs_hold_nothing_back() -> None:
-    config = parse_config(
-        {
-            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
-            "route": {"receivers": ["am"]},
-            "logs": {"enabled": False},
-            "worker": {"idle_advance": "1h", "max_skew": "60s"},
-        }
-    )
-    runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
-    metrics = TopicPartition(config.topics.metrics, 0)
-    logs = TopicPartition(config.topics.logs, 0)
+    config = _skew_config().model_copy(update={"logs": LogsConfig(enabled=False)})
     # a logs backlog whose records give no event time (they are dropped unread)
-    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
-    await runner.handle({metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))]})
+    runner, consumer, _, _ = await _metrics_ahead(config, logs_read=0)
     await runner.steer(consumer, fetched=True)
     assert consumer.paused() == set()
 
 
 async def test_an_input_never_stalls_for_good() -> None:
     """Fetches that keep returning nothing for idle_advance resume every paused partition."""
-    config = _skew_config(idle_advance="0s")
-    runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
-    metrics = TopicPartition(config.topics.metrics, 0)
-    logs = TopicPartition(config.topics.logs, 0)
-    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
-    await runner.handle(
-        {
-            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],
-            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],
-        }
-    )
+    runner, consumer, metrics, _ = await _metrics_ahead(_skew_config(idle_advance="0s"))
     await runner.steer(consumer, fetched=True)
     assert consumer.paused() == {metrics}
     await runner.steer(consumer, fetched=False)
@@ -302,17 +277,9 @@ async def test_an_input_never_stalls_for_good() -> None:
 async def test_idle_advance_zero_sends_no_tick_before_time_is_known() -> None:
     """With `idle_advance: 0` no partition holds time back, so the first batch's watermark is
     the stage's own, still -inf: that must not become a tick (it crashed the log stage)."""
-    config = _skew_config(idle_advance="0s")
-    producer = FakeProducer(partitions=1)
-    runner = DetectRunner(config, producer, Metrics.create())
-    metrics = TopicPartition(config.topics.metrics, 0)
-    logs = TopicPartition(config.topics.logs, 0)
-    await runner.handle(
-        {
-            metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))],
-            logs: [_record(logs.topic, 0, 0, _logs(0, 10))],
-        }
-    )
+    runner, _, metrics, _ = await _metrics_ahead(_skew_config(idle_advance="0s"))
+    producer = runner.producer
+    assert isinstance(producer, FakeProducer)
     assert not [p for p in producer.sent if p["value"]["kind"] == "tick"]
     # From the next batch on, the stage's own watermark moves time on.
     await runner.handle({metrics: [_record(metrics.topic, 0, 1, _points("a", 100, 110))]})
