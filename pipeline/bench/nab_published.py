@@ -52,6 +52,10 @@ def read_published(
     if not folder.is_dir():
         raise QuietpagerError(f"{folder}: no such folder of published scores")
     detector = folder.name
+    if not any(folder.glob(f"{detector}_*_scores.csv")):
+        inside = sorted(d.name for d in folder.iterdir() if any(d.glob(f"{d.name}_*_scores.csv")))
+        hint = f"; name one detector's folder, e.g. {folder / inside[0]}" if inside else ""
+        raise QuietpagerError(f"{folder}: no {detector}_<profile>_scores.csv files{hint}")
     wanted = set(relative_paths)
     thresholds: dict[str, float] = {}
     raw: dict[str, dict[str, float]] = {}

@@ -193,3 +193,15 @@ def test_missing_rows_are_counted(tmp_path: Path) -> None:
 def test_a_folder_that_is_not_there(tmp_path: Path) -> None:
     with pytest.raises(QuietpagerError, match="no such folder of published scores"):
         read_published(tmp_path / "ARTime", FILES, PROFILES)
+
+
+def test_a_results_folder_is_not_a_detector(tmp_path: Path) -> None:
+    _published(tmp_path / "results")
+    with pytest.raises(QuietpagerError) as caught:
+        read_published(tmp_path / "results", FILES, PROFILES)
+    message = str(caught.value)
+    assert "results: no results_<profile>_scores.csv files" in message
+    assert f"name one detector's folder, e.g. {tmp_path / 'results' / 'Seer'}" in message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QuietpagerError, match=r"no empty_<profile>_scores\.csv files$"):
+        read_published(tmp_path / "empty", FILES, PROFILES)
