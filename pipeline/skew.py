@@ -29,7 +29,8 @@ def held_partitions(
     of the slowest backlogged partition's.
 
     `newest` maps each assigned partition to the newest event time read from it (None: none
-    read yet); `backlogged` are the partitions with records left to read. A backlogged
+    read yet); `backlogged` are the partitions with a backlog to read (the detect stage:
+    more records left than one fetch returns). A backlogged
     partition with no time yet counts as the slowest of all, since its first records may be
     the oldest; a partition with no time is never held.
 

@@ -437,7 +437,10 @@ class DetectRunner(StageRunner):
 
     async def steer(self, consumer: AIOKafkaConsumer, fetched: bool) -> None:
         """Pause the input partitions that read too far ahead in event time of one that
-        still has a backlog, resume them once it has caught up (`pipeline.skew`).
+        still has a backlog, resume them once it has caught up (`pipeline.skew`). A backlog
+        is more records left than one fetch returns (`kafka.max_poll_records`): a live input
+        a few records behind is never one, so steady reading never pauses (each pause drops
+        the partition's prefetched records).
 
         When fetches have returned nothing for `worker.idle_advance`, every partition is
         resumed: whatever holds the others back is not delivering, and an input must never
@@ -459,7 +462,7 @@ class DetectRunner(StageRunner):
                 if highwater is None:  # not fetched yet: its position may not be known
                     continue
                 try:
-                    if highwater > await consumer.position(tp):
+                    if highwater - await consumer.position(tp) > self.config.kafka.max_poll_records:
                         backlogged.add(tp)
                 except IllegalStateError:  # revoked meanwhile
                     continue

@@ -217,11 +217,11 @@ async def _metrics_ahead(
     config: Config, logs_read: int = 10
 ) -> tuple[DetectRunner, FakeConsumer, TopicPartition, TopicPartition]:
     """A detect runner that has read metrics up to T0 + 990 s and `logs_read` log records
-    (T0 + 10 s each), with 99 logs records still to read."""
+    (T0 + 10 s each), with 4,999 logs records still to read (more than one fetch's 2,000)."""
     runner = DetectRunner(config, FakeProducer(partitions=1), Metrics.create())
     metrics = TopicPartition(config.topics.metrics, 0)
     logs = TopicPartition(config.topics.logs, 0)
-    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 100)})
+    consumer = FakeConsumer({metrics: (1, 1), logs: (1, 5000)})
     batch = {metrics: [_record(metrics.topic, 0, 0, _points("a", 0, 100))]}
     if logs_read:
         batch[logs] = [_record(logs.topic, 0, 0, _logs(0, logs_read))]
@@ -239,17 +239,24 @@ async def test_an_input_running_ahead_of_a_backlogged_one_is_paused_until_it_cat
     assert consumer.paused() == {metrics}
     # Logs catch up to within max_skew of the metrics: both run again.
     await runner.handle({logs: [_record(logs.topic, 0, 1, _logs(10, 95))]})  # up to T0 + 940
-    consumer.read([logs], 50)
+    consumer.read([logs], 2000)
     await runner.steer(consumer, fetched=True)
     assert consumer.paused() == set()
     assert _held(runner) == 0
 
 
 async def test_a_drained_input_holds_nothing_back_however_far_behind() -> None:
-    runner, consumer, _, logs = await _metrics_ahead(_skew_config())
-    consumer.read([logs], 100)  # read to its end: a quiet source, not a backlog
+    runner, consumer, metrics, logs = await _metrics_ahead(_skew_config())
+    consumer.read([logs], 5000)  # read to its end: a quiet source, not a backlog
     await runner.steer(consumer, fetched=True)
     assert consumer.paused() == set()
+    # A live input a fetch or less behind is no backlog either, however old its time.
+    consumer.read([logs], 3000)  # 2,000 left: one fetch
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == set()
+    consumer.read([logs], 2999)  # 2,001 left: more than one fetch
+    await runner.steer(consumer, fetched=True)
+    assert consumer.paused() == {metrics}
     # A partition not fetched yet (no end offset known) holds nothing back either.
     consumer.ends[logs] = (0, -1)
     await runner.steer(consumer, fetched=True)
