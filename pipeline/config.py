@@ -259,6 +259,12 @@ class CorrelateConfig(_Strict):
     def _ordered(self) -> CorrelateConfig:
         if self.resolve_after <= 0:
             raise ValueError("resolve_after must be positive")
+        if self.group_window < self.hold_max_gap:
+            raise ValueError(
+                f"group_window ({self.group_window:g}s) must be at least hold_max_gap "
+                f"({self.hold_max_gap:g}s): a series' anomalies that far apart would each open "
+                "a new incident, and none could stay anomalous for hold_for"
+            )
         if self.flap_low >= self.flap_high:
             raise ValueError("flap_low must be below flap_high")
         return self
@@ -371,14 +377,18 @@ def _all_stages() -> list[StageName]:
     return ["detect", "correlate", "notify"]
 
 
+DEFAULT_MAX_SKEW = 30.0  # seconds; `Config.max_skew`
+
+
 class WorkerConfig(_Strict):
     """Shell settings for the live worker."""
 
     shutdown_timeout: Duration = 10.0
     idle_advance: Duration = 5.0
     # How far ahead in event time an input partition may read while another still has a
-    # backlog, before the detect stage pauses it (`pipeline/skew.py`).
-    max_skew: Duration = 30.0
+    # backlog, before the detect stage pauses it (`pipeline/skew.py`). Unset: 30 s, or half
+    # of correlate.resolve_after when that is shorter (`Config.max_skew`).
+    max_skew: Duration | None = None
     checkpoint_every: Duration = 5.0
     checkpoints: bool = True
     probe_every: Duration = 2.0
@@ -419,13 +429,24 @@ class Config(_Strict):
         for service, callees in self.topology.items():
             if service in callees:
                 raise ValueError(f"topology: service {service!r} lists itself as a dependency")
-        if self.worker.max_skew >= self.correlate.resolve_after:
+        if (
+            self.worker.max_skew is not None
+            and self.worker.max_skew >= self.correlate.resolve_after
+        ):
             raise ValueError(
                 f"worker.max_skew ({self.worker.max_skew:g}s) must be below "
                 f"correlate.resolve_after ({self.correlate.resolve_after:g}s): an anomaly that "
                 "far behind the correlator's clock is dropped as stale"
             )
         return self
+
+    @property
+    def max_skew(self) -> float:
+        """`worker.max_skew`, or when unset 30 s, or half of `correlate.resolve_after` when
+        that is shorter (an anomaly held back longer than `resolve_after` would be stale)."""
+        if self.worker.max_skew is not None:
+            return self.worker.max_skew
+        return min(DEFAULT_MAX_SKEW, self.correlate.resolve_after / 2)
 
     def receiver(self, name: str) -> Receiver:
         """The receiver called `name`."""

@@ -470,7 +470,7 @@ class DetectRunner(StageRunner):
                 tp: self._partition_time[tp][0] if tp in self._partition_time else None
                 for tp in assigned
             }
-            held = held_partitions(newest, backlogged, self.config.worker.max_skew)
+            held = held_partitions(newest, backlogged, self.config.max_skew)
         try:
             if held - paused:
                 consumer.pause(*(held - paused))

@@ -117,6 +117,15 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
             "worker.max_skew (120s) must be below correlate.resolve_after (60s)",
         ),
         ({"worker": {"max_skew": -1}}, "worker.max_skew: not a duration: -1"),
+        # a grouping window shorter than the gap a streak allows: nothing could ever page
+        (
+            {"correlate": {"group_window": "0s"}},
+            "group_window (0s) must be at least hold_max_gap (30s)",
+        ),
+        (
+            {"correlate": {"group_window": "20s", "hold_max_gap": "21s"}},
+            "group_window (20s) must be at least hold_max_gap (21s)",
+        ),
     ],
 )
 def test_bad_config_messages(tmp_path: Path, patch: dict[str, object], expected: str) -> None:
@@ -208,3 +217,19 @@ def test_http_token(
     else:
         with pytest.raises(ConfigError, match=rf"^x\.yaml: {expected}"):
             resolve_http_token(config, "x.yaml")
+
+
+@pytest.mark.parametrize(
+    ("worker", "correlate", "expected"),
+    [
+        ({}, {}, 30.0),  # the default
+        ({}, {"resolve_after": "20s"}, 10.0),  # unset, under a short resolve_after: half of it
+        ({"max_skew": "5s"}, {"resolve_after": "20s"}, 5.0),  # set: as set
+        ({"max_skew": "0s"}, {}, 0.0),
+    ],
+)
+def test_max_skew_defaults_below_resolve_after(
+    tmp_path: Path, worker: dict[str, str], correlate: dict[str, str], expected: float
+) -> None:
+    config = load_config(_write(tmp_path, {**MINIMAL, "worker": worker, "correlate": correlate}))
+    assert config.max_skew == expected
