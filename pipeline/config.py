@@ -394,6 +394,13 @@ class WorkerConfig(_Strict):
     probe_every: Duration = 2.0
     stages: list[StageName] = Field(default_factory=_all_stages, min_length=1)
 
+    @field_validator("probe_every")
+    @classmethod
+    def _probe_takes_time(cls, value: float) -> float:
+        if value <= 0:  # a probe given no time never answers: never ready, probing flat out
+            raise ValueError("must be positive")
+        return value
+
 
 class Config(_Strict):
     """The whole configuration of one quietpager deployment."""

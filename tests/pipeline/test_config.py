@@ -117,6 +117,8 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
             "worker.max_skew (120s) must be below correlate.resolve_after (60s)",
         ),
         ({"worker": {"max_skew": -1}}, "worker.max_skew: not a duration: -1"),
+        # a broker probe given no time: it never answers, and /readyz would never be ready
+        ({"worker": {"probe_every": "0s"}}, "worker.probe_every: must be positive"),
         # a grouping window shorter than the gap a streak allows: nothing could ever page
         (
             {"correlate": {"group_window": "0s"}},
