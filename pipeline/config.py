@@ -317,6 +317,18 @@ class RetryConfig(_Strict):
     max_attempts: int = Field(default=0, ge=0, description="0 retries until delivered")
     timeout: Duration = 10.0
 
+    @model_validator(mode="after")
+    def _sane(self) -> RetryConfig:
+        # A zero backoff stays zero (retries flat out at a receiver that is down), and a zero
+        # timeout fails every delivery (retried forever with the default max_attempts).
+        if self.initial_backoff <= 0:
+            raise ValueError("initial_backoff must be positive")
+        if self.max_backoff < self.initial_backoff:
+            raise ValueError("max_backoff must be at least initial_backoff")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return self
+
 
 class Receiver(_Strict):
     """One webhook destination."""

@@ -117,6 +117,23 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
             "worker.max_skew (120s) must be below correlate.resolve_after (60s)",
         ),
         ({"worker": {"max_skew": -1}}, "worker.max_skew: not a duration: -1"),
+        # webhook retries that would hammer a receiver that is down, or never deliver
+        *[
+            (
+                {
+                    "receivers": [
+                        {"name": "x", "type": "alertmanager", "url": "http://h/", "retry": retry}
+                    ],
+                    "route": {"receivers": ["x"]},
+                },
+                message,
+            )
+            for retry, message in [
+                ({"initial_backoff": "0s"}, "initial_backoff must be positive"),
+                ({"initial_backoff": "2s", "max_backoff": "1s"}, "max_backoff must be at least"),
+                ({"timeout": "0s"}, "timeout must be positive"),
+            ]
+        ],
         # a broker probe given no time: it never answers, and /readyz would never be ready
         ({"worker": {"probe_every": "0s"}}, "worker.probe_every: must be positive"),
         # a grouping window shorter than the gap a streak allows: nothing could ever page
