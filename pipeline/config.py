@@ -319,14 +319,12 @@ class RetryConfig(_Strict):
 
     @model_validator(mode="after")
     def _sane(self) -> RetryConfig:
-        # A zero backoff stays zero (retries flat out at a receiver that is down), and a zero
-        # timeout fails every delivery (retried forever with the default max_attempts).
+        # A zero backoff stays zero: retries flat out at a receiver that is down. (A zero
+        # timeout is allowed: no per-request limit, as in aiohttp.)
         if self.initial_backoff <= 0:
             raise ValueError("initial_backoff must be positive")
         if self.max_backoff < self.initial_backoff:
             raise ValueError("max_backoff must be at least initial_backoff")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
         return self
 
 

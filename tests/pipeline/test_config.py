@@ -131,7 +131,6 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
             for retry, message in [
                 ({"initial_backoff": "0s"}, "initial_backoff must be positive"),
                 ({"initial_backoff": "2s", "max_backoff": "1s"}, "max_backoff must be at least"),
-                ({"timeout": "0s"}, "timeout must be positive"),
             ]
         ],
         # a broker probe given no time: it never answers, and /readyz would never be ready
@@ -252,3 +251,9 @@ def test_max_skew_defaults_below_resolve_after(
 ) -> None:
     config = load_config(_write(tmp_path, {**MINIMAL, "worker": worker, "correlate": correlate}))
     assert config.max_skew == expected
+
+
+def test_a_zero_webhook_timeout_means_no_limit(tmp_path: Path) -> None:
+    receiver = {**MINIMAL["receivers"][0], "retry": {"timeout": "0s"}}  # type: ignore[index]
+    config = load_config(_write(tmp_path, {**MINIMAL, "receivers": [receiver]}))
+    assert config.receivers[0].retry.timeout == 0.0
