@@ -325,13 +325,15 @@ async def test_a_backlog_on_both_inputs_loses_no_anomaly_as_stale(
     def sample(name: str, labels: dict[str, str]) -> float:
         return metrics.registry.get_sample_value(name, labels) or 0.0
 
-    expected = sum(len(orjson.loads(v)) for k, v in messages if k == "metrics")
-    try:
-        await _wait_for(
-            lambda: sample("quietpager_events_in_total", {"stream": "metrics"}) >= expected,
-            task,
-            60,
+    def read_all() -> bool:  # every record of both backlogs was read
+        return all(
+            sample("quietpager_events_in_total", {"stream": kind})
+            >= sum(len(orjson.loads(v)) for k, v in messages if k == kind)
+            for kind in ("metrics", "logs")
         )
+
+    try:
+        await _wait_for(read_all, task, 60)
         await _wait_for(lambda: len(sink.received) >= 1, task, 60)
         await asyncio.sleep(1.0)  # a second trigger would arrive now
     finally:
