@@ -611,13 +611,12 @@ class PublishedReport:
     columns: Mapping[str, Mapping[str, ProfileScore]]
 
 
-def _normalised(shares: Iterable[Share]) -> float:
-    picked = list(shares)
-    null = sum(s.null for s in picked)
-    span = sum(s.perfect for s in picked) - null
-    if span <= 0:
+def _normalised(shares: Sequence[Share]) -> float:
+    """The normalised score of a set of files from their shares (all of them, once each)."""
+    (score,) = resampled_scores(shares, [range(len(shares))])
+    if score is None:
         raise QuietpagerError("a set of files without anomaly windows cannot be normalised")
-    return 100.0 * (sum(s.raw for s in picked) - null) / span
+    return score
 
 
 def published_report(
