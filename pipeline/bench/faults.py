@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,13 +136,20 @@ async def create_topics(config: Config) -> None:
     )
 
 
-async def produce(config: Config, stream: list[Message], pause_every: int = 0) -> None:
-    """Send the agent's messages; with `pause_every`, yield 50 ms after that many."""
+async def produce(
+    config: Config,
+    stream: Sequence[tuple[bytes | None, bytes]],
+    pause_every: int = 0,
+    topic: str | None = None,
+) -> None:
+    """Send the agent's messages to `topic` (the metrics topic unless named); with
+    `pause_every`, yield 50 ms after that many."""
+    target = config.topics.metrics if topic is None else topic
     producer = make_producer(client_options(config.kafka))
     await producer.start()
     try:
         for i, (key, value) in enumerate(stream):
-            await producer.send(config.topics.metrics, value, key=key)
+            await producer.send(target, value, key=key)
             if pause_every and i % pause_every == 0:
                 await asyncio.sleep(0.05)
         await producer.flush()

@@ -12,7 +12,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -20,13 +19,15 @@ import pytest
 import yaml
 from aiokafka import ConsumerRecord
 
+from pipeline.bench.faults import create_topics, produce
 from pipeline.config import Config
-from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
+from pipeline.kafka import client_options, ensure_topics, make_consumer
 from pipeline.metrics import Metrics
 from pipeline.notify.sink import WebhookSink
 from pipeline.synthetic import Blip, Fault, Scenario, agent_messages
 from pipeline.worker import Worker
 from tests.conftest import TopicNames
+from tests.live import run_until
 
 pytestmark = pytest.mark.broker
 
@@ -59,37 +60,12 @@ def _config(topics: TopicNames, bootstrap: str, sink: WebhookSink) -> Config:
 
 
 async def _produce(config: Config, messages: list[tuple[bytes | None, bytes]]) -> None:
-    topics = config.topics
-    names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
-    await ensure_topics(client_options(config.kafka), dict.fromkeys(names, topics.partitions))
-    producer = make_producer(client_options(config.kafka))
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send(config.topics.metrics, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await create_topics(config)
+    await produce(config, messages)
 
 
 def _scenario_messages() -> list[tuple[bytes | None, bytes]]:
     return [m for _, step in agent_messages(SCENARIO) for m in step]
-
-
-async def _run_until(worker: Worker, done: Any, limit_s: float = 60.0) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    deadline = time.monotonic() + limit_s
-    try:
-        while not done():
-            if task.done():
-                task.result()
-                raise AssertionError("worker stopped early")
-            assert time.monotonic() < deadline, "timed out waiting for the worker"
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture(autouse=True)
@@ -108,8 +84,7 @@ async def test_incident_yields_one_trigger_and_one_resolve(
     def resolved() -> bool:
         return any(b.get("event_action") == "resolve" for _, b in sink.received)
 
-    await _run_until(worker, resolved)
-    await asyncio.sleep(0.5)  # anything extra would arrive now
+    await run_until(worker, resolved, settle_s=0.5)  # anything extra would arrive then
     actions = [(b["event_action"], b["dedup_key"]) for _, b in sink.received]
     assert [a for a, _ in actions] == ["trigger", "resolve"]
     assert actions[0][1] == actions[1][1]
@@ -149,7 +124,7 @@ async def test_malformed_messages_go_to_dlq_and_stream_continues(
     await _produce(config, good[:600] + bad + good[600:])
     metrics = Metrics.create()
     worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
-    await _run_until(worker, lambda: len(sink.received) >= 2)
+    await run_until(worker, lambda: len(sink.received) >= 2)
 
     consumer = make_consumer(client_options(config.kafka), [config.topics.dlq], None)
     await consumer.start()
@@ -179,8 +154,7 @@ async def test_webhook_failing_twice_delivers_exactly_once(
     await _produce(config, _scenario_messages())
     metrics = Metrics.create()
     worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
-    await _run_until(worker, lambda: len(sink.received) >= 1)
-    await asyncio.sleep(0.3)
+    await run_until(worker, lambda: len(sink.received) >= 1, settle_s=0.3)
     triggers = [b for _, b in sink.received if b["event_action"] == "trigger"]
     assert len(triggers) == 1
     assert sink.requests_seen >= 3

@@ -7,20 +7,18 @@ what it gets. The sequence of pages must be the one the offline pipeline compute
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from pipeline import simulate
+from pipeline.bench.faults import create_topics, produce
 from pipeline.config import Config
 from pipeline.ingest import decode_message
-from pipeline.kafka import client_options, ensure_topics, make_producer
 from pipeline.metrics import Metrics
 from pipeline.notify.sink import WebhookSink
 from pipeline.offline import OfflinePipeline
 from pipeline.worker import Worker
 from tests.conftest import ROUTING_KEY_ENV, TopicNames
+from tests.live import run_until
 
 pytestmark = pytest.mark.broker
 
@@ -76,34 +74,18 @@ async def test_storm_scenario_pages_what_replay_predicts(
         ("resolve", simulate.SHARED),
     ]
 
-    topics = config.topics
-    names = [topics.metrics, topics.logs, topics.anomalies, topics.pages, topics.dlq]
-    await ensure_topics(client_options(config.kafka), dict.fromkeys(names, topics.partitions))
-    producer = make_producer(client_options(config.kafka))
-    await producer.start()
-    try:
-        for message in messages:
-            await producer.send(topics.metrics, message)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await create_topics(config)
+    await produce(config, [(None, message) for message in messages])
 
     metrics = Metrics.create()
     worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    deadline = time.monotonic() + 90.0
-    try:
-        while len(sink.received) < len(expected):
-            if task.done():
-                task.result()
-                raise AssertionError("worker stopped early")
-            assert time.monotonic() < deadline, f"timed out; got {sink.received!r}"
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # anything extra would arrive now
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
+    await run_until(
+        worker,
+        lambda: len(sink.received) >= len(expected),
+        limit_s=90.0,
+        settle_s=0.5,  # anything extra would arrive then
+        what=f"{len(expected)} pages",
+    )
     got = [(body["event_action"], body["dedup_key"]) for _, body in sink.received]
     assert got == [(action, key) for action, key, _ in expected]
     trigger = sink.received[0][1]

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
+from pipeline.bench.faults import produce
 from pipeline.config import Config, parse_config
 from pipeline.ingest import decode_message
 from pipeline.kafka import client_options, ensure_topics, make_producer
@@ -23,6 +22,7 @@ from pipeline.notify.sink import WebhookSink
 from pipeline.offline import OfflinePipeline
 from pipeline.worker import Worker
 from tests.conftest import TopicNames
+from tests.live import running, wait_while_running
 
 T0 = 1_795_683_600.0  # a multiple of 60
 STEP_S = 10
@@ -139,16 +139,6 @@ def test_logs_can_be_switched_off() -> None:
     assert pipeline.summary.logs > 0
 
 
-async def _wait_for(done: Callable[[], bool], task: asyncio.Task[None], limit_s: float) -> None:
-    deadline = time.monotonic() + limit_s
-    while not done():
-        if task.done():
-            task.result()
-            raise AssertionError("worker stopped early")
-        assert time.monotonic() < deadline, "timed out waiting for the worker"
-        await asyncio.sleep(0.05)
-
-
 async def _live_config(
     bootstrap: str, topics: TopicNames, sink: WebhookSink, **worker: str
 ) -> Config:
@@ -219,7 +209,7 @@ async def test_worker_pages_once_with_the_template(
         for part in slices:
             await send(part)
             sent.extend(part)
-            await _wait_for(
+            await wait_while_running(
                 lambda: (
                     seen("metrics") >= count(sent, "metrics")
                     and seen("logs") >= count(sent, "logs")
@@ -227,7 +217,7 @@ async def test_worker_pages_once_with_the_template(
                 task,
                 60,
             )
-        await _wait_for(lambda: len(sink.received) >= 1, task, 60)
+        await wait_while_running(lambda: len(sink.received) >= 1, task, 60)
         await asyncio.sleep(1.0)  # a second trigger would arrive now
     finally:
         await producer.stop()
@@ -249,15 +239,8 @@ async def test_log_templates_move_with_their_partition(kafka_bootstrap: str) -> 
 
     config = fault_config(kafka_bootstrap, "http://127.0.0.1:9/unused", checkpoint_every="100ms")
     await create_topics(config)
-    producer = make_producer(client_options(config.kafka))
-    await producer.start()
-    try:
-        for kind, value in _messages()[:200]:
-            if kind == "logs":
-                await producer.send(config.topics.logs, value)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    logs = [(None, value) for kind, value in _messages()[:200] if kind == "logs"]
+    await produce(config, logs, topic=config.topics.logs)
 
     def detect(worker: Worker) -> DetectRunner:
         return next(r for r in worker.runners if isinstance(r, DetectRunner))
@@ -305,22 +288,13 @@ async def test_a_backlog_on_both_inputs_loses_no_anomaly_as_stale(
     config = await _live_config(kafka_bootstrap, unique_topics, sink, max_skew="10s")
     kafka = config.kafka.model_copy(update={"max_poll_records": 4})
     config = config.model_copy(update={"kafka": kafka})
-    topics = config.topics
     messages = _messages()
-    producer = make_producer(client_options(config.kafka))
-    await producer.start()
-    try:  # the whole backlog, each topic in its own order
-        for kind in ("logs", "metrics"):
-            for k, value in messages:
-                if k == kind:
-                    await producer.send(topics.metrics if k == "metrics" else topics.logs, value)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    for kind, topic in (("logs", config.topics.logs), ("metrics", config.topics.metrics)):
+        # the whole backlog, each topic in its own order
+        records = [(None, value) for k, value in messages if k == kind]
+        await produce(config, records, topic=topic)
     metrics = Metrics.create()
     worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
 
     def sample(name: str, labels: dict[str, str]) -> float:
         return metrics.registry.get_sample_value(name, labels) or 0.0
@@ -332,13 +306,10 @@ async def test_a_backlog_on_both_inputs_loses_no_anomaly_as_stale(
             for kind in ("metrics", "logs")
         )
 
-    try:
-        await _wait_for(read_all, task, 60)
-        await _wait_for(lambda: len(sink.received) >= 1, task, 60)
+    async with running(worker) as task:
+        await wait_while_running(read_all, task, 60, "both backlogs read")
+        await wait_while_running(lambda: len(sink.received) >= 1, task, 60, "a page")
         await asyncio.sleep(1.0)  # a second trigger would arrive now
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
     decided = "quietpager_correlation_decisions_total"
     assert sample(decided, {"kind": "suppress", "reason": "stale"}) == 0
     for signal in ("errors", "latency"):
