@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,25 @@ def test_missing_secret_fails_at_start(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(
         ConfigError, match=r"receivers\.0\.routing_key: environment variable QP_TEST_KEY is not set"
     ):
+        resolve_secrets(config, "x.yaml")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", "receivers.0.routing_key: the secret is empty"),
+        (" k3y", "receivers.0.routing_key: the secret starts or ends with white space"),
+        ("k3y\n", "receivers.0.routing_key: the secret starts or ends with white space"),
+    ],
+)
+def test_unusable_routing_key_fails_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
+    """An empty key passed start-up and crashed the notify stage at its first page, on every
+    restart; a padded one would have every page refused by PagerDuty."""
+    monkeypatch.setenv("QP_TEST_KEY", value)
+    config = load_config(_write(tmp_path, MINIMAL))
+    with pytest.raises(ConfigError, match=re.escape(f"x.yaml: {expected}")):
         resolve_secrets(config, "x.yaml")
 
 
