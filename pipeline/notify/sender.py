@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import math
 import random
@@ -55,6 +56,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     (7.0, None)
     >>> parse_retry_after("Thu, 01 Jan 1970 00:01:40 GMT", 90.0)
     10.0
+    >>> parse_retry_after("Thu Jan  1 00:01:40 1970", 90.0)  # asctime's form, also GMT
+    10.0
     """
     if value is None:
         return None
@@ -67,8 +70,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         moment = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
-    if moment.tzinfo is None:  # HTTP-dates are GMT by definition
-        return None
+    if moment.tzinfo is None:  # asctime's form names no zone; HTTP-dates are all GMT
+        moment = moment.replace(tzinfo=datetime.UTC)
     return max(0.0, moment.timestamp() - now)
 
 
@@ -167,9 +170,16 @@ class WebhookSender:
             timeout=timeout,
             allow_redirects=False,
         ) as response:
-            # Reading the body lets the connection go back to the pool for the next page.
-            content = await response.read()
-            return response.status, response.headers.get("Retry-After"), content
+            status, retry_after = response.status, response.headers.get("Retry-After")
+            # The status line decides the outcome; the body is read only for the error text
+            # and to give the connection back to the pool. A receiver that accepts a page
+            # (2xx) and then drops or stalls the body has still accepted it: retrying would
+            # send it again.
+            try:
+                content = await response.read()
+            except (aiohttp.ClientError, TimeoutError, ConnectionError):
+                content = b""
+            return status, retry_after, content
 
     async def deliver(self, receiver: Receiver, body: dict[str, Any]) -> DeliveryResult:
         """Deliver `body` to `receiver`; returns when delivered, refused, or out of attempts.

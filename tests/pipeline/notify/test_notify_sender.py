@@ -143,7 +143,9 @@ def test_classify(status: int, expected: str) -> None:
         ("soon", 0.0, None),  # garbage
         ("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0, 10.0),  # HTTP-date ahead of now
         ("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490.0, 0.0),  # HTTP-date in the past
-        ("Wed, 21 Oct 2015 07:28:00", 1445412470.0, None),  # date without zone
+        ("Wed, 21 Oct 2015 07:28:00", 1445412470.0, 10.0),  # no zone: HTTP-dates are GMT
+        ("Wed Oct 21 07:28:00 2015", 1445412470.0, 10.0),  # asctime's form (RFC 9110)
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", 1445412470.0, 10.0),  # RFC 850's form
     ],
 )
 def test_parse_retry_after(value: str | None, now: float, expected: float | None) -> None:
@@ -338,7 +340,8 @@ async def test_cancellation_propagates_out_of_a_retry_wait(
 
 
 class OddReceiver:
-    """A loopback server that echoes the request into a 400, or hangs until released."""
+    """A loopback server that echoes the request into a 400, hangs until released, or
+    accepts a page and then stalls or drops the body of its answer."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
@@ -349,6 +352,9 @@ class OddReceiver:
         app = web.Application()
         app.router.add_post("/echo", self._echo)
         app.router.add_post("/hang", self._hang)
+        app.router.add_post("/accept-then-stall", self._accept_then_stall)
+        app.router.add_post("/accept-then-drop", self._accept_then_drop)
+        self.requests = 0
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -367,6 +373,26 @@ class OddReceiver:
     async def _hang(self, request: web.Request) -> web.Response:
         await self.release.wait()
         return web.Response(status=200)
+
+    async def _accepted_in_part(self, request: web.Request) -> web.StreamResponse:
+        """202 with a body that promises 100 bytes and sends one."""
+        self.requests += 1
+        response = web.StreamResponse(status=202)
+        response.content_length = 100
+        await response.prepare(request)
+        await response.write(b"{")
+        return response
+
+    async def _accept_then_stall(self, request: web.Request) -> web.StreamResponse:
+        response = await self._accepted_in_part(request)
+        await self.release.wait()
+        return response
+
+    async def _accept_then_drop(self, request: web.Request) -> web.StreamResponse:
+        response = await self._accepted_in_part(request)
+        assert request.transport is not None
+        request.transport.close()
+        return response
 
 
 @pytest.fixture
@@ -396,3 +422,15 @@ async def test_request_timeout_is_retried_as_a_network_error(
     assert result.attempts == 2
     assert result.last_error.startswith(("TimeoutError", "ServerTimeoutError"))
     assert attempts.labels == ["retry_network", "retry_network"]
+
+
+@pytest.mark.parametrize("path", ["/accept-then-stall", "/accept-then-drop"])
+async def test_an_accepted_page_is_not_sent_again_when_the_answer_body_fails(
+    odd: OddReceiver, sender: WebhookSender, attempts: AttemptLog, path: str
+) -> None:
+    """The status line decides: a 202 whose body then stalls past the timeout or breaks off
+    was delivered, and retrying it would page twice."""
+    result = await sender.deliver(receiver(odd.url + path, timeout=0.2, max_attempts=3), TRIGGER)
+    assert (result.outcome, result.attempts, result.last_status) == ("delivered", 1, 202)
+    assert odd.requests == 1
+    assert attempts.labels == ["delivered"]
