@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, RequestTimedOutError, for_code
 from aiokafka.helpers import create_ssl_context
@@ -176,6 +176,20 @@ async def _create_missing(
             raise BrokerError(f"cannot create topic {detail}")
     finally:
         await admin.close()
+
+
+async def committed_offsets(
+    options: dict[str, Any], group_id: str, partitions: Sequence[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The offsets `group_id` has committed for these partitions (those it never committed
+    are left out); the group need not be running."""
+    admin = AIOKafkaAdminClient(**options)
+    try:
+        await admin.start()
+        found = await admin.list_consumer_group_offsets(group_id, partitions=list(partitions))
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
 
 
 def make_producer(options: Mapping[str, Any], **overrides: Any) -> AIOKafkaProducer:

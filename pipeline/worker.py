@@ -15,7 +15,7 @@ import operator
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -34,9 +34,15 @@ from pipeline.config import Config, KafkaConfig
 from pipeline.correlate.incidents import Correlator, Decision
 from pipeline.correlate.silence import Silencer
 from pipeline.detect import DetectStage
-from pipeline.errors import BrokerError
+from pipeline.errors import BrokerError, ConfigError
 from pipeline.ingest import Reject, StreamKind, decode_message, dlq_headers
-from pipeline.kafka import client_options, ensure_topics, make_consumer, make_producer
+from pipeline.kafka import (
+    client_options,
+    committed_offsets,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from pipeline.logsignals import LogStage
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, LogRecord, MetricPoint, Page, SeriesKey, Tick
@@ -170,18 +176,51 @@ class StageRunner(ABC):
             partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned],
         )
 
-    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+    async def _commit(self, only: set[TopicPartition] | None = None) -> bool:
+        """Commit the processed offsets (of `only`'s partitions); False when the group had
+        moved on and refused them."""
         offsets = {tp: offset for tp, offset in self._pending.items() if only is None or tp in only}
         if not offsets or self.consumer is None:
-            return
+            return True
+        committed = True
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             # The group moved on; the new owner redoes this work (at-least-once).
             log.warning("commit_failed", stage=self.name, error=type(exc).__name__)
+            committed = False
         for tp in offsets:
             self._pending.pop(tp, None)
         self._last_commit = time.monotonic()
+        return committed
+
+    def processed(self, batch: Batch) -> None:
+        """Record a handled batch's offsets for the next commit."""
+        for tp, records in batch.items():
+            self._pending[tp] = records[-1].offset + 1
+
+    async def dead_letter(
+        self, record: ConsumerRecord, reject: Reject, value: bytes | None = None
+    ) -> None:
+        """Write `value` (by default the record's own bytes) to the DLQ topic, explained by
+        `reject` and by where the record came from, and wait until the broker has it."""
+        self.metrics.dlq_records.inc()
+        log.info(
+            "dead_letter",
+            stage=self.name,
+            reason=reject.reason,
+            detail=reject.detail,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        future = await self.producer.send(
+            self.config.topics.dlq,
+            value if value is not None else (record.value or b""),
+            key=record.key,
+            headers=dlq_headers(reject, record.topic, record.partition, record.offset),
+        )
+        await future
 
     def reset(self) -> None:  # noqa: B027 - stateless stages have nothing to drop
         """Drop all in-memory state; the next assignment restores it from the changelogs."""
@@ -246,8 +285,7 @@ class StageRunner(ABC):
                 started = time.perf_counter()
                 async with self._lock:
                     await self.handle(batch)
-                    for tp, records in batch.items():
-                        self._pending[tp] = records[-1].offset + 1
+                    self.processed(batch)
                     if time.monotonic() - self._last_commit >= self.commit_every:
                         await self.checkpoint()
                         await self._commit()
@@ -653,22 +691,7 @@ class DetectRunner(StageRunner):
 
     async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
         self.metrics.decode_errors.labels(reject.reason).inc()
-        self.metrics.dlq_records.inc()
-        log.info(
-            "dead_letter",
-            reason=reject.reason,
-            detail=reject.detail,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-        )
-        future = await self.producer.send(
-            self.config.topics.dlq,
-            record.value if record.value is not None else b"",
-            key=record.key,
-            headers=dlq_headers(reject, record.topic, record.partition, record.offset),
-        )
-        await future
+        await self.dead_letter(record, reject)
 
     def _export_state(self) -> None:
         stats = self.core.stats
@@ -855,9 +878,17 @@ class CorrelateRunner(StageRunner):
 
 
 class NotifyRunner(StageRunner):
-    """Delivers pages from the outbox topic to their receivers, retrying until they land."""
+    """Delivers the outbox's pages to one receiver, retrying until they land.
 
-    name = "notify"
+    Each receiver has a runner and a consumer group of its own (`<prefix>-notify-<receiver>`),
+    so each walks the outbox at its own pace: a receiver that is down holds back its own
+    pages, never another's. Progress is committed after every page, so a restart or a
+    rebalance sends again at most the page that was in flight. A page the receiver refuses
+    for good (a status that is not worth retrying, or `retry.max_attempts` spent) goes to the
+    DLQ topic, addressed to that receiver alone, with the reason and the receiver's answer;
+    nothing is dropped. The first receiver's runner also dead-letters what no runner can
+    deliver: a record that is no page, or a page for a receiver the config no longer has.
+    """
 
     def __init__(
         self,
@@ -865,13 +896,23 @@ class NotifyRunner(StageRunner):
         producer: AIOKafkaProducer,
         metrics: Metrics,
         routing_keys: Mapping[str, str],
+        receiver: str,
         sender_factory: Callable[[aiohttp.ClientSession], WebhookSender] | None = None,
     ) -> None:
+        self.receiver = config.receiver(receiver)
+        self.name = f"notify-{receiver}"
         super().__init__(config, producer, metrics)
-        self._routing_keys = dict(routing_keys)
+        self._routing_key = routing_keys.get(receiver)
+        if self.receiver.type == "pagerduty" and not self._routing_key:
+            raise ConfigError(f"receiver {receiver!r}: type pagerduty needs a routing_key")
+        self._primary = receiver == config.receivers[0].name
+        self._known = {r.name for r in config.receivers}
         self._sender_factory = sender_factory
-        self._session: aiohttp.ClientSession | None = None
-        self._sender: WebhookSender | None = None
+        # Per partition, the first outbox offset to deliver (below it, an earlier version's
+        # notify group had delivered).
+        self._start_at: dict[TopicPartition, int] = {}
+        #: Set by `run` for the session it opens (a test may set its own).
+        self.sender: WebhookSender | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -882,56 +923,114 @@ class NotifyRunner(StageRunner):
 
     async def run(self, stop: asyncio.Event) -> None:
         async with aiohttp.ClientSession() as session:
-            self._session = session
             if self._sender_factory is not None:
-                self._sender = self._sender_factory(session)
+                self.sender = self._sender_factory(session)
             else:
-                self._sender = WebhookSender(session, on_attempt=self._attempt)
+                self.sender = WebhookSender(session, on_attempt=self._attempt)
             await super().run(stop)
 
-    async def handle(self, batch: Batch) -> None:
-        assert self._sender is not None
-        for records in batch.values():
-            for record in records:
-                try:
-                    page = Page.from_dict(orjson.loads(record.value or b""))
-                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
-                    self.metrics.decode_errors.labels("bad_page").inc()
-                    log.warning("bad_page_record", partition=record.partition, offset=record.offset)
-                    continue
-                await self._deliver(page)
+    async def restore(self, partitions: set[TopicPartition]) -> None:
+        """A partition this receiver's group has never committed starts where the single
+        notify group of earlier versions (`<prefix>-notify`) stopped, if it ever ran, so an
+        upgrade does not send the retained outbox again; otherwise at the beginning."""
+        if self.consumer is None or not partitions:
+            return
+        fresh = [tp for tp in sorted(partitions) if await self.consumer.committed(tp) is None]
+        if not fresh:
+            return
+        legacy = f"{self.config.kafka.group_prefix}-notify"
+        options = client_options(self.config.kafka)
+        for tp, offset in (await committed_offsets(options, legacy, fresh)).items():
+            # Skipped in `handle` rather than sought past: the fetcher may already hold
+            # records from the beginning, and a seek then would deliver some twice.
+            self._start_at[tp] = offset
+            log.info(
+                "notify_group_seeded",
+                stage=self.name,
+                partition=f"{tp.topic}:{tp.partition}",
+                offset=offset,
+                from_group=legacy,
+            )
 
-    async def _deliver(self, page: Page) -> None:
-        assert self._sender is not None
-        for name in page.receivers:
-            try:
-                receiver = self.config.receiver(name)
-            except KeyError:
-                self.metrics.webhook_failures.labels(name).inc()
-                log.error("unknown_receiver", receiver=name, dedup_key=page.dedup_key)
-                continue
-            body = render_body(receiver.type, page, name, self._routing_keys.get(name))
-            result = await self._sender.deliver(receiver, body)
-            if result.outcome == "delivered":
-                self.metrics.pages_sent.labels(name, page.action).inc()
-                log.info(
-                    "page_delivered",
-                    receiver=name,
-                    action=page.action,
-                    dedup_key=page.dedup_key,
-                    attempts=result.attempts,
-                )
-            else:
-                self.metrics.webhook_failures.labels(name).inc()
-                log.error(
-                    "page_not_delivered",
-                    receiver=name,
-                    action=page.action,
-                    dedup_key=page.dedup_key,
-                    outcome=result.outcome,
-                    status=result.last_status,
-                    error=result.last_error,
-                )
+    def processed(self, batch: Batch) -> None:
+        """Nothing to record: `handle` commits each page as it is done."""
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._start_at.pop(tp, None)
+
+    async def handle(self, batch: Batch) -> None:
+        # The first offset of each partition not yet handled.
+        resume = {tp: records[0].offset for tp, records in batch.items()}
+        for tp, records in batch.items():
+            start_at = self._start_at.get(tp, 0)
+            for record in records:
+                if record.offset >= start_at:
+                    await self._handle_record(record)
+                resume[tp] = self._pending[tp] = record.offset + 1
+                if not await self._commit(only={tp}):
+                    # The group moved on: the rest of the batch is the new owner's to send,
+                    # or this runner's again, from where it stopped, should it keep it.
+                    self._rewind(batch, resume)
+                    return
+
+    def _rewind(self, batch: Batch, resume: Mapping[TopicPartition, int]) -> None:
+        for tp, records in batch.items():
+            if self.consumer is not None and resume[tp] <= records[-1].offset:
+                with contextlib.suppress(IllegalStateError):
+                    self.consumer.seek(tp, resume[tp])
+
+    async def _handle_record(self, record: ConsumerRecord) -> None:
+        try:
+            page = Page.from_dict(orjson.loads(record.value or b""))
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            if self._primary:
+                self.metrics.decode_errors.labels("bad_page").inc()
+                await self.dead_letter(record, Reject("bad_page", repr(exc)))
+            return
+        if self._primary:
+            for name in page.receivers:
+                if name not in self._known:
+                    self.metrics.webhook_failures.labels(name).inc()
+                    reject = Reject("unknown_receiver", f"no receiver {name!r} in the config")
+                    await self.dead_letter(record, reject, _addressed(page, name))
+        if self.receiver.name in page.receivers:
+            await self._deliver(record, page)
+
+    async def _deliver(self, record: ConsumerRecord, page: Page) -> None:
+        assert self.sender is not None
+        name = self.receiver.name
+        body = render_body(self.receiver.type, page, name, self._routing_key)
+        result = await self.sender.deliver(self.receiver, body)
+        if result.outcome == "delivered":
+            self.metrics.pages_sent.labels(name, page.action).inc()
+            log.info(
+                "page_delivered",
+                receiver=name,
+                action=page.action,
+                dedup_key=page.dedup_key,
+                attempts=result.attempts,
+            )
+            return
+        self.metrics.webhook_failures.labels(name).inc()
+        log.error(
+            "page_not_delivered",
+            receiver=name,
+            action=page.action,
+            dedup_key=page.dedup_key,
+            outcome=result.outcome,
+            status=result.last_status,
+            error=result.last_error,
+            dead_lettered=True,
+        )
+        detail = f"{result.outcome} after {result.attempts} attempt(s): {result.last_error}"
+        await self.dead_letter(record, Reject("undeliverable", detail), _addressed(page, name))
+
+
+def _addressed(page: Page, receiver: str) -> bytes:
+    """The page as an outbox record for `receiver` alone: written back to the pages topic,
+    it goes to that receiver and no other."""
+    return orjson.dumps(replace(page, receivers=(receiver,)).to_dict())
 
 
 @dataclass(slots=True)
@@ -1090,5 +1189,8 @@ class Worker:
                 )
             )
         if "notify" in self.stages:
-            runners.append(NotifyRunner(self.config, producer, self.metrics, self.routing_keys))
+            runners.extend(
+                NotifyRunner(self.config, producer, self.metrics, self.routing_keys, r.name)
+                for r in self.config.receivers
+            )
         return runners

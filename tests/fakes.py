@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from pipeline.config import Config
 
@@ -23,6 +24,10 @@ class FakeProducer:
         """What went to the pages outbox."""
         return [p for p in self.sent if p["topic"] == config.topics.pages]
 
+    def dead_letters(self, config: Config) -> list[dict[str, Any]]:
+        """What went to the DLQ topic."""
+        return [p for p in self.sent if p["topic"] == config.topics.dlq]
+
     async def partitions_for(self, topic: str) -> set[int]:
         return self._partitions
 
@@ -34,10 +39,14 @@ class FakeProducer:
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[None]:
+        try:
+            decoded: Any = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            decoded = value  # kept as sent (a DLQ record holds the original bytes)
         self.sent.append(
             {
                 "topic": topic,
-                "value": orjson.loads(value),
+                "value": decoded,
                 "key": key,
                 "partition": partition,
                 "headers": dict(headers or []),
@@ -80,3 +89,22 @@ class FakeConsumer:
         """Move these partitions' positions on to `to`."""
         for tp in partitions:
             self.ends[tp] = (to, self.ends[tp][1])
+
+
+class FakeCommitter:
+    """Stands in for AIOKafkaConsumer's commit and seek: records them; `refuse` makes the
+    next commits fail as when the group has moved on."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.refuse = 0
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise CommitFailedError("the group has rebalanced")
+        self.commits.append(dict(offsets))
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))

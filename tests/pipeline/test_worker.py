@@ -17,12 +17,13 @@ import aiohttp
 import orjson
 import pytest
 import yaml
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 
 from pipeline.bench.faults import create_topics, produce
 from pipeline.config import Config
 from pipeline.kafka import client_options, ensure_topics, make_consumer
 from pipeline.metrics import Metrics
+from pipeline.model import Page
 from pipeline.notify.sink import WebhookSink
 from pipeline.synthetic import Blip, Fault, Scenario, agent_messages
 from pipeline.worker import Worker
@@ -167,6 +168,69 @@ async def test_webhook_failing_twice_delivers_exactly_once(
     assert attempts["retry_status"] == 2
     assert attempts["delivered"] is not None
     assert attempts["delivered"] >= 1
+
+
+async def test_a_receiver_that_is_down_does_not_hold_back_another(
+    kafka_bootstrap: str, unique_topics: TopicNames, sink: WebhookSink
+) -> None:
+    """Each receiver reads the outbox in a consumer group of its own: with `oncall` refusing
+    connections, `chat` still gets the trigger and the resolve."""
+    down = WebhookSink()  # borrow a port, then close it: connections are refused
+    await down.start()
+    down_url = down.pagerduty_url
+    await down.stop()
+    config = _config(unique_topics, kafka_bootstrap, sink)
+    data = config.model_dump(mode="json")
+    data["receivers"][0]["url"] = down_url
+    data["receivers"].append({"name": "chat", "type": "alertmanager", "url": sink.alertmanager_url})
+    data["route"]["receivers"] = ["oncall", "chat"]
+    config = type(config).model_validate(data)
+    await _produce(config, _scenario_messages())
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+
+    def network_retries() -> float:
+        labels = {"receiver": "oncall", "outcome": "retry_network"}
+        return metrics.registry.get_sample_value("quietpager_webhook_attempts_total", labels) or 0
+
+    await run_until(
+        worker, lambda: len(sink.received) >= 2 and network_retries() >= 2, settle_s=0.3
+    )
+    assert [body["status"] for _, body in sink.received] == ["firing", "resolved"]
+    sent = metrics.registry.get_sample_value(
+        "quietpager_pages_sent_total", {"receiver": "chat", "action": "resolve"}
+    )
+    assert sent == 1
+
+
+async def test_an_upgrade_from_the_single_notify_group_does_not_resend_the_outbox(
+    kafka_bootstrap: str, unique_topics: TopicNames, sink: WebhookSink
+) -> None:
+    """Earlier versions read the outbox in one `<prefix>-notify` group. A receiver's own group,
+    new at the upgrade, starts where that one stopped, not at the retained outbox's start."""
+    config = _config(unique_topics, kafka_bootstrap, sink)
+    await create_topics(config)
+    pages = [
+        Page("trigger", "inc-old", 1.0, "old", "critical", "qp", "db", "prod", (), ("oncall",)),
+        Page("resolve", "inc-old", 2.0, "old", "critical", "qp", "db", "prod", (), ("oncall",)),
+        Page("trigger", "inc-new", 3.0, "new", "critical", "qp", "db", "prod", (), ("oncall",)),
+    ]
+    records = [(page.dedup_key.encode(), orjson.dumps(page.to_dict())) for page in pages]
+    await produce(config, records, topic=config.topics.pages)
+    tp = TopicPartition(config.topics.pages, 0)
+    legacy = make_consumer(client_options(config.kafka), [], f"{unique_topics.group_prefix}-notify")
+    await legacy.start()
+    try:  # the old group had delivered the first two
+        legacy.assign([tp])
+        await legacy.commit({tp: 2})
+    finally:
+        await legacy.stop()
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY}, stages=("notify",))
+    await run_until(worker, lambda: len(sink.received) >= 1, settle_s=0.5)
+    assert [(b["event_action"], b["dedup_key"]) for _, b in sink.received] == [
+        ("trigger", "inc-new")
+    ]
 
 
 async def test_run_command_serves_ops_endpoints_and_stops_on_sigterm(

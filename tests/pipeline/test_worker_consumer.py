@@ -74,7 +74,7 @@ def _runners(config: Config) -> list[StageRunner]:
     return [
         DetectRunner(config, producer, metrics),
         CorrelateRunner(config, producer, metrics),
-        NotifyRunner(config, producer, metrics, routing_keys={}),
+        NotifyRunner(config, producer, metrics, routing_keys={}, receiver=config.receivers[0].name),
     ]
 
 
@@ -98,7 +98,7 @@ def test_every_stage_consumer_gets_the_configured_fetch_wait(
     assert [group for group, _ in built] == [
         f"{topics.group_prefix}-detect",
         f"{topics.group_prefix}-correlate",
-        f"{topics.group_prefix}-notify",
+        f"{topics.group_prefix}-notify-{config.receivers[0].name}",
     ]
     expected = stage_consumer_settings(config.kafka)
     assert expected["fetch_max_wait_ms"] == 30
