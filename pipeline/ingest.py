@@ -173,13 +173,22 @@ def _labels(item: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+#: Telemetry is stamped between 1970 and the end of 2999: event time, plus any window or
+#: delay a config allows (at most a year each), must stay within what a page can write.
+TELEMETRY_TS_RANGE = (0.0, 32503680000.0)
+_TS_LOW, _TS_HIGH = TELEMETRY_TS_RANGE
+
+
 def _timestamp(item: Mapping[str, Any]) -> float:
     if "ts" not in item:
         raise _ItemError("missing_field", "ts")
     try:
-        return parse_timestamp(item["ts"])
+        ts = parse_timestamp(item["ts"])
     except ValueError as exc:
         raise _ItemError("bad_timestamp", str(exc)) from None
+    if not _TS_LOW <= ts < _TS_HIGH:
+        raise _ItemError("bad_timestamp", f"timestamp {item['ts']!r} is not between 1970 and 2999")
+    return ts
 
 
 def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
@@ -200,7 +209,7 @@ def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
         if not math.isfinite(value):
             raise _ItemError("not_finite", f"value is {value}")
     ts = item.get("ts")
-    if type(ts) is not float or not math.isfinite(ts):
+    if type(ts) is not float or not _TS_LOW <= ts < _TS_HIGH:  # (a NaN fails the range too)
         ts = _timestamp(item)
     signal_text = item.get("signal")
     signal: Signal | None = None

@@ -77,6 +77,11 @@ def test_log_record_design_example() -> None:
         (b'{"name": "x", "value": -Infinity, "ts": 1}', "not_finite"),  # infinity literal
         (b'{"name": "x", "value": 1, "ts": "2026-13-40"}', "bad_timestamp"),  # impossible date
         (b'{"name": "x", "value": 1, "ts": "2026-11-26T09:00:00"}', "bad_timestamp"),  # no zone
+        (b'{"name": "x", "value": 1, "ts": 1e12}', "bad_timestamp"),  # year 33658: pages crashed
+        (b'{"name": "x", "value": 1, "ts": -1}', "bad_timestamp"),  # before 1970
+        (b'{"name": "x", "value": 1, "ts": 32503680000}', "bad_timestamp"),  # the year 3000
+        (b'{"name": "x", "value": 1, "ts": "9999-12-31T00:00:00Z"}', "bad_timestamp"),  # too late
+        (b'{"name": "x", "value": 1, "ts": 1e17}', "bad_timestamp"),  # beyond datetime
         (b'{"name": "x", "value": 1, "ts": 1, "signal": "vibes"}', "unknown_signal"),  # bad signal
         (b'{"name": "x", "value": 1, "ts": 1, "signal": "LATENCY"}', "unknown_signal"),  # a name
         (b'{"name": "x", "value": 1, "ts": 1, "signal": 5}', "unknown_signal"),  # not a string
