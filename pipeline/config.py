@@ -182,9 +182,11 @@ class DetectConfig(_Strict):
     series_ttl: Duration = 6 * 3600.0
     max_series: int = Field(default=200_000, ge=1)
     tick_every: Duration = 10.0
-    # The live worker sends points stamped further than this from its wall clock to the DLQ
-    # (`ts_out_of_range`); off unless set, since replays and backfills carry old times.
-    max_future: Duration | None = None
+    # The live worker sends points and log records stamped further than this from its wall
+    # clock to the DLQ (`ts_out_of_range`). Ahead: 10 minutes unless set (null turns it off),
+    # since one record from a clock years ahead would move event time past every real
+    # anomaly. Behind: off unless set, since replays and backfills carry old times.
+    max_future: Duration | None = 600.0
     max_past: Duration | None = None
 
     @field_validator("thresholds")

@@ -174,7 +174,7 @@ def _labels(item: Mapping[str, Any]) -> dict[str, str]:
 
 
 #: Telemetry is stamped between 1970 and the end of 2999: event time, plus any window or
-#: delay a config allows (at most a year each), must stay within what a page can write.
+#: delay a config allows (at most ten years each), must stay within what a page can write.
 TELEMETRY_TS_RANGE = (0.0, 32503680000.0)
 _TS_LOW, _TS_HIGH = TELEMETRY_TS_RANGE
 

@@ -587,10 +587,11 @@ def config_data(sim: Simulation) -> dict[str, Any]:
     """The config the simulation is meant to run under (valid for `load_config`).
 
     `hold_for` is two minutes so a blip (under two minutes by definition) never holds, and
-    `hold_max_gap` is one step so a streak needs every point anomalous.
+    `hold_max_gap` is one step so a streak needs every point anomalous. Simulated time is not
+    the wall clock, so a live worker takes it however far ahead it runs (`max_future` off).
     """
     return {
-        "detect": {"tick_every": "10s"},
+        "detect": {"tick_every": "10s", "max_future": None},
         "correlate": {
             "group_window": "5m",
             "hold_for": "2m",

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-#: The longest duration a setting may have: a year (longer ones overflow event-time arithmetic
-#: and mean nothing for a pager).
-MAX_DURATION_S = 366 * 86400.0
+#: The longest duration a setting may have: ten years (far longer ones overflowed the dates
+#: pages are stamped with, and mean nothing for a pager).
+MAX_DURATION_S = 3660 * 86400.0
 #: The range of instants that RFC 3339 (and `datetime`) can write: years 1 to 9999.
 MIN_TIMESTAMP = -62135596800.0
 MAX_TIMESTAMP = 253402300799.0
@@ -34,7 +34,7 @@ def parse_duration(text: str | float | int) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"not a duration: {text!r}")
     if value > MAX_DURATION_S:
-        raise ValueError(f"duration {text!r} is longer than a year (366d)")
+        raise ValueError(f"duration {text!r} is longer than ten years (3660d)")
     return value
 
 

@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -56,6 +56,7 @@ from pipeline.state import owner, read_state, state_key, write_state
 log = structlog.get_logger("quietpager.worker")
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
+_Stamped = TypeVar("_Stamped", MetricPoint, LogRecord)
 
 
 @dataclass(slots=True)
@@ -414,6 +415,9 @@ class DetectRunner(StageRunner):
                 decoded = decode_message(raw, kind, limit)
                 for reject in decoded.rejects:
                     sends.append(self._dead_letter(record, reject))
+                if decoded.logs and self._bounded:  # a log line can move event time too
+                    decoded.logs, rejects = self._split_by_range(decoded.logs)
+                    sends.extend(self._dead_letter(record, reject) for reject in rejects)
                 if decoded.logs:
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
                     if self.config.logs.enabled:
@@ -532,19 +536,24 @@ class DetectRunner(StageRunner):
     def _bounded(self) -> bool:
         return self.config.detect.max_future is not None or self.config.detect.max_past is not None
 
-    def _split_by_range(self, points: list[MetricPoint]) -> tuple[list[MetricPoint], list[Reject]]:
-        """Points within the wall-clock bounds, and a DLQ reason for each one outside them."""
+    def _split_by_range(self, items: list[_Stamped]) -> tuple[list[_Stamped], list[Reject]]:
+        """Points or log records within the wall-clock bounds, and a DLQ reason for each one
+        outside them."""
         now = self._clock()
         detect = self.config.detect
         latest = now + detect.max_future if detect.max_future is not None else float("inf")
         earliest = now - detect.max_past if detect.max_past is not None else float("-inf")
-        kept: list[MetricPoint] = []
+        times = [item.ts for item in items]
+        if earliest <= min(times) and max(times) <= latest:  # the usual case, at C speed
+            return items, []
+        kept: list[_Stamped] = []
         rejects: list[Reject] = []
-        for p in points:
-            if earliest <= p.ts <= latest:
-                kept.append(p)
+        for item in items:
+            if earliest <= item.ts <= latest:
+                kept.append(item)
             else:
-                detail = f"ts {p.ts:.3f} is {p.ts - now:+.0f}s from now ({p.series.id})"
+                what = item.series.id if isinstance(item, MetricPoint) else "a log record"
+                detail = f"ts {item.ts:.3f} is {item.ts - now:+.0f}s from now ({what})"
                 rejects.append(Reject("ts_out_of_range", detail))
         return kept, rejects
 

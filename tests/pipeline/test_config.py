@@ -60,7 +60,7 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
         ({"correlate": {"hold_for": "soon"}}, "correlate.hold_for: not a duration: 'soon'"),
         (  # replay crashed writing a page a year 275817 away
             {"correlate": {"resolve_after": "100000000d"}},
-            "correlate.resolve_after: duration '100000000d' is longer than a year",
+            "correlate.resolve_after: duration '100000000d' is longer than ten years",
         ),
         # a route to a receiver nobody defined
         ({"route": {"receivers": ["nobody"]}}, "undefined receiver 'nobody'"),

@@ -161,6 +161,33 @@ async def test_points_far_from_the_wall_clock_go_to_the_dlq() -> None:
     )
 
 
+async def test_log_records_far_from_the_wall_clock_go_to_the_dlq_too() -> None:
+    """A log line stamped an hour ahead moved event time on and made every real anomaly
+    after it stale; with `max_future` set it is dead-lettered like a point."""
+    config = parse_config(
+        {
+            "detect": {"max_future": "10m"},
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+        }
+    )
+    producer = FakeProducer(partitions=1)
+    metrics = Metrics.create()
+    runner = DetectRunner(config, producer, metrics, clock=lambda: T0)
+    tp = TopicPartition(config.topics.logs, 0)
+    records = [
+        {"ts": ts, "level": "error", "message": "db timeout", "labels": {"service": "a"}}
+        for ts in (T0 - 5, T0 + 3600)
+    ]
+    await runner.handle({tp: [_record(tp.topic, 0, 3, orjson.dumps(records))]})
+    dead = [p for p in producer.sent if p["topic"] == config.topics.dlq]
+    assert [p["headers"]["qp.reason"] for p in dead] == [b"ts_out_of_range"]
+    assert b"a log record" in dead[0]["headers"]["qp.detail"]
+    assert metrics.registry.get_sample_value("quietpager_events_in_total", {"stream": "logs"}) == 1
+    ticks = [p["value"]["ts"] for p in producer.sent if p["topic"] == config.topics.anomalies]
+    assert all(t <= T0 for t in ticks)  # event time did not jump the hour
+
+
 async def test_a_batch_is_scored_in_event_time_order_across_partitions() -> None:
     config = _config()
     producer = FakeProducer(partitions=1)
