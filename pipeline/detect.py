@@ -249,9 +249,10 @@ class DetectStage:
     def _admit(self, point: MetricPoint) -> SeriesState:
         signal = self.classifier.classify(point)
         labels = point.series.label_map()
-        service = labels.get(self.config.service_label, "unknown")
+        # An empty label names nothing: it counts as absent (a page read ": latency ...").
+        service = labels.get(self.config.service_label) or "unknown"
         scope_label = self.config.scope_label
-        scope = labels.get(scope_label, "default") if scope_label else "default"
+        scope = (labels.get(scope_label) if scope_label else None) or "default"
         state = SeriesState(self._factory(signal), signal, service, scope, float("-inf"))
         self._series[point.series] = state
         while len(self._series) > self.config.max_series:

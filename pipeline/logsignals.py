@@ -425,13 +425,13 @@ class LogStage:
 
     def _service(self, labels: tuple[tuple[str, str], ...], index: int) -> _Service:
         service_label = self.detect.service_label
-        name = next((v for k, v in labels if k == service_label), "unknown")
+        name = next((v for k, v in labels if k == service_label), "") or "unknown"
         service = self._services.get(name)
         if service is not None:
             self._services.move_to_end(name)
             return service
         scope_label = self.detect.scope_label
-        scope = dict(labels).get(scope_label, "default") if scope_label else "default"
+        scope = (dict(labels).get(scope_label) if scope_label else None) or "default"
         service = _Service(
             name=name,
             scope=scope,

@@ -110,6 +110,29 @@ def test_scope_label_and_bytes_per_series() -> None:
     assert 0 < stage.bytes_per_series() < 4096
 
 
+@pytest.mark.parametrize(
+    ("labels", "service", "scope"),
+    [
+        ({"service": "checkout", "region": "eu"}, "checkout", "eu"),
+        ({"service": "", "region": ""}, "unknown", "default"),  # empty names nothing
+        ({}, "unknown", "default"),  # absent
+    ],
+)
+def test_an_empty_service_or_scope_label_counts_as_absent(
+    labels: dict[str, str], service: str, scope: str
+) -> None:
+    """An empty service label gave pages a blank name (": latency anomalous ...") and an
+    incident apart from the unlabelled series'."""
+    stage = DetectStage(DetectConfig(scope_label="region"))
+    rng = random.Random(1)
+    key = SeriesKey.of("cpu_utilization", labels)
+    for i in range(100):
+        stage.observe(MetricPoint(key, 0.4 + rng.random() * 0.01, float(i)))
+    anomaly = stage.observe(MetricPoint(key, 0.99, 1000.0))
+    assert anomaly is not None
+    assert (anomaly.service, anomaly.scope) == (service, scope)
+
+
 def test_a_sustained_shift_keeps_emitting_while_it_continues_then_stops() -> None:
     stage = DetectStage(DetectConfig(warmup_points=20, model="likelihood"))
     rng = random.Random(5)

@@ -305,6 +305,14 @@ def test_bounds_on_services_and_templates() -> None:
     assert stage.stats.evicted["templates"] >= 1
 
 
+def test_an_empty_service_label_is_the_unlabelled_service() -> None:
+    """Lines with `service: ""` and lines without the label are one service, `unknown`."""
+    stage = LogStage(_config(), DetectConfig())
+    stage.observe(_record(1, "x started", service=""))
+    stage.observe(LogRecord(T0 + 2, "info", "x started", (("host", "node-1"),)))
+    assert stage.services_tracked == 1
+
+
 def test_idle_services_expire_after_their_ttl() -> None:
     stage = LogStage(_config(service_ttl=600.0), DetectConfig())
     stage.observe(_record(0, "boot", service="old"))
