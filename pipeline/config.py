@@ -5,8 +5,11 @@ Every problem is reported as `<file>: <key.path>: <what is wrong> (got <value>)`
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import reprlib
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -506,8 +509,39 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
             shown = (
                 "<secret>" if any("password" in str(p) or str(p) == "key" for p in loc) else value
             )
-            lines.append(f"{source}: {_location(loc)}: {message} (got {shown!r})")
+            lines.append(f"{source}: {_location(loc)}: {message} (got {_shown(shown)})")
         raise ConfigError("\n".join(lines)) from None
+
+
+#: How much of a bad value an error message quotes.
+_SHOWN_CHARS = 200
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring = 3, 8, 8, _SHOWN_CHARS
+
+
+def _shown(value: Any) -> str:
+    """`repr(value)`, cut short: YAML aliases can expand a small file into megabytes."""
+    text = _REPR.repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last
+    silently, so a second `correlate:` section would drop the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: str | Path) -> Config:
@@ -517,8 +551,12 @@ def load_config(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        stream = io.StringIO(text)
+        stream.name = str(path)  # so YAML's marks name the file, not "<unicode string>"
+        data = yaml.load(stream, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     return parse_config(data, str(path))

@@ -169,6 +169,53 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a second section used to replace the first without a word
+        (
+            "correlate: {hold_for: 1m}\ncorrelate: {resolve_after: 5m}\n",
+            "found the key 'correlate' twice",
+        ),
+        ("correlate:\n  hold_for: 1m\n  hold_for: 2m\n", "found the key 'hold_for' twice"),
+    ],
+)
+def test_a_key_given_twice_is_refused(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"(?s)not valid YAML: .*{expected}") as caught:
+        load_config(path)
+    assert f'in "{path}", line' in str(caught.value)
+
+
+def test_a_merge_key_may_still_override_what_it_merges(tmp_path: Path) -> None:
+    data = yaml.safe_dump(MINIMAL)
+    text = data + "x-retry: &fast {initial_backoff: 1s, max_backoff: 2s}\n"
+    path = tmp_path / "merge.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="x-retry: unknown key"):  # loads, then validates
+        load_config(path)
+
+
+def test_a_file_that_is_not_utf8_gets_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("comment: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8 text \(byte 12\)"):
+        load_config(path)
+
+
+def test_a_huge_bad_value_is_quoted_short(tmp_path: Path) -> None:
+    """Nested YAML aliases expand a few lines into megabytes; the message stays short."""
+    lines = ["a0: &a0 [xxxxxxxxxx, xxxxxxxxxx, xxxxxxxxxx, xxxxxxxxxx]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "a8: unknown key" in str(caught.value)
+    assert len(str(caught.value)) < 5_000
+
+
 def test_secret_from_env_and_file_never_in_repr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
