@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="write a simulated scenario with ground truth")
     simulate.add_argument("--scenario", required=True, choices=_scenarios())
     simulate.add_argument("--out", required=True, type=Path, help="directory to write into")
-    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--seed", type=_seed, default=1)
     simulate.add_argument(
         "--logs", action="store_true", help="every service also writes log records"
     )
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=_scenarios(),
         help="scenario to run (repeatable); default: all of them",
     )
-    denoise.add_argument("--seed", type=int, default=1)
+    denoise.add_argument("--seed", type=_seed, default=1)
     denoise.add_argument("--out", type=Path, default=None, help="also write results.json here")
     denoise.add_argument(
         "--logs",
@@ -174,6 +174,14 @@ def _scenarios() -> tuple[str, ...]:
     return SCENARIOS
 
 
+def _seed(text: str) -> int:
+    """A random seed: a whole number that fits in 64 bits (it is written to truth.json)."""
+    seed = int(text)
+    if not -(2**63) <= seed < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} does not fit in 64 bits")
+    return seed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
@@ -181,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except QuietpagerError as exc:
         print(f"quietpager: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an --out that is a folder, a path that does not exist ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"quietpager: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -312,6 +324,15 @@ def _replay(args: argparse.Namespace) -> int:
         f"{summary.deliveries} deliveries written to {args.out}",
         file=sys.stderr,
     )
+    stale = summary.decisions[("suppress", "stale")]
+    if stale:
+        print(
+            f"replay: warning: {stale} anomalies dropped as stale: each came more than "
+            f"correlate.resolve_after ({config.correlate.resolve_after:g} s) behind the newest "
+            "event time already read. Is the input in event-time order, with no line stamped "
+            "far ahead of the others?",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -112,3 +112,32 @@ def test_cli_reports_bad_config_and_missing_input(
         == 2
     )
     assert "no such input file" in capsys.readouterr().err
+
+
+def test_cli_reports_an_out_path_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An --out that is a folder used to end in an IsADirectoryError traceback."""
+    good = tmp_path / "good.yaml"
+    good.write_text(orjson.dumps(_config().model_dump(mode="json")).decode(), "utf-8")
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(_input())
+    argv = ["replay", "--config", str(good), str(source), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"quietpager: {tmp_path}: Is a directory"
+
+
+def test_cli_warns_when_anomalies_were_dropped_as_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One line stamped a day ahead moves event time past the incident, whose anomalies are
+    then dropped as stale; the summary says so (it used to report only "0 triggers")."""
+    good = tmp_path / "good.yaml"
+    good.write_text(orjson.dumps(_config().model_dump(mode="json")).decode(), "utf-8")
+    ahead = {"name": "up", "value": 1, "ts": SCENARIO.start + 86400, "labels": {"service": "x"}}
+    source = tmp_path / "in.jsonl"
+    for extra, warned in ((b"", False), (orjson.dumps(ahead) + b"\n", True)):
+        source.write_bytes(_input(extra))
+        argv = ["replay", "--config", str(good), str(source), "--out", str(tmp_path / "o")]
+        assert main(argv) == 0
+        assert ("anomalies dropped as stale" in capsys.readouterr().err) == warned

@@ -141,3 +141,16 @@ def test_maintenance_silence_covers_the_affected_services(tmp_path: Path) -> Non
 def test_unknown_scenario_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown scenario"):
         simulate.build("nope")
+
+
+def test_cli_refuses_a_seed_beyond_64_bits_and_an_out_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["simulate", "--scenario", "storm", "--out", str(tmp_path), "--seed", str(2**64)])
+    assert usage.value.code == 2
+    assert "does not fit in 64 bits" in capsys.readouterr().err
+    taken = tmp_path / "a-file"
+    taken.write_text("x", "utf-8")
+    assert main(["simulate", "--scenario", "storm", "--out", str(taken)]) == 2
+    assert capsys.readouterr().err.strip() == f"quietpager: {taken}: File exists"
