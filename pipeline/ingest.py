@@ -138,12 +138,32 @@ def decode_message(raw: bytes, kind: StreamKind, max_bytes: int = 1_048_576) -> 
 
 
 def _is_lenient_json(raw: bytes) -> bool:
-    """True when only NaN/Infinity or huge numbers kept strict JSON from parsing (error path)."""
+    """True when only NaN/Infinity or huge numbers kept strict JSON from parsing (error path).
+
+    Python's parser is more lenient than that in other ways too (a byte-order mark, a lone
+    surrogate escape): those are `not_json`, so the number hooks say what was lenient.
+
+    >>> _is_lenient_json(b'{"v": NaN}'), _is_lenient_json(b'{"v": 1e999}')
+    (True, True)
+    """
+    lenient = False
+
+    def constant(name: str) -> float:  # NaN, Infinity, -Infinity
+        nonlocal lenient
+        lenient = True
+        return 0.0
+
+    def number(text: str) -> float:
+        nonlocal lenient
+        value = float(text)
+        lenient = lenient or not math.isfinite(value)
+        return value
+
     try:
-        json.loads(raw)
+        json.loads(raw.decode("utf-8"), parse_constant=constant, parse_float=number)
     except (ValueError, RecursionError):
         return False
-    return True
+    return lenient
 
 
 def _guess_kind(item: Mapping[str, Any]) -> Literal["metrics", "logs"]:

@@ -75,6 +75,8 @@ def test_log_record_design_example() -> None:
         (b'{"name": "x", "value": 1e999, "ts": 1}', "not_finite"),  # overflow to infinity
         (b'{"name": "x", "value": NaN, "ts": 1}', "not_finite"),  # NaN literal
         (b'{"name": "x", "value": -Infinity, "ts": 1}', "not_finite"),  # infinity literal
+        (b'\xef\xbb\xbf{"name": "x", "value": 1, "ts": 1}', "not_json"),  # a byte-order mark
+        (b'{"name": "\\ud800", "value": 1, "ts": 1}', "not_json"),  # a lone surrogate
         (b'{"name": "x", "value": 1, "ts": "2026-13-40"}', "bad_timestamp"),  # impossible date
         (b'{"name": "x", "value": 1, "ts": "2026-11-26T09:00:00"}', "bad_timestamp"),  # no zone
         (b'{"name": "x", "value": 1, "ts": 1e12}', "bad_timestamp"),  # year 33658: pages crashed
