@@ -505,11 +505,16 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
-            value = _value_at(data, loc)
+            if loc and loc[-1] == "[key]":  # a mapping's key is bad: show the key itself
+                loc = loc[:-1]
+                value: Any = loc[-1]
+            else:
+                value = _value_at(data, loc)
             shown = (
                 "<secret>" if any("password" in str(p) or str(p) == "key" for p in loc) else value
             )
-            lines.append(f"{source}: {_location(loc)}: {message} (got {_shown(shown)})")
+            got = f" (got {_shown(shown)})" if loc else ""  # not the whole file again
+            lines.append(f"{source}: {_location(loc)}: {message}{got}")
         raise ConfigError("\n".join(lines)) from None
 
 

@@ -160,6 +160,30 @@ def test_bad_config_messages(tmp_path: Path, patch: dict[str, object], expected:
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("patch", "line"),
+    [
+        # a bad key of a mapping is quoted itself (it read "[key]: ... (got '<missing>')")
+        (
+            {"detect": {"thresholds": {"latencyy": 0.5}}},
+            "detect.thresholds.latencyy: Input should be 'latency', 'traffic', 'errors', "
+            "'saturation' or 'generic' (got 'latencyy')",
+        ),
+        # a rule across sections does not quote the whole file back
+        (
+            {"worker": {"max_skew": "10m"}},
+            "<top>: worker.max_skew (600s) must be below correlate.resolve_after (300s): an "
+            "anomaly that far behind the correlator's clock is dropped as stale",
+        ),
+    ],
+)
+def test_bad_config_lines_in_full(tmp_path: Path, patch: dict[str, object], line: str) -> None:
+    path = _write(tmp_path, {**MINIMAL, **patch})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: {line}"
+
+
 def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2", encoding="utf-8")
