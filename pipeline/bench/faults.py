@@ -117,13 +117,16 @@ def fault_config(
 
 
 def expected_pages(config: Config, stream: list[Message]) -> list[PageId]:
-    """(action, dedup_key) of every page an uninterrupted run sends, from the offline cores."""
+    """(action, dedup_key) of every page an uninterrupted run sends to `oncall`, from the
+    offline cores."""
     offline = OfflinePipeline(config, {"oncall": ROUTING_KEY})
     deliveries = []
     for _, value in stream:
         deliveries += offline.feed(decode_message(value, "metrics"))
     deliveries += offline.finish()
-    return [(d.body["event_action"], d.body["dedup_key"]) for d in deliveries]
+    return [
+        (d.body["event_action"], d.body["dedup_key"]) for d in deliveries if d.receiver == "oncall"
+    ]
 
 
 async def create_topics(config: Config) -> None:
@@ -441,6 +444,79 @@ async def webhook_outage(
         await back.stop()
 
 
+def _received(sink: WebhookSink) -> list[PageId]:
+    """(action, dedup_key) of each delivery a sink got, PagerDuty or Alertmanager body."""
+    out: list[PageId] = []
+    for _, body in sink.received:
+        if "event_action" in body:
+            out.append((body["event_action"], body["dedup_key"]))
+        else:
+            action = "trigger" if body["status"] == "firing" else "resolve"
+            out.append((action, body["groupLabels"]["dedup_key"]))
+    return out
+
+
+async def receiver_down(
+    bootstrap: str, stream: list[Message] | None = None, tansu: bool = True
+) -> FaultResult:
+    """Of two receivers, one answers 503 throughout the incident: the other must get every
+    page meanwhile, and the first its own once it is back, none lost or sent twice."""
+    stream = stream if stream is not None else messages()
+    down, chat = WebhookSink(), WebhookSink()
+    await down.start()
+    await chat.start()
+    port = int(down.url.rsplit(":", 1)[1])
+    down.fail_next(1_000_000, status=503)
+    base = fault_config(bootstrap, down.pagerduty_url, tansu=tansu)
+    data = base.model_dump(mode="json")
+    retry = {"initial_backoff": "50ms", "max_backoff": "500ms"}
+    data["receivers"].append(
+        {"name": "chat", "type": "alertmanager", "url": chat.alertmanager_url, "retry": retry}
+    )
+    data["route"]["receivers"] = ["oncall", "chat"]
+    config = parse_config(data, f"<faults {base.kafka.group_prefix}>")
+    want = expected_pages(config, stream)
+    await create_topics(config)
+    await produce(config, stream)
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    back = WebhookSink(port=port)
+    try:
+        started = time.monotonic()
+        await wait_for(lambda: len(chat.received) >= len(want), 60, "the healthy receiver")
+        healthy_s = time.monotonic() - started
+        refused = down.requests_seen
+        await down.stop()
+        await back.start()  # the receiver that was down comes back
+        recovered = time.monotonic()
+        await wait_for(lambda: len(back.received) >= len(want), 60, "the receiver back up")
+        recovery = time.monotonic() - recovered
+        await asyncio.sleep(0.5)  # anything extra would arrive now
+    finally:
+        stop.set()
+        await task
+        await back.stop()
+        await chat.stop()
+    got = _received(chat) + _received(back)
+    expected = want + want
+    return FaultResult(
+        fault="one receiver answers 503, another is up",
+        events_in=_points(stream),
+        pages_expected=len(expected),
+        pages_delivered=len(set(_received(chat))) + len(set(_received(back))),
+        duplicates=len(got) - len(set(_received(chat))) - len(set(_received(back))),
+        lost=len(set(want) - set(_received(chat))) + len(set(want) - set(_received(back))),
+        recovery_s=recovery,
+        note=(
+            f"the other got its {len(_received(chat))} pages {healthy_s:.1f}s after start, "
+            f"while the one down answered 503 {refused} times; "
+            f"order {[a for a, _ in _received(back)]} once back"
+        ),
+    )
+
+
 def _mutations(rng: random.Random) -> list[Callable[[bytes], bytes]]:
     def truncate(raw: bytes) -> bytes:
         return raw[: rng.randrange(len(raw))]
@@ -607,6 +683,7 @@ async def run_faults(
                 ("term", lambda: process_restart(bootstrap, where, signal.SIGTERM, tansu=tansu)),
                 ("rebalance", lambda: rebalance(bootstrap, tansu=tansu)),
                 ("outage", lambda: webhook_outage(bootstrap, tansu=tansu)),
+                ("receiver down", lambda: receiver_down(bootstrap, tansu=tansu)),
             ]
             if tansu:  # the cut needs a broker that advertises the proxy
                 faults.append(("broker cut", lambda: broker_cut()))

@@ -24,6 +24,7 @@ from pipeline.bench.faults import (
     process_restart,
     produce,
     rebalance,
+    receiver_down,
     spawn_worker,
     wait_for,
     webhook_outage,
@@ -68,6 +69,15 @@ async def test_webhook_outage_and_restart_lose_nothing(kafka_bootstrap: str) -> 
     assert result.lost == 0
     assert result.pages_delivered == result.pages_expected == 2
     assert "order ['trigger', 'resolve']" in result.note
+
+
+@pytest.mark.broker
+async def test_a_receiver_down_holds_back_only_its_own_pages(kafka_bootstrap: str) -> None:
+    result = await receiver_down(kafka_bootstrap, tansu=TANSU)
+    assert (result.lost, result.duplicates) == (0, 0)
+    assert result.pages_delivered == result.pages_expected == 4  # trigger + resolve, twice
+    assert "while the one down answered 503" in result.note
+    assert "order ['trigger', 'resolve'] once back" in result.note
 
 
 @pytest.mark.broker
