@@ -289,8 +289,12 @@ class Silence(_Strict):
     def _parse_matchers(cls, value: list[str]) -> list[str]:
         from pipeline.correlate.silence import parse_matcher
 
-        for text in value:
-            parse_matcher(text)
+        matchers = [parse_matcher(text) for text in value]
+        if all(m.matches({}) for m in matchers):
+            raise ValueError(
+                "at least one matcher must not match the empty string "
+                "(as given, the silence would mute every alert)"
+            )
         return value
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline.correlate.silence import Matcher, SilenceRule, parse_matcher
 from pipeline.metrics import Metrics
 from pipeline.silences import SilenceError, SilenceStore, rule_from_api, rule_to_api
 
@@ -78,7 +79,10 @@ class OpsServer:
         if self._token is not None and request.path not in OPEN_PATHS:
             # RFC 6750: "Bearer", in any case (RFC 7235), then the token after white space
             scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
-            given = credentials.strip().encode() if scheme.lower() == "bearer" else b""
+            # surrogateescape: a header that is not UTF-8 fails the comparison, not the server
+            given = credentials.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer":
+                given = b""
             if not hmac.compare_digest(given, self._token):
                 return web.json_response(
                     {"error": "the silences API needs 'Authorization: Bearer <http.token>'"},
@@ -108,7 +112,12 @@ class OpsServer:
     async def _list_silences(self, request: web.Request) -> web.Response:
         store = self._store()
         now = self._clock()
-        return web.json_response([rule_to_api(r, now) for r in store.silencer.rules])
+        try:
+            wanted = [parse_matcher(text) for text in request.query.getall("filter", [])]
+        except ValueError as exc:
+            return web.json_response({"error": f"filter: {exc}"}, status=400)
+        rules = [r for r in store.silencer.rules if _matches_filter(r, wanted)]
+        return web.json_response([rule_to_api(r, now) for r in rules])
 
     async def _get_silence(self, request: web.Request) -> web.Response:
         rule = self._store().silencer.get(request.match_info["id"])
@@ -126,6 +135,14 @@ class OpsServer:
             rule = rule_from_api(body, self._clock())
         except SilenceError as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        if isinstance(body, dict) and body.get("id"):  # an update, as Alertmanager's
+            if store.is_config(rule.id):
+                return web.json_response(
+                    {"error": "this silence comes from the config file; edit the file"},
+                    status=409,
+                )
+            if store.silencer.get(rule.id) is None:
+                return web.json_response({"error": "silence not found"}, status=404)
         await store.create(rule)
         return web.json_response({"silenceID": rule.id})
 
@@ -139,3 +156,11 @@ class OpsServer:
         if not await store.expire(silence_id, self._clock()):
             raise web.HTTPNotFound(text="no such silence")
         return web.json_response({"status": "expired"})
+
+
+def _matches_filter(rule: SilenceRule, wanted: list[Matcher]) -> bool:
+    """Alertmanager's `filter` on listed silences: each filter matcher must match the labels
+    the silence's equality matchers name (`service="db"` finds the silences on that service).
+    """
+    labels = {m.name: m.value for m in rule.matchers if m.op == "="}
+    return all(f.matches(labels) for f in wanted)

@@ -57,11 +57,16 @@ def rule_from_record(data: Mapping[str, Any]) -> SilenceRule:
         raise ValueError(f"bad silence record: {exc!r}") from None
 
 
+#: The longest comment a silence may carry (it is logged and listed with the silence).
+MAX_COMMENT_CHARS = 4096
+
+
 def rule_from_api(body: Any, now: float) -> SilenceRule:
     """A new silence from an Alertmanager-style (v2) request body.
 
     Matchers are objects `{"name", "value", "isRegex", "isEqual"}` or plain strings such
-    as `"service=checkout"`; `startsAt` defaults to now; `endsAt` is required.
+    as `"service=checkout"`; `startsAt` defaults to now; `endsAt` is required. With `id`, the
+    rule takes that id, so storing it replaces that silence (the caller checks it exists).
 
     >>> r = rule_from_api({"matchers": [{"name": "service", "value": "db", "isRegex": False}],
     ...                    "endsAt": "2026-11-26T10:00:00Z"}, now=1795683600.0)
@@ -91,13 +96,22 @@ def rule_from_api(body: Any, now: float) -> SilenceRule:
         raise SilenceError(f"endsAt: {exc}") from None
     if ends <= max(starts, now):
         raise SilenceError("endsAt must be in the future and after startsAt")
-    return SilenceRule(
-        matchers=tuple(matchers),
-        starts_at=starts,
-        ends_at=ends,
-        comment=str(body.get("comment", "")),
-        id=f"api-{uuid.uuid4()}",
-    )
+    comment = body.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
+        raise SilenceError(f"comment: a string of at most {MAX_COMMENT_CHARS} characters")
+    silence_id = body.get("id") or f"api-{uuid.uuid4()}"
+    if not isinstance(silence_id, str):
+        raise SilenceError("id: a string")
+    try:
+        return SilenceRule(
+            matchers=tuple(matchers),
+            starts_at=starts,
+            ends_at=ends,
+            comment=comment,
+            id=silence_id,
+        )
+    except ValueError as exc:
+        raise SilenceError(f"matchers: {exc}") from None
 
 
 def _api_matcher(item: Any) -> Matcher:
@@ -105,10 +119,24 @@ def _api_matcher(item: Any) -> Matcher:
         return parse_matcher(item)
     if not isinstance(item, dict):
         raise TypeError("a matcher is an object or a string")
-    regex = bool(item.get("isRegex", False))
-    equal = bool(item.get("isEqual", True))
+    regex = _flag(item, "isRegex", default=False)
+    equal = _flag(item, "isEqual", default=True)
     op: MatchOp = ("=~" if equal else "!~") if regex else ("=" if equal else "!=")
-    return Matcher(str(item["name"]), op, str(item["value"]))
+    name, value = item["name"], item["value"]
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError("name and value must be strings")
+    return Matcher(name, op, value)
+
+
+def _flag(item: Mapping[str, Any], key: str, default: bool) -> bool:
+    """A matcher's boolean: absent or null is the default (as Alertmanager); `"false"`, 0 and
+    the like are refused, since `bool()` of them turned `=` into `!=` or a value into a regex."""
+    value = item.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false (got {value!r})")
+    return value
 
 
 def rule_to_api(rule: SilenceRule, now: float) -> dict[str, Any]:

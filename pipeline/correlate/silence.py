@@ -23,6 +23,7 @@ MATCH_OPS: tuple[MatchOp, ...] = ("=", "!=", "=~", "!~")
 
 # The two-character operators come first so `=~` is never read as `=` plus a value `~...`.
 _MATCHER_TEXT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FORM_HINT = "expected <label><op><value> with op one of =, !=, =~, !~ (e.g. service=checkout)"
 
 
@@ -38,6 +39,8 @@ class Matcher:
     )
 
     def __post_init__(self) -> None:
+        if not _LABEL_NAME.fullmatch(self.name):
+            raise ValueError(f"bad label name {self.name!r}: use letters, digits and _")
         if self.op not in MATCH_OPS:
             raise ValueError(f"bad matcher operator {self.op!r}; use one of {', '.join(MATCH_OPS)}")
         if self.op in ("=~", "!~"):
@@ -125,6 +128,12 @@ class SilenceRule:
     def __post_init__(self) -> None:
         if not self.matchers:
             raise ValueError("a silence needs at least one matcher")
+        if all(m.matches({}) for m in self.matchers):
+            # As Alertmanager: matchers that all match a missing label would mute every alert.
+            raise ValueError(
+                "at least one matcher must not match the empty string "
+                "(as given, the silence would mute every alert)"
+            )
         if self.ends_at <= self.starts_at:
             raise ValueError("a silence's ends_at must be after its starts_at")
 

@@ -58,6 +58,18 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
         ({"correlate": {"hold_four": "1m"}}, "correlate.hold_four: unknown key"),
         # a duration that is not one
         ({"correlate": {"hold_for": "soon"}}, "correlate.hold_for: not a duration: 'soon'"),
+        (  # it passed check-config, then crashed the correlator at start
+            {
+                "silences": [
+                    {
+                        "matchers": ["service!=checkout"],
+                        "starts_at": "2026-01-01T19:12:00Z",
+                        "ends_at": "2026-01-01T19:42:00Z",
+                    }
+                ]
+            },
+            "silences.0.matchers: at least one matcher must not match the empty string",
+        ),
         (  # replay crashed writing a page a year 275817 away
             {"correlate": {"resolve_after": "100000000d"}},
             "correlate.resolve_after: duration '100000000d' is longer than ten years",

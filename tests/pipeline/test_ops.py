@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -85,3 +86,22 @@ async def test_silences_api_token(
 def test_a_token_no_header_could_carry_is_refused(token: str) -> None:
     with pytest.raises(ValueError, match="non-empty without surrounding white space"):
         OpsServer(Metrics.create(), lambda: True, "127.0.0.1", 0, token=token)
+
+
+async def test_a_header_that_is_not_utf8_is_refused_not_a_server_error() -> None:
+    """`Authorization: Bearer \\xff\\xfe` made the server fail with a 500."""
+    ops = OpsServer(Metrics.create(), lambda: False, "127.0.0.1", 0, token=TOKEN)
+    await ops.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", ops.port)
+        writer.write(
+            b"GET /api/v2/silences HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await ops.stop()
+    assert status_line.split()[1] == b"401"

@@ -29,6 +29,41 @@ NOW = 1_795_683_600.0  # 2026-11-26T09:00:00Z
         ({"matchers": ["service=a"]}, "endsAt: required"),  # no end
         ({"matchers": ["service=a"], "endsAt": "soon"}, "endsAt: timestamp is not RFC 3339"),
         ({"matchers": ["service=a"], "endsAt": "2026-11-26T08:00:00Z"}, "in the future"),  # past
+        # a flag that is no boolean (bool("false") is True: `=` became a regex)
+        (
+            {
+                "matchers": [{"name": "s", "value": "a", "isRegex": "false"}],
+                "endsAt": "2026-11-26T10:00:00Z",
+            },
+            "matchers[0]: isRegex must be true or false",
+        ),
+        (
+            {
+                "matchers": [{"name": "s", "value": "a", "isEqual": 0}],
+                "endsAt": "2026-11-26T10:00:00Z",
+            },
+            "matchers[0]: isEqual must be true or false",
+        ),
+        # matchers that all match a missing label would mute every alert
+        ({"matchers": ["team="], "endsAt": "2026-11-26T10:00:00Z"}, "must not match the empty"),
+        (
+            {"matchers": ["service=~.*"], "endsAt": "2026-11-26T10:00:00Z"},
+            "must not match the empty",
+        ),
+        (
+            {"matchers": ["service!=db"], "endsAt": "2026-11-26T10:00:00Z"},
+            "must not match the empty",
+        ),
+        # a label name Kafka's record could not carry back (it was stored, then lost)
+        (
+            {"matchers": [{"name": "service!", "value": "a"}], "endsAt": "2026-11-26T10:00:00Z"},
+            "matchers[0]: bad label name 'service!'",
+        ),
+        ({"matchers": [{"name": 5, "value": "a"}], "endsAt": "2026-11-26T10:00:00Z"}, "strings"),
+        (
+            {"matchers": ["s=a"], "endsAt": "2026-11-26T10:00:00Z", "comment": "x" * 5000},
+            "comment: a string of at most 4096",
+        ),
     ],
 )
 def test_bad_api_bodies_are_rejected_with_a_reason(body: Any, error: str) -> None:
@@ -43,11 +78,15 @@ def test_bad_api_bodies_are_rejected_with_a_reason(body: Any, error: str) -> Non
         ({"name": "service", "value": "db.*", "isRegex": True}, 'service=~"db.*"'),  # regex
         ({"name": "service", "value": "db", "isEqual": False}, 'service!="db"'),  # negated
         ("signal!~lat.*", 'signal!~"lat.*"'),  # a plain matcher string
+        # null is the default, as in Alertmanager (bool(None) had made it `!=`: a silence
+        # on everything but the service named)
+        ({"name": "service", "value": "db", "isEqual": None, "isRegex": None}, 'service="db"'),
     ],
 )
 def test_api_matchers(matcher: Any, text: str) -> None:
-    rule = rule_from_api({"matchers": [matcher], "endsAt": "2026-11-26T10:00:00Z"}, NOW)
-    assert [str(m) for m in rule.matchers] == [text]
+    body = {"matchers": [matcher, "env=prod"], "endsAt": "2026-11-26T10:00:00Z"}
+    rule = rule_from_api(body, NOW)
+    assert [str(m) for m in rule.matchers] == [text, 'env="prod"']
     assert rule.starts_at == NOW
     assert rule.id.startswith("api-")
 
@@ -152,6 +191,51 @@ async def test_api_silence_persists_across_restarts_and_expires(
             assert (await r.json())["status"]["state"] == "expired"
         async with session.delete(f"{base}/silence/nope") as r:
             assert r.status == 404
+    finally:
+        await ops.stop()
+        stop.set()
+        await task
+
+
+@pytest.mark.broker
+async def test_api_updates_a_silence_by_id_and_filters_the_list(
+    kafka_bootstrap: str,
+    unique_topics: TopicNames,
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As Alertmanager (amtool silence update / query): a POST with an existing id replaces
+    that silence, an unknown id is a 404, and `filter` selects by the silences' matchers."""
+    monkeypatch.setenv("QUIETPAGER_TEST_ROUTING_KEY", "k")
+    config = unique_topics.config(kafka_bootstrap)
+    data = config.model_dump(mode="json")
+    data["topics"]["silences"] = f"{unique_topics.run_id}.silences"
+    config = type(config).model_validate(data)
+    _, stop, task, ops = await _start(config, [NOW])
+    base = f"http://127.0.0.1:{ops.port}/api/v2"
+    ends = "2026-11-26T11:00:00Z"
+    try:
+        ids = []
+        for service in ("payments-db", "checkout"):
+            body = {"matchers": [f"service={service}"], "endsAt": ends}
+            async with session.post(f"{base}/silences", json=body) as r:
+                ids.append((await r.json())["silenceID"])
+        shorter = {
+            "id": ids[0],
+            "matchers": ["service=payments-db"],
+            "endsAt": "2026-11-26T09:30:00Z",
+        }
+        async with session.post(f"{base}/silences", json=shorter) as r:
+            assert (r.status, await r.json()) == (200, {"silenceID": ids[0]})
+        async with session.post(f"{base}/silences", json={**shorter, "id": "api-nope"}) as r:
+            assert r.status == 404
+        async with session.get(f"{base}/silences") as r:
+            listed = {s["id"]: s["endsAt"] for s in await r.json()}
+        assert listed == {ids[0]: "2026-11-26T09:30:00.000Z", ids[1]: "2026-11-26T11:00:00.000Z"}
+        async with session.get(f"{base}/silences", params={"filter": "service=checkout"}) as r:
+            assert [s["id"] for s in await r.json()] == [ids[1]]
+        async with session.get(f"{base}/silences", params={"filter": "service=~("}) as r:
+            assert r.status == 400
     finally:
         await ops.stop()
         stop.set()

@@ -184,7 +184,7 @@ def test_silence_rule_rejects(
 
 def test_silencer_returns_first_matching_active_rule() -> None:
     expired = SilenceRule((parse_matcher("service=checkout"),), 0.0, 10.0, "old", "a")
-    broad = SilenceRule((parse_matcher("service=~.*"),), 0.0, 1000.0, "broad", "b")
+    broad = SilenceRule((parse_matcher("service=~.+"),), 0.0, 1000.0, "broad", "b")
     narrow = SilenceRule((parse_matcher("service=checkout"),), 0.0, 1000.0, "narrow", "c")
     silencer = Silencer([expired, broad, narrow])
     assert silencer.mutes({"service": "checkout"}, 50.0) is broad
