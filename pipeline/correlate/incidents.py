@@ -52,7 +52,10 @@ Rules, in the order they apply to one anomaly:
    toward the hold, so it stops paging on its own.
 8. Routing by urgency. An incident whose series are all saturation (or generic) is low
    urgency: when `route.low_urgency` names receivers, its pages go there, with severity
-   `warning`, instead of `route.receivers`. The resolve goes where the trigger went.
+   `warning`, instead of `route.receivers`. Once a series of another signal in it has been
+   anomalous for `hold_for` (the saturation was the first sign of an outage), it escalates:
+   a trigger with the same dedup_key goes to `route.receivers`. The resolve goes where the
+   triggers went.
 9. Storm protection (`pipeline/correlate/storm.py`). At most `storm_max_pages` triggers per
    `storm_window` go to one set of receivers; a trigger beyond the cap waits ("storm_capped",
    once per incident), its incident stays open and is listed in the `storm_digest` of the
@@ -79,6 +82,8 @@ suppress   evicted              an incident that never paged was dropped for max
 suppress   storm_capped         a due trigger was held back by the storm cap
 page       first_notification   trigger: the incident outlived its hold
 page       low_urgency          trigger of a low-urgency incident, to `route.low_urgency`
+page       escalated            trigger to `route.receivers` of a low-urgency incident that
+                                a latency, errors or traffic series has joined for `hold_for`
 page       resolved             resolve: the incident went quiet after paging
 page       evicted              resolve: a paged incident was dropped for max_incidents
 =========  ===================  ==========================================================
@@ -94,7 +99,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from pipeline.config import CorrelateConfig
@@ -116,6 +121,7 @@ SILENCED: Final = "silenced"
 FLAPPING: Final = "flapping"
 STORM_CAPPED: Final = "storm_capped"
 LOW_URGENCY: Final = "low_urgency"
+ESCALATED: Final = "escalated"
 STALE: Final = "stale"
 BLIP_RECOVERED: Final = "blip_recovered"
 EVICTED: Final = "evicted"
@@ -136,6 +142,7 @@ DECISION_REASONS: Final[tuple[tuple[DecisionKind, str], ...]] = (
     ("suppress", STORM_CAPPED),
     ("page", FIRST_NOTIFICATION),
     ("page", LOW_URGENCY),
+    ("page", ESCALATED),
     ("page", RESOLVED),
     ("page", EVICTED),
 )
@@ -328,7 +335,37 @@ class Correlator:
         decisions.append(Decision("fold", reason, target.id, None, now, detail))
         if target.paged_at is None and target.longest_streak >= self.config.hold_for:
             decisions.extend(self._trigger(target, now))
+        elif target.paged_at is not None and self._escalates(target, anomaly, flapping):
+            decisions.extend(self._escalate(target, now))
         return decisions
+
+    def _is_low(self, receivers: tuple[str, ...]) -> bool:
+        """Whether pages to `receivers` are low-urgency ones."""
+        low = self.low_urgency_receivers
+        return bool(low) and receivers == low and low != self.receivers
+
+    def _escalates(self, incident: _Incident, anomaly: Anomaly, flapping: bool) -> bool:
+        """A low-urgency incident that paged, now with a series of another signal that has
+        been anomalous for `hold_for`: no longer only saturation, so on-call must hear."""
+        if flapping or anomaly.signal.value in _LOW_URGENCY_SIGNALS:
+            return False
+        if not self._is_low(incident.receivers):
+            return False
+        state = incident.series.get(anomaly.series.id)
+        return state is not None and state.streak >= self.config.hold_for
+
+    def _escalate(self, incident: _Incident, now: float) -> list[Decision]:
+        """Page `route.receivers` about an incident that paged low urgency; its resolve will
+        go to both sets."""
+        if not self.storm.allows(self.receivers, now):
+            return []  # tried again with the series' next anomaly
+        self.storm.record(self.receivers, now)
+        incident.root = self._suspected_root(incident, now)
+        incident.receivers = tuple(dict.fromkeys(self.receivers + incident.receivers))
+        page = self._page(incident, "trigger", now)
+        page = replace(page, receivers=self.receivers)  # the low-urgency ones have it already
+        detail = self._page_detail(incident)
+        return [Decision("page", ESCALATED, incident.id, page, now, detail)]
 
     def _trigger(self, incident: _Incident, now: float) -> list[Decision]:
         """Page an incident that outlived its hold, unless the storm cap holds it back."""
@@ -727,7 +764,7 @@ class Correlator:
             details["log_signals"] = _top_log_signals(incident.log_signals)
         receivers = incident.receivers or self.receivers
         severity = self.config.severity
-        if receivers != self.receivers:
+        if self._is_low(receivers):
             severity = "warning"
             details["urgency"] = "low"
         held = [

@@ -247,6 +247,49 @@ def test_routing_by_urgency(
     assert next(d.reason for d in decisions if d.kind == "page") == reason
 
 
+@pytest.mark.parametrize(
+    ("latency_from", "latency_until", "expected"),
+    [
+        # the outage's latency holds 60 s after the saturation paged: on-call is paged too,
+        # same key, and the resolve goes to both (it used to stay a ticket, as a warning)
+        (
+            75,
+            600,
+            [
+                ("trigger", ("tickets",), "warning", "low_urgency"),
+                ("trigger", ("oncall",), "critical", "escalated"),
+                ("resolve", ("oncall", "tickets"), "critical", "resolved"),
+            ],
+        ),
+        # a latency blip shorter than the hold does not escalate
+        (
+            75,
+            105,
+            [
+                ("trigger", ("tickets",), "warning", "low_urgency"),
+                ("resolve", ("tickets",), "warning", "resolved"),
+            ],
+        ),
+    ],
+)
+def test_a_low_urgency_incident_escalates_when_an_urgent_signal_holds(
+    latency_from: float, latency_until: float, expected: list[tuple[str, tuple[str, ...], str, str]]
+) -> None:
+    events = by_time(
+        every("orders-db", 0, 600, "saturation"),
+        every("orders-db", latency_from, latency_until, "latency"),
+    )
+    decisions = feed(correlator(low_urgency=("tickets",)), [*events, T0 + 2000.0])
+    sent = [
+        (d.page.action, d.page.receivers, d.page.severity, d.reason)
+        for d in decisions
+        if d.page is not None
+    ]
+    assert sent == expected
+    keys = {d.page.dedup_key for d in decisions if d.page is not None}
+    assert len(keys) == 1
+
+
 # ---------------------------------------------------------------------- storm protection
 
 
