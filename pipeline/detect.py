@@ -23,7 +23,7 @@ from detectors import SeriesDetector
 from detectors.compiled import detector_for_signal, warm_up
 from detectors.golden import golden_for_signal, series_nbytes
 from pipeline.config import DetectConfig, SignalRule
-from pipeline.model import Anomaly, MetricPoint, SeriesKey, Signal
+from pipeline.model import ABSENCE_SERIES, Anomaly, MetricPoint, SeriesKey, Signal
 
 DetectorFactory = Callable[[Signal], SeriesDetector]
 
@@ -87,7 +87,6 @@ class SeriesState:
 #: makes, is not restored: its series starts a fresh model (counted in `DetectStats`).
 STATE_VERSION: Final = 8
 
-ABSENCE_SERIES: Final = "quietpager_series_absent"
 #: A service is absent after this many of its usual intervals without a point.
 ABSENCE_INTERVALS: Final = 3.0
 #: Gaps a service must show before its absence can be judged (no guess from one gap).

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
+
+#: The series name of the traffic anomaly raised for a service that stopped reporting.
+ABSENCE_SERIES: Final = "quietpager_series_absent"
 
 
 class Signal(StrEnum):

@@ -107,7 +107,7 @@ from pipeline.correlate.flap import FlapDetector
 from pipeline.correlate.silence import Silencer, anomaly_labels
 from pipeline.correlate.storm import StormGuard
 from pipeline.correlate.topology import Topology
-from pipeline.model import Anomaly, Page, PageAction, SeriesKey, Signal
+from pipeline.model import ABSENCE_SERIES, Anomaly, Page, PageAction, SeriesKey, Signal
 from pipeline.timeutil import format_timestamp
 
 DecisionKind = Literal["page", "fold", "suppress"]
@@ -234,6 +234,8 @@ class _Incident:
     silenced: int = 0
     paged_at: float | None = None
     receivers: tuple[str, ...] = ()  # where the trigger went; the resolve goes there too
+    # Services that joined only for a traffic change their callers caused (see `_belongs`).
+    starved: set[str] = field(default_factory=set)
     storm_held: bool = False
     longest_streak: float = 0.0
     # series id -> the log context of its strongest anomaly (template, examples, counts).
@@ -464,7 +466,9 @@ class Correlator:
         related = self.topology.related_services(service)
         in_scope = self._by_scope.get(anomaly.scope, {})
         callers = self.topology.dependents(service)
-        traffic = anomaly.signal is Signal.TRAFFIC and bool(callers)
+        # A service that stopped reporting is a fault of its own, not its callers' doing.
+        absent = anomaly.series.name == ABSENCE_SERIES
+        traffic = anomaly.signal is Signal.TRAFFIC and bool(callers) and not absent
         # A traffic change may also belong where one of its callers' roots is.
         neighbourhood = related
         if traffic:
@@ -507,11 +511,21 @@ class Correlator:
     def _belongs(
         self, incident: _Incident, service: str, related: frozenset[str], traffic: bool
     ) -> bool:
-        """Whether `service` may join `incident`: a member, related to its root, or starved."""
-        if service in incident.services or incident.root in related:
+        """Whether `service` may join `incident`: a member, related to its root, or starved.
+
+        A service that joined only for a traffic change its callers caused (`starved`) is
+        no member for its other signals: its own fault later is an incident of its own.
+        """
+        if incident.root in related:
+            return True
+        if service in incident.services and (traffic or service not in incident.starved):
             return True
         # A service's traffic is its callers' doing: it moves when they fail or recover.
-        return traffic and any(
+        return traffic and self._starved_by(incident, service)
+
+    def _starved_by(self, incident: _Incident, service: str) -> bool:
+        """Whether one of `service`'s callers is related to the incident's root."""
+        return any(
             incident.root in self.topology.related_services(caller)
             for caller in self.topology.dependents(service)
         )
@@ -622,6 +636,8 @@ class Correlator:
             _keep_log_signal(incident.log_signals, series_id, anomaly)
         first_seen = incident.services.get(anomaly.service)
         if first_seen is None:
+            if incident.root not in self.topology.related_services(anomaly.service):
+                incident.starved.add(anomaly.service)  # only its traffic could bring it in
             self._add_service(incident, anomaly.service, anomaly.ts)
             self._by_service.setdefault((incident.scope, anomaly.service), {})[incident.id] = None
             incident.root = self._suspected_root(incident)
@@ -854,6 +870,7 @@ class Correlator:
                     "silenced": inc.silenced,
                     "paged_at": inc.paged_at,
                     "receivers": list(inc.receivers),
+                    "starved": sorted(inc.starved),
                     "storm_held": inc.storm_held,
                     "longest_streak": inc.longest_streak,
                     "log_signals": inc.log_signals,
@@ -923,6 +940,7 @@ def _incident_from(data: Mapping[str, Any]) -> _Incident:
         silenced=int(data["silenced"]),
         paged_at=None if paged_at is None else float(paged_at),
         receivers=tuple(str(r) for r in data.get("receivers", ())),
+        starved={str(name) for name in data.get("starved", ())},
         storm_held=bool(data.get("storm_held", False)),
         longest_streak=float(data["longest_streak"]),
         log_signals={str(k): dict(v) for k, v in (data.get("log_signals") or {}).items()},

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import DetectConfig
-from pipeline.detect import ABSENCE_SERIES, DetectStage
-from pipeline.model import MetricPoint, SeriesKey, Signal
+from pipeline.detect import DetectStage
+from pipeline.model import ABSENCE_SERIES, MetricPoint, SeriesKey, Signal
 
 T0 = 1_795_683_600.0
 

@@ -6,8 +6,8 @@ import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
 from pipeline.config import Config, parse_config
-from pipeline.detect import ABSENCE_SERIES
 from pipeline.metrics import Metrics
+from pipeline.model import ABSENCE_SERIES
 from pipeline.worker import DetectRunner
 from tests.fakes import FakeProducer
 

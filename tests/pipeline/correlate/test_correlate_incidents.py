@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from pipeline.correlate.incidents import (
 )
 from pipeline.correlate.silence import Silencer, SilenceRule, parse_matcher
 from pipeline.correlate.topology import Topology
-from pipeline.model import Anomaly, Page
+from pipeline.model import ABSENCE_SERIES, Anomaly, Page, SeriesKey
 from tests.builders import T0, alert
 
 CHAIN = Topology({"frontend": ["checkout"], "checkout": ["payments"], "payments": ["payments-db"]})
@@ -720,3 +721,35 @@ def test_invariants_hold_for_any_stream(
     assert [d.to_dict() for d in before + feed(tail, events[split:])] == [
         d.to_dict() for d in decisions
     ]
+
+
+# ------------------------------------------------- two faults under one shared caller
+
+SIBLINGS = Topology({"frontend": ["a-db", "b-db"]})
+
+
+def _absent(offset: float, service: str) -> Anomaly:
+    """The detect stage's anomaly for a service that stopped reporting."""
+    quiet = alert(offset, service, "traffic", value=0.0)
+    return replace(quiet, series=SeriesKey.of(ABSENCE_SERIES, {"service": service}))
+
+
+@pytest.mark.parametrize(
+    ("b_events", "b_onset"),
+    [
+        # b-db stops reporting: a fault of its own, not its callers' traffic
+        ([_absent(float(t), "b-db") for t in range(300, 1201, 30)], 300.0),
+        # b-db's traffic moves once with frontend (it joins a-db's incident for that), then
+        # b-db's own latency fails: that is a fault of its own, not a member's noise
+        ([alert(200.0, "b-db", "traffic"), *every("b-db", "latency", 600, 1200)], 600.0),
+    ],
+    ids=["absent", "traffic-one-off-then-latency"],
+)
+def test_a_second_fault_under_a_shared_caller_pages_on_its_own(
+    b_events: list[Anomaly], b_onset: float
+) -> None:
+    a_fault = [*every("a-db", "latency", 0, 1200), *every("frontend", "errors", 10, 1200)]
+    decisions = feed(correlator(SIBLINGS), [*by_time(a_fault, b_events), at(3000)])
+    triggers = [p for p in pages(decisions) if p.action == "trigger"]
+    assert [p.root_service for p in triggers] == ["a-db", "b-db"]
+    assert triggers[1].at >= T0 + b_onset + 60  # after its own hold
