@@ -256,6 +256,8 @@ class CorrelateConfig(_Strict):
     flap_window: Duration = 3600.0
     flap_high: float = Field(default=20.0, gt=0, le=100)
     flap_low: float = Field(default=10.0, ge=0, lt=100)
+    # ... and a series whose episodes paged this many times within flap_window (0: off).
+    flap_max_pages: int = Field(default=3, ge=0)
     # Storm protection (pipeline/correlate/storm.py): 0 pages per window turns it off.
     storm_max_pages: int = Field(default=10, ge=0)
     storm_window: Duration = 600.0

@@ -10,6 +10,11 @@ hour-long window make it flap (one or two misses in a real fault do not). A seri
 flapping when the percent reaches `high` and stops only once it drops
 below `low` (hysteresis, so a series near the line does not flip its flapping state either).
 
+That measure misses a slow flap: on for a minute or two, then off for longer than the
+correlator's `resolve_after`, every episode a new incident that pages (one every six minutes
+is 15 % of the changes possible in an hour). So a series whose episodes have triggered
+`max_pages` pages within the last `window` is flapping too, until fewer have.
+
 Pure and bounded: at most `max_series` series are tracked, least recently seen dropped first,
 and a series quiet for a whole `window` is forgotten.
 """
@@ -30,6 +35,8 @@ class FlapState:
     last_ts: float
     entries: deque[float] = field(default_factory=deque)
     flapping: bool = False
+    pages: deque[float] = field(default_factory=deque)  # episodes that paged (or would have)
+    paged_episode: float | None = None  # the start of the last episode counted in `pages`
 
 
 class FlapDetector:
@@ -43,7 +50,13 @@ class FlapDetector:
     """
 
     def __init__(
-        self, window: float, gap: float, high: float, low: float, max_series: int = 100_000
+        self,
+        window: float,
+        gap: float,
+        high: float,
+        low: float,
+        max_series: int = 100_000,
+        max_pages: int = 0,
     ) -> None:
         if not 0.0 <= low < high:
             raise ValueError("flap thresholds need 0 <= low < high")
@@ -52,6 +65,7 @@ class FlapDetector:
         self.high = high
         self.low = low
         self.max_series = max_series
+        self.max_pages = max_pages  # 0: pages do not count
         self._series: OrderedDict[str, FlapState] = OrderedDict()
 
     def observe(self, series: str, ts: float) -> bool:
@@ -70,7 +84,25 @@ class FlapDetector:
             state.flapping = True
         elif state.flapping and percent < self.low:
             state.flapping = False
-        return state.flapping
+        return state.flapping or self._paged_out(state, ts)
+
+    def paged(self, series: str, ts: float) -> None:
+        """Record that the current episode of `series` paged at `ts`, or held long enough that
+        it would have, were the series not flapping (each episode counts once). So a flap that
+        keeps going stays flapping: its own held episodes keep the count up."""
+        state = self._series.get(series)
+        if state is None:
+            return
+        episode = state.entries[-1] if state.entries else state.first_ts
+        if state.paged_episode != episode:
+            state.paged_episode = episode
+            state.pages.append(ts)
+
+    def _paged_out(self, state: FlapState, now: float) -> bool:
+        """Whether the series' episodes have paged `max_pages` times within the window."""
+        while state.pages and state.pages[0] <= now - self.window:
+            state.pages.popleft()
+        return 0 < self.max_pages <= len(state.pages)
 
     def flapping(self, series: str) -> bool:
         """Whether `series` is flapping, as of its last anomaly."""
@@ -112,6 +144,8 @@ class FlapDetector:
                 "last_ts": state.last_ts,
                 "entries": list(state.entries),
                 "flapping": state.flapping,
+                "pages": list(state.pages),
+                "paged_episode": state.paged_episode,
             }
             for name, state in self._series.items()
         ]
@@ -126,6 +160,8 @@ class FlapDetector:
                     float(item["last_ts"]),
                     deque(float(t) for t in item["entries"]),
                     bool(item["flapping"]),
+                    deque(float(t) for t in item.get("pages", ())),
+                    None if item.get("paged_episode") is None else float(item["paged_episode"]),
                 ),
             )
             for item in items

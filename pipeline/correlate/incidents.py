@@ -49,7 +49,9 @@ Rules, in the order they apply to one anomaly:
 7. Flapping (`pipeline/correlate/flap.py`). A series that keeps re-entering anomaly (flap
    percent over `flap_window` at least `flap_high`, until it drops below `flap_low`) is
    flapping: its anomalies still fold into their incident, but its streak never counts
-   toward the hold, so it stops paging on its own.
+   toward the hold, so it stops paging on its own. So is a series whose episodes have
+   triggered `flap_max_pages` pages within `flap_window` (a slow flap: each episode outlives
+   the hold, then resolves), until fewer have.
 8. Routing by urgency. An incident whose series are all saturation (or generic) is low
    urgency: when `route.low_urgency` names receivers, its pages go there, with severity
    `warning`, instead of `route.receivers`. Once a series of another signal in it has been
@@ -282,7 +284,11 @@ class Correlator:
         self.low_urgency_receivers = low_urgency_receivers
         self.source = source
         self.flaps = FlapDetector(
-            config.flap_window, config.hold_max_gap, config.flap_high, config.flap_low
+            config.flap_window,
+            config.hold_max_gap,
+            config.flap_high,
+            config.flap_low,
+            max_pages=config.flap_max_pages,
         )
         self.storm = StormGuard(config.storm_max_pages, config.storm_window)
         self._now: float | None = None
@@ -335,6 +341,9 @@ class Correlator:
             detail["flap_percent"] = self.flaps.percent(anomaly.series.id, anomaly.ts)
         self._count(target, reason)
         decisions.append(Decision("fold", reason, target.id, None, now, detail))
+        held = target.series.get(anomaly.series.id)
+        if flapping and held is not None and held.streak >= self.config.hold_for:
+            self.flaps.paged(anomaly.series.id, anomaly.ts)  # an episode that would have paged
         if target.paged_at is None and target.longest_streak >= self.config.hold_for:
             decisions.extend(self._trigger(target, now))
         elif target.paged_at is not None and self._escalates(target, anomaly, flapping):
@@ -385,6 +394,9 @@ class Correlator:
         self.storm.record(receivers, now)
         incident.paged_at = now
         incident.receivers = receivers
+        for series_id, state in incident.series.items():
+            if state.streak >= self.config.hold_for:  # the series that held it to the page
+                self.flaps.paged(series_id, now)
         page = self._page(incident, "trigger", now)
         reason = LOW_URGENCY if low else FIRST_NOTIFICATION
         return [Decision("page", reason, incident.id, page, now, self._page_detail(incident))]

@@ -173,6 +173,45 @@ def test_flapping_series_stops_paging(
     assert triggers(decisions) == expected
 
 
+def _slow_flap(on: int, off: int, hours: float) -> list[Anomaly]:
+    """Anomalous for `on` seconds, then quiet for `off` (longer than resolve_after), over and
+    over: each episode outlives the hold and resolves before the next."""
+    spans: list[tuple[float, float]] = []
+    start = 0.0
+    while start < hours * 3600:
+        spans.append((start, start + on))
+        start += on + off
+    return flaps(spans)
+
+
+@pytest.mark.parametrize(
+    ("on", "off", "max_pages", "expected"),
+    [
+        # on 80 s, off 310 s for 3 h: 28 pages before; now 3, then quiet while it flaps
+        (80, 310, 3, 3),
+        (120, 480, 3, 3),
+        (80, 310, 1, 1),
+        # flap_max_pages: 0 turns the rule off: every episode pages
+        (80, 310, 0, 28),
+        # a fault that recurs twice in three hours pages each time
+        (120, 5000, 3, 3),
+    ],
+)
+def test_a_slow_flap_stops_paging_after_flap_max_pages(
+    on: int, off: int, max_pages: int, expected: int
+) -> None:
+    c = correlator(flap_max_pages=max_pages)
+    decisions = feed(c, [*_slow_flap(on, off, 3.0), T0 + 4 * 3600.0])
+    assert len(triggers(decisions)) == expected
+
+
+def test_a_slow_flap_pages_again_once_calm_for_a_window() -> None:
+    c = correlator()
+    calm_then_fault = every("orders", 3 * 3600 + 3700, 3 * 3600 + 3900)
+    decisions = feed(c, [*_slow_flap(80, 310, 3.0), *calm_then_fault, T0 + 6 * 3600.0])
+    assert len(triggers(decisions)) == 4  # 3 flap episodes, then the fault after an hour
+
+
 def test_flapping_anomalies_fold_with_their_reason_and_percent() -> None:
     decisions = feed(correlator(), flaps([(0, 10), (60, 70), (120, 130), (180, 190)]))
     reasons = [d.reason for d in decisions if d.kind == "fold"]
