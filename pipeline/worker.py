@@ -949,7 +949,12 @@ class NotifyRunner(StageRunner):
             return
         legacy = f"{self.config.kafka.group_prefix}-notify"
         options = client_options(self.config.kafka)
-        for tp, offset in (await committed_offsets(options, legacy, fresh)).items():
+        try:
+            seeds = await committed_offsets(options, legacy, fresh)
+        except KafkaError as exc:  # e.g. no right to read that group: start at the beginning
+            log.warning("notify_group_not_seeded", stage=self.name, error=repr(exc))
+            return
+        for tp, offset in seeds.items():
             # Skipped in `handle` rather than sought past: the fetcher may already hold
             # records from the beginning, and a seek then would deliver some twice.
             self._start_at[tp] = offset
