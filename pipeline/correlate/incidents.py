@@ -497,7 +497,8 @@ class Correlator:
         else:
             keys = in_scope
         best: _Incident | None = None
-        best_rank: tuple[float, bool, float, int, float, int] | None = None
+        best_rank: tuple[bool, float, bool, float, int, float, int] | None = None
+        series_id = anomaly.series.id
         for key in keys:
             incident = self._incidents[key]
             if abs(anomaly.ts - incident.last_ts) > self.config.group_window:
@@ -506,9 +507,13 @@ class Correlator:
                 continue
             root = incident.root
             symptom = root == service or root in self.topology.transitive_dependencies(service)
-            # A root that has fired for `hold_for` beats a one-off (say, noise on a dependency
-            # everything shares), then one the service depends on, then the freshest root.
+            # A series stays in an incident that paged with it: moved elsewhere, it would leave
+            # that incident quiet, and its resolve would go out while the fault goes on.
+            # Then a root that has fired for `hold_for` beats a one-off (say, noise on a
+            # dependency everything shares), then one the service depends on, then the
+            # freshest root.
             rank = (
+                incident.paged_at is not None and series_id in incident.series,
                 min(incident.service_streak.get(root, 0.0), self.config.hold_for),
                 symptom,
                 incident.service_last.get(root, incident.onset),

@@ -753,3 +753,23 @@ def test_a_second_fault_under_a_shared_caller_pages_on_its_own(
     triggers = [p for p in pages(decisions) if p.action == "trigger"]
     assert [p.root_service for p in triggers] == ["a-db", "b-db"]
     assert triggers[1].at >= T0 + b_onset + 60  # after its own hold
+
+
+DIAMOND = Topology({"frontend": ["a", "b"], "a": ["db"], "b": ["db"]})
+
+
+@pytest.mark.parametrize("db_from", [0, 50, 70, 120])
+def test_a_paged_incident_keeps_its_series_until_the_fault_ends(db_from: float) -> None:
+    """a and b (siblings) page before their shared dependency db shows: when db then joins one
+    incident, the other's series stayed there and it went quiet, so it sent "resolved" at
+    +380 s while the fault ran to +600 s."""
+    fault = by_time(
+        every("a", "latency", 0, 600),
+        every("b", "latency", 0, 600),
+        every("db", "saturation", db_from, 600),
+        every("frontend", "latency", 10, 600),
+    )
+    decisions = feed(correlator(DIAMOND), [*fault, at(1500)])
+    resolves = [p for p in pages(decisions) if p.action == "resolve"]
+    assert resolves
+    assert all(p.at >= T0 + 600 + 300 for p in resolves)  # the last anomaly + resolve_after
