@@ -14,8 +14,12 @@ Rules, in the order they apply to one anomaly:
    for a traffic anomaly (drop or surge), when one of the service's direct callers is
    related to that root (its traffic is its callers' doing: users who give up at a failing
    caller stop calling it). Relating to the root rather than to any member keeps two faults
-   under a shared caller apart. Among several, the one whose root has been anomalous
-   longest (up to `hold_for`) wins, so a one-off on a dependency everything shares attracts
+   under a shared caller apart; so a service that joined only for such a traffic change
+   (`starved`) is no member for its other signals, and a service's absence
+   (`quietpager_series_absent`) is never its callers' doing. Among several, an incident that
+   has paged with this very series wins (moved away, its series would leave it quiet, to
+   resolve while the fault goes on); then the one whose root has been anomalous
+   longest (up to `hold_for`), so a one-off on a dependency everything shares attracts
    nothing; then one whose root the service depends on (it is a symptom there), then the
    freshest root, then the larger incident, then the most recent activity, then the one
    opened later. Otherwise it opens a new incident, whose id (the dedup_key) is fixed for
