@@ -383,6 +383,20 @@ async def rebalance(
     )
 
 
+async def _start_on(
+    config: Config, stream: list[Message]
+) -> tuple[list[PageId], Metrics, asyncio.Event, asyncio.Task[None]]:
+    """The pages an uninterrupted run sends; then the topics created, the stream produced and
+    a worker started on it (its metrics, the event that stops it, its task)."""
+    want = expected_pages(config, stream)
+    await create_topics(config)
+    await produce(config, stream)
+    metrics = Metrics.create()
+    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
+    stop = asyncio.Event()
+    return want, metrics, stop, asyncio.create_task(worker.run(stop))
+
+
 async def webhook_outage(
     bootstrap: str, stream: list[Message] | None = None, tansu: bool = True
 ) -> FaultResult:
@@ -393,13 +407,7 @@ async def webhook_outage(
     port = int(down.url.rsplit(":", 1)[1])
     down.fail_next(1_000_000, status=503)
     config = fault_config(bootstrap, down.pagerduty_url, tansu=tansu)
-    want = expected_pages(config, stream)
-    await create_topics(config)
-    await produce(config, stream)
-    metrics = Metrics.create()
-    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
+    want, metrics, stop, task = await _start_on(config, stream)
 
     def retried() -> float:
         return (
@@ -475,13 +483,7 @@ async def receiver_down(
     )
     data["route"]["receivers"] = ["oncall", "chat"]
     config = parse_config(data, f"<faults {base.kafka.group_prefix}>")
-    want = expected_pages(config, stream)
-    await create_topics(config)
-    await produce(config, stream)
-    metrics = Metrics.create()
-    worker = Worker(config, metrics, routing_keys={"oncall": ROUTING_KEY})
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
+    want, _, stop, task = await _start_on(config, stream)
     back = WebhookSink(port=port)
     try:
         started = time.monotonic()
