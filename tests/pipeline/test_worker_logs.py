@@ -207,16 +207,21 @@ async def test_worker_pages_once_with_the_template(
     sent: list[Message] = []
     try:
         for part in slices:
-            await send(part)
-            sent.extend(part)
-            await wait_while_running(
-                lambda: (
-                    seen("metrics") >= count(sent, "metrics")
-                    and seen("logs") >= count(sent, "logs")
-                ),
-                task,
-                60,
-            )
+            # Each minute's metrics are read before its logs: within a minute the two topics
+            # can otherwise reach the detect stage in either order, and the errors trigger
+            # may go out a fetch before the latency anomaly it should carry (a known limit,
+            # README "Known limits"; this test is about the page's log context).
+            for kind in ("metrics", "logs"):
+                await send([m for m in part if m[0] == kind])
+                sent.extend(m for m in part if m[0] == kind)
+                await wait_while_running(
+                    lambda: (
+                        seen("metrics") >= count(sent, "metrics")
+                        and seen("logs") >= count(sent, "logs")
+                    ),
+                    task,
+                    60,
+                )
         await wait_while_running(lambda: len(sink.received) >= 1, task, 60)
         await asyncio.sleep(1.0)  # a second trigger would arrive now
     finally:
