@@ -6,8 +6,10 @@ Pure and synchronous: no I/O, no clock. Time is event time, carried by each anom
 Rules, in the order they apply to one anomaly:
 
 1. Silences. An anomaly whose labels (see `anomaly_labels`) match an active silence is
-   suppressed. It never opens or extends an incident; it is only counted on the incident it
-   would have joined, under `suppressed.silenced`.
+   suppressed. It never opens an incident or makes one page; it is counted on the incident it
+   would have joined, under `suppressed.silenced`. Only a series of an incident that has
+   paged keeps that incident open with its silenced anomalies: the fault is still firing,
+   so no resolve goes out while it does.
 2. Grouping. An anomaly joins an open incident of its scope when the incident's last anomaly
    is within `group_window` of the anomaly's time and its service is in the incident or
    topology-related (caller or callee, transitively) to the incident's suspected root, or,
@@ -323,6 +325,12 @@ class Correlator:
         if rule is not None:
             if target is not None:
                 target.silenced += 1
+                state = target.series.get(anomaly.series.id)
+                if target.paged_at is not None and state is not None:
+                    # Its own fault, silenced after it paged, is still firing: no "resolved"
+                    # while it goes on (as Alertmanager, which resolves no silenced alert).
+                    state.last_ts = max(state.last_ts, anomaly.ts)
+                    target.last_ts = max(target.last_ts, anomaly.ts)
             detail = self._anomaly_detail(anomaly) | {
                 "silence_id": rule.id,
                 "comment": rule.comment,

@@ -773,3 +773,22 @@ def test_a_paged_incident_keeps_its_series_until_the_fault_ends(db_from: float) 
     resolves = [p for p in pages(decisions) if p.action == "resolve"]
     assert resolves
     assert all(p.at >= T0 + 600 + 300 for p in resolves)  # the last anomaly + resolve_after
+
+
+@pytest.mark.parametrize(
+    ("silence_from", "expected"),
+    [
+        # silenced after the page, while the fault goes on: no "resolved" until it ends (the
+        # resolve went out at +490 s while db failed to +900 s)
+        (200.0, [("trigger", 60.0), ("resolve", 1200.0)]),
+        # silenced before it could page: nothing pages, and nothing is held open
+        (0.0, []),
+    ],
+)
+def test_a_silenced_fault_that_paged_does_not_resolve_while_it_fires(
+    silence_from: float, expected: list[tuple[str, float]]
+) -> None:
+    rule = SilenceRule((parse_matcher("service=db"),), T0 + silence_from, T0 + 3000, "", "s")
+    c = correlator(Topology({"frontend": ["db"]}), silences=(rule,))
+    decisions = feed(c, [*every("db", "latency", 0, 900), at(1800)])
+    assert [(p.action, p.at - T0) for p in pages(decisions)] == expected
