@@ -84,7 +84,8 @@ fold       symptom_of_root      a new series of a caller of the incident's suspe
 fold       root_changed         a new series that changed the incident's suspected root
 fold       flapping             its series is flapping: folded, never held to a page
 suppress   silenced             the anomaly matched an active silence
-suppress   stale                the anomaly is older than now - resolve_after (a redelivery)
+suppress   stale                the anomaly is older than now - resolve_after (a redelivery),
+                                or than the close of its series' incident that paged
 suppress   blip_recovered       the incident went quiet before it ever paged
 suppress   evicted              an incident that never paged was dropped for max_incidents
 suppress   storm_capped         a due trigger was held back by the storm cap
@@ -306,6 +307,10 @@ class Correlator:
         self._by_scope: dict[str, dict[str, None]] = {}
         # (last_ts, seq, id), lazily refreshed: an entry's last_ts may lag the incident's.
         self._quiet: list[tuple[float, int, str]] = []
+        # series id -> when its paged incident closed, for `resolve_after` after that (not
+        # snapshotted: after a restart a late anomaly may reopen, as before).
+        self._closed: dict[str, float] = {}
+        self._closed_order: list[tuple[float, str]] = []  # (close time, series id), a heap
 
     # ----------------------------------------------------------------- inputs
 
@@ -313,7 +318,10 @@ class Correlator:
         """Fold one anomaly in; returns closings due by its time, its own decision, then pages."""
         decisions = self._tick(anomaly.ts)
         now = self._clock()
-        if anomaly.ts <= now - self.config.resolve_after:
+        closed = self._closed.get(anomaly.series.id)
+        if anomaly.ts <= now - self.config.resolve_after or (
+            closed is not None and anomaly.ts < closed
+        ):
             # Too old to keep any incident open: a redelivery after a crash (at-least-once)
             # or a badly lagging source. Folding it would reopen what already resolved.
             decisions.append(
@@ -469,7 +477,16 @@ class Correlator:
             if incident is not None:
                 due = max(incident.last_ts + self.config.resolve_after, before)
                 decisions.append(self._close(incident, "quiet", due))
+        self._forget_closed(current)
         return decisions
+
+    def _forget_closed(self, now: float) -> None:
+        """Drop the closes over `resolve_after` ago: the stale rule covers their anomalies."""
+        order, horizon = self._closed_order, now - self.config.resolve_after
+        while order and order[0][0] <= horizon:
+            closed_at, series_id = heapq.heappop(order)
+            if self._closed.get(series_id) == closed_at:
+                del self._closed[series_id]
 
     def _pop_least_recent(self) -> _Incident | None:
         """Pop the heap's first entry; refresh it if stale. Returns its incident when current."""
@@ -756,6 +773,12 @@ class Correlator:
             "duration_s": incident.last_ts - incident.onset,
         }
         reason = EVICTED if cause == "evicted" else RESOLVED
+        if incident.paged_at is not None:
+            # Its series' anomalies stamped before this close, arriving late, belong to what
+            # just resolved: they must not open a new incident and page again.
+            for series_id in incident.series:
+                self._closed[series_id] = max(now, self._closed.get(series_id, now))
+                heapq.heappush(self._closed_order, (now, series_id))
         if incident.paged_at is None:
             reason = EVICTED if cause == "evicted" else BLIP_RECOVERED
             return Decision("suppress", reason, incident.id, None, now, detail)
@@ -927,6 +950,7 @@ class Correlator:
         self._by_scope = {}
         self._by_service = {}
         self._quiet = []
+        self._closed, self._closed_order = {}, []
         for incident in incidents:
             incident.root_candidates = set(self.topology.root_causes(incident.services))
             for series in incident.series.values():

@@ -792,3 +792,34 @@ def test_a_silenced_fault_that_paged_does_not_resolve_while_it_fires(
     c = correlator(Topology({"frontend": ["db"]}), silences=(rule,))
     decisions = feed(c, [*every("db", "latency", 0, 900), at(1800)])
     assert [(p.action, p.at - T0) for p in pages(decisions)] == expected
+
+
+@pytest.mark.parametrize(
+    ("late_until", "expected"),
+    [
+        # db fails 0..100 s; event time reaches +400 s (the incident resolves), then db's
+        # anomalies of 110..250 s arrive late: they belong to what resolved (they opened a
+        # new incident that paged again)
+        (250, [("trigger", 60.0), ("resolve", 400.0)]),
+    ],
+)
+def test_late_anomalies_of_a_resolved_incident_do_not_page_again(
+    late_until: float, expected: list[tuple[str, float]]
+) -> None:
+    c = correlator(Topology({"frontend": ["db"]}))
+    late = every("db", "latency", 110, late_until)
+    decisions = feed(c, [*every("db", "latency", 0, 100), at(400), *late, at(1500)])
+    assert [(p.action, p.at - T0) for p in pages(decisions)] == expected
+    assert sum(d.reason == "stale" for d in decisions) == len(late)
+    # a fresh fault of the same series, after the close, pages as before
+    fresh = feed(c, [*every("db", "latency", 1600, 1700), at(2500)])
+    assert [p.action for p in pages(fresh)] == ["trigger", "resolve"]
+
+
+def test_what_is_remembered_of_closed_incidents_is_bounded() -> None:
+    c = correlator(Topology())
+    for index in range(50):  # 50 one-series faults, one after another
+        start = index * 1000.0
+        feed(c, [*every(f"s{index}", "latency", start, start + 100)])
+    feed(c, [at(50 * 1000.0 + 5000)])
+    assert len(c._closed) == 0
