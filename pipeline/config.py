@@ -381,6 +381,9 @@ class HttpConfig(_Strict):
     listen: str = "127.0.0.1:9108"
     enabled: bool = True
     token: SecretSource | None = None
+    # An API silence expired this long ago is removed from the silences topic (Alertmanager
+    # keeps them 120 h too), so the list and the start-up load do not grow for ever.
+    silence_retention: Duration = 120 * 3600.0
 
     @field_validator("listen")
     @classmethod

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -162,16 +162,43 @@ async def _caught_up(consumer: Any, ends: Mapping[TopicPartition, int]) -> bool:
     return True
 
 
+#: How often a worker looks for silences past their retention.
+COLLECT_EVERY_S = 600.0
+
+
 class SilenceStore:
     """The worker's silences: config ones plus those in the silences topic, kept in step."""
 
-    def __init__(self, config: Config, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self,
+        config: Config,
+        producer: AIOKafkaProducer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.producer = producer
+        self.clock = clock
         self.silencer = Silencer.from_config(config.silences)
         self._config_ids = {r.id for r in self.silencer.rules}
         self._applied: dict[str, int] = {}
         self._changed = asyncio.Condition()
+
+    async def collect(self, now: float) -> int:
+        """Remove the API silences expired over `http.silence_retention` before `now` from the
+        topic (a tombstone each; every worker may do it, the result is the same). Returns how
+        many it removed; they leave the silencer as the follower reads the tombstones."""
+        horizon = now - self.config.http.silence_retention
+        old = [
+            rule.id
+            for rule in self.silencer.rules
+            if rule.ends_at <= horizon and rule.id not in self._config_ids
+        ]
+        for silence_id in old:
+            future = await self.producer.send(self.topic, None, key=silence_id.encode())
+            await future
+        if old:
+            log.info("silences_collected", count=len(old))
+        return len(old)
 
     @property
     def topic(self) -> str:
@@ -210,7 +237,11 @@ class SilenceStore:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions) if partitions else {}
+            next_collect = 0.0
             while not stop.is_set():
+                if loaded.is_set() and time.monotonic() >= next_collect:
+                    await self.collect(self.clock())
+                    next_collect = time.monotonic() + COLLECT_EVERY_S
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():
                     for record in records:

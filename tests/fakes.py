@@ -34,13 +34,13 @@ class FakeProducer:
     async def send(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | None = None,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[None]:
         try:
-            decoded: Any = orjson.loads(value)
+            decoded: Any = None if value is None else orjson.loads(value)  # None: a tombstone
         except orjson.JSONDecodeError:
             decoded = value  # kept as sent (a DLQ record holds the original bytes)
         self.sent.append(

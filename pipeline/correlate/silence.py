@@ -150,22 +150,44 @@ class Silencer:
     """All configured silences; answers which one, if any, mutes an alert."""
 
     def __init__(self, rules: Iterable[SilenceRule] = ()) -> None:
-        self.rules = tuple(rules)
+        # By id, in the order added (a replaced one moves to the end); a rule without an id
+        # gets a key of its own. Keyed so that loading N silences costs N, not N squared.
+        self._by_id: dict[str, SilenceRule] = {}
+        self._anonymous = 0
+        self._rules: tuple[SilenceRule, ...] | None = None  # built when first asked for
+        for rule in rules:
+            self._add(rule)
+
+    @property
+    def rules(self) -> tuple[SilenceRule, ...]:
+        """Every silence, in the order added."""
+        if self._rules is None:
+            self._rules = tuple(self._by_id.values())
+        return self._rules
+
+    def _add(self, rule: SilenceRule) -> None:
+        key = rule.id
+        if not key:
+            self._anonymous += 1
+            key = f"\0{self._anonymous}"
+        self._by_id.pop(key, None)
+        self._by_id[key] = rule
+        self._rules = None
 
     def upsert(self, rule: SilenceRule) -> None:
         """Add a silence, or replace the one with the same id (the API's create and expire)."""
-        self.rules = (*(r for r in self.rules if r.id != rule.id), rule)
+        self._add(rule)
 
     def remove(self, silence_id: str) -> bool:
         """Drop a silence by id; False when there was none."""
-        kept = tuple(r for r in self.rules if r.id != silence_id)
-        removed = len(kept) != len(self.rules)
-        self.rules = kept
+        removed = self._by_id.pop(silence_id, None) is not None if silence_id else False
+        if removed:
+            self._rules = None
         return removed
 
     def get(self, silence_id: str) -> SilenceRule | None:
         """The silence with this id, or None."""
-        return next((r for r in self.rules if r.id == silence_id), None)
+        return self._by_id.get(silence_id) if silence_id else None
 
     def mutes(self, labels: Mapping[str, str], now: float) -> SilenceRule | None:
         """The first silence active at `now` that mutes `labels`, or None."""

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from pipeline.correlate.silence import SilenceRule, parse_matcher
 from pipeline.metrics import Metrics
 from pipeline.ops import OpsServer
-from pipeline.silences import SilenceError, rule_from_api, rule_to_api
+from pipeline.silences import SilenceError, SilenceStore, rule_from_api, rule_to_api
 from pipeline.worker import Worker
 from tests.conftest import TopicNames
+from tests.fakes import FakeProducer
 
 NOW = 1_795_683_600.0  # 2026-11-26T09:00:00Z
 
@@ -300,3 +302,20 @@ async def test_api_silence_mutes_the_incident(
         assert sink.received == []
     finally:
         await sink.stop()
+
+
+async def test_silences_expired_past_their_retention_are_collected() -> None:
+    """Expired silences used to stay in the topic, the list and every start-up load for ever
+    (20,000 took 9 s to load); past `http.silence_retention` (120 h) they are tombstoned."""
+    config = TopicNames.fresh().config(receiver_type="alertmanager")
+    producer = FakeProducer()
+    store = SilenceStore(config, cast(AIOKafkaProducer, producer))
+    day = 86400.0
+    ends = {"api-old": NOW - 6 * day, "api-recent": NOW - 1 * day, "api-on": NOW + day}
+    db = (parse_matcher("service=db"),)
+    for name, end in ends.items():
+        store.silencer.upsert(SilenceRule(db, end - 60, end, "", name))
+    assert await store.collect(NOW) == 1
+    assert [(m["topic"], m["key"], m["value"]) for m in producer.sent] == [
+        (store.topic, b"api-old", None)
+    ]
