@@ -31,7 +31,7 @@ class SilenceError(ValueError):
     """A silence in an API request is malformed; the message says what to fix."""
 
 
-def rule_to_record(rule: SilenceRule, created_by: str = "") -> dict[str, Any]:
+def rule_to_record(rule: SilenceRule) -> dict[str, Any]:
     """The JSON stored in the silences topic."""
     return {
         "id": rule.id,
@@ -39,7 +39,8 @@ def rule_to_record(rule: SilenceRule, created_by: str = "") -> dict[str, Any]:
         "starts_at": rule.starts_at,
         "ends_at": rule.ends_at,
         "comment": rule.comment,
-        "created_by": created_by,
+        "created_by": rule.created_by,
+        "updated_at": rule.updated_at,
     }
 
 
@@ -52,6 +53,8 @@ def rule_from_record(data: Mapping[str, Any]) -> SilenceRule:
             ends_at=float(data["ends_at"]),
             comment=str(data.get("comment", "")),
             id=str(data["id"]),
+            created_by=str(data.get("created_by", "")),
+            updated_at=float(data.get("updated_at", 0.0)),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"bad silence record: {exc!r}") from None
@@ -99,6 +102,9 @@ def rule_from_api(body: Any, now: float) -> SilenceRule:
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
         raise SilenceError(f"comment: a string of at most {MAX_COMMENT_CHARS} characters")
+    created_by = body.get("createdBy") or "api"
+    if not isinstance(created_by, str) or len(created_by) > MAX_COMMENT_CHARS:
+        raise SilenceError(f"createdBy: a string of at most {MAX_COMMENT_CHARS} characters")
     silence_id = body.get("id") or f"api-{uuid.uuid4()}"
     if not isinstance(silence_id, str):
         raise SilenceError("id: a string")
@@ -109,6 +115,8 @@ def rule_from_api(body: Any, now: float) -> SilenceRule:
             ends_at=ends,
             comment=comment,
             id=silence_id,
+            created_by=created_by,
+            updated_at=now,
         )
     except ValueError as exc:
         raise SilenceError(f"matchers: {exc}") from None
@@ -151,6 +159,8 @@ def rule_to_api(rule: SilenceRule, now: float) -> dict[str, Any]:
         "startsAt": format_timestamp(rule.starts_at),
         "endsAt": format_timestamp(rule.ends_at),
         "comment": rule.comment,
+        "createdBy": rule.created_by,
+        "updatedAt": format_timestamp(rule.updated_at or rule.starts_at),
         "status": {"state": state},
     }
 
@@ -272,9 +282,9 @@ class SilenceStore:
             return rule is None
         return rule is not None and rule.ends_at == record["ends_at"]
 
-    async def create(self, rule: SilenceRule, created_by: str = "api") -> None:
+    async def create(self, rule: SilenceRule) -> None:
         """Persist a new silence; it applies in every worker that follows the topic."""
-        await self._write(rule.id, rule_to_record(rule, created_by))
+        await self._write(rule.id, rule_to_record(rule))
         log.info(
             "silence_created",
             id=rule.id,
@@ -292,7 +302,7 @@ class SilenceStore:
             await self._write(silence_id, None)
         elif now < rule.ends_at:
             record = rule_to_record(rule)
-            record["ends_at"] = now
+            record["ends_at"] = record["updated_at"] = now
             await self._write(silence_id, record)
         log.info("silence_expired", id=silence_id)
         return True

@@ -124,6 +124,8 @@ class SilenceRule:
     ends_at: float
     comment: str = ""
     id: str = ""
+    created_by: str = ""
+    updated_at: float = 0.0  # when it was last written (the API's `updatedAt`)
 
     def __post_init__(self) -> None:
         if not self.matchers:
@@ -206,6 +208,7 @@ class Silencer:
                 ends_at=silence.ends_at,
                 comment=silence.comment,
                 id=f"silence-{index}",
+                created_by=silence.created_by,
             )
             for index, silence in enumerate(silences)
         )

@@ -7,13 +7,21 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import aiohttp
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline.correlate.silence import SilenceRule, parse_matcher
 from pipeline.metrics import Metrics
 from pipeline.ops import OpsServer
-from pipeline.silences import SilenceError, SilenceStore, rule_from_api, rule_to_api
+from pipeline.silences import (
+    SilenceError,
+    SilenceStore,
+    rule_from_api,
+    rule_from_record,
+    rule_to_api,
+    rule_to_record,
+)
 from pipeline.worker import Worker
 from tests.conftest import TopicNames
 from tests.fakes import FakeProducer
@@ -109,6 +117,15 @@ def test_api_status(now: float, state: str) -> None:
     assert shown["matchers"] == [
         {"name": "service", "value": "a", "isRegex": False, "isEqual": True}
     ]
+
+
+@pytest.mark.parametrize(("given", "shown"), [({"createdBy": "ana"}, "ana"), ({}, "api")])
+def test_api_silences_carry_who_made_them_and_when(given: dict[str, str], shown: str) -> None:
+    """Alertmanager's gettableSilence requires createdBy and updatedAt (amtool lists them)."""
+    body = {"matchers": ["service=db"], "endsAt": "2026-11-26T10:00:00Z", **given}
+    rule = rule_from_record(orjson.loads(orjson.dumps(rule_to_record(rule_from_api(body, NOW)))))
+    listed = rule_to_api(rule, NOW)
+    assert (listed["createdBy"], listed["updatedAt"]) == (shown, "2026-11-26T09:00:00.000Z")
 
 
 @pytest.fixture
