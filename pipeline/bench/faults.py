@@ -452,7 +452,7 @@ async def webhook_outage(
         await back.stop()
 
 
-def _received(sink: WebhookSink) -> list[PageId]:
+def received_pages(sink: WebhookSink) -> list[PageId]:
     """(action, dedup_key) of each delivery a sink got, PagerDuty or Alertmanager body."""
     out: list[PageId] = []
     for _, body in sink.received:
@@ -501,20 +501,20 @@ async def receiver_down(
         await task
         await back.stop()
         await chat.stop()
-    got = _received(chat) + _received(back)
-    expected = want + want
+    per_receiver = [received_pages(chat), received_pages(back)]
+    distinct = sum(len(set(got)) for got in per_receiver)
     return FaultResult(
         fault="one receiver answers 503, another is up",
         events_in=_points(stream),
-        pages_expected=len(expected),
-        pages_delivered=len(set(_received(chat))) + len(set(_received(back))),
-        duplicates=len(got) - len(set(_received(chat))) - len(set(_received(back))),
-        lost=len(set(want) - set(_received(chat))) + len(set(want) - set(_received(back))),
+        pages_expected=2 * len(want),
+        pages_delivered=distinct,
+        duplicates=sum(map(len, per_receiver)) - distinct,
+        lost=sum(len(set(want) - set(got)) for got in per_receiver),
         recovery_s=recovery,
         note=(
-            f"the other got its {len(_received(chat))} pages {healthy_s:.1f}s after start, "
+            f"the other got its {len(per_receiver[0])} pages {healthy_s:.1f}s after start, "
             f"while the one down answered 503 {refused} times; "
-            f"order {[a for a, _ in _received(back)]} once back"
+            f"order {[a for a, _ in per_receiver[1]]} once back"
         ),
     )
 

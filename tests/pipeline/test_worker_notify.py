@@ -5,7 +5,7 @@ by page, and a page a receiver refuses for good goes to the DLQ instead of being
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import aiohttp
@@ -13,12 +13,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from pipeline.bench.faults import received_pages
 from pipeline.config import Config, parse_config
 from pipeline.errors import ConfigError
 from pipeline.metrics import Metrics
 from pipeline.model import Page
 from pipeline.notify.sender import DeliveryResult, WebhookSender
-from pipeline.notify.sink import ALERTMANAGER_PATH, PAGERDUTY_PATH, WebhookSink
+from pipeline.notify.sink import WebhookSink
 from pipeline.worker import NotifyRunner, Worker
 from tests.conftest import TopicNames
 from tests.fakes import FakeCommitter, FakeProducer
@@ -111,25 +112,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-def _received(sink: WebhookSink) -> list[tuple[str, str]]:
-    """(action, dedup key) of each delivery, for either body shape."""
-    out = []
-    for path, body in sink.received:
-        if path == PAGERDUTY_PATH:
-            out.append((body["event_action"], body["dedup_key"]))
-        else:
-            assert path == ALERTMANAGER_PATH
-            action = "trigger" if body["status"] == "firing" else "resolve"
-            out.append((action, body["groupLabels"]["dedup_key"]))
-    return out
-
-
-async def _until(done: Callable[[], bool], limit_s: float = 10.0) -> None:
-    async with asyncio.timeout(limit_s):
-        while not done():
-            await asyncio.sleep(0.01)
-
-
 async def test_each_receiver_has_its_own_group() -> None:
     config = _config("http://127.0.0.1:9/v2/enqueue", "http://127.0.0.1:9/am")
     worker = Worker(config, Metrics.create(), routing_keys={"oncall": ROUTING_KEY})
@@ -161,7 +143,11 @@ async def test_a_receiver_that_is_down_holds_back_only_its_own_pages(
         stuck.cancel()
         with pytest.raises(asyncio.CancelledError):
             await stuck
-    assert _received(chat) == [("trigger", "inc-1"), ("trigger", "inc-2"), ("resolve", "inc-1")]
+    assert received_pages(chat) == [
+        ("trigger", "inc-1"),
+        ("trigger", "inc-2"),
+        ("resolve", "inc-1"),
+    ]
     tp = next(iter(batch))
     assert fixture.committers["chat"].commits == [{tp: 1}, {tp: 2}, {tp: 3}]
     assert fixture.committers["oncall"].commits == []  # its page stays in the outbox
@@ -230,7 +216,7 @@ async def test_a_refused_commit_stops_the_batch_and_rewinds_to_the_first_page_no
     fixture.committers["oncall"].refuse = 1  # the group rebalanced during the first page
     await runner.handle(batch)
     tp = next(iter(batch))
-    assert _received(pagerduty) == [("trigger", "inc-1")]  # inc-2 is the new owner's
+    assert received_pages(pagerduty) == [("trigger", "inc-1")]  # inc-2 is the new owner's
     assert fixture.committers["oncall"].seeks == [(tp, 1)]
 
 
@@ -272,7 +258,7 @@ async def test_a_page_refused_for_good_goes_to_the_dlq_addressed_to_that_receive
     )
     assert ROUTING_KEY.encode() not in headers["qp.detail"]
     assert runner.metrics.registry.get_sample_value("quietpager_dlq_records_total") == 1
-    assert _received(pagerduty)[-1] == ("resolve", "inc-3")  # the stage goes on
+    assert received_pages(pagerduty)[-1] == ("resolve", "inc-3")  # the stage goes on
 
 
 @pytest.mark.parametrize(
@@ -298,7 +284,7 @@ async def test_what_no_runner_can_deliver_is_dead_lettered_once(
     assert dead["headers"]["qp.reason"] == reason.encode()
     if reason == "unknown_receiver":
         assert dead["value"]["receivers"] == ["pager-we-removed"]
-        assert _received(chat) == [("trigger", "inc-4")]
+        assert received_pages(chat) == [("trigger", "inc-4")]
     else:
         assert dead["value"] == value  # the original bytes
 
