@@ -132,17 +132,22 @@ async def test_anomalies_carry_their_source_produce_time() -> None:
     assert anomalies[0]["headers"][PRODUCED_HEADER] == b"9999"
 
 
-async def test_points_far_from_the_wall_clock_go_to_the_dlq() -> None:
+def _bounded_runner(**detect: str) -> tuple[Config, FakeProducer, Metrics, DetectRunner]:
+    """A detect stage whose wall clock reads T0, with these `detect` bounds."""
     config = parse_config(
         {
-            "detect": {"max_future": "10m", "max_past": "1d"},
+            "detect": detect,
             "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
             "route": {"receivers": ["am"]},
         }
     )
     producer = FakeProducer(partitions=1)
     metrics = Metrics.create()
-    runner = DetectRunner(config, producer, metrics, clock=lambda: T0)
+    return config, producer, metrics, DetectRunner(config, producer, metrics, clock=lambda: T0)
+
+
+async def test_points_far_from_the_wall_clock_go_to_the_dlq() -> None:
+    config, producer, metrics, runner = _bounded_runner(max_future="10m", max_past="1d")
     tp = TopicPartition(config.topics.metrics, 0)
     points = [
         {"name": "cpu_utilization", "value": 0.4, "ts": ts, "labels": {"service": "a"}}
@@ -164,16 +169,7 @@ async def test_points_far_from_the_wall_clock_go_to_the_dlq() -> None:
 async def test_log_records_far_from_the_wall_clock_go_to_the_dlq_too() -> None:
     """A log line stamped an hour ahead moved event time on and made every real anomaly
     after it stale; with `max_future` set it is dead-lettered like a point."""
-    config = parse_config(
-        {
-            "detect": {"max_future": "10m"},
-            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
-            "route": {"receivers": ["am"]},
-        }
-    )
-    producer = FakeProducer(partitions=1)
-    metrics = Metrics.create()
-    runner = DetectRunner(config, producer, metrics, clock=lambda: T0)
+    config, producer, metrics, runner = _bounded_runner(max_future="10m")
     tp = TopicPartition(config.topics.logs, 0)
     records = [
         {"ts": ts, "level": "error", "message": "db timeout", "labels": {"service": "a"}}
