@@ -1061,6 +1061,9 @@ class Worker:
     producer: AIOKafkaProducer | None = None
     broker_reachable: bool = False
     silences: SilenceStore | None = None
+    #: The wall clock (UNIX seconds) every part of the worker reads: silences' expiry and
+    #: retention, the detect stage's `max_future`/`max_past` bounds. Tests inject a fixed one.
+    clock: Callable[[], float] = time.time
 
     @property
     def ready(self) -> bool:
@@ -1134,7 +1137,7 @@ class Worker:
         watcher: asyncio.Task[None] | None = None
         follower: asyncio.Task[None] | None = None
         try:
-            self.silences = SilenceStore(config, producer)
+            self.silences = SilenceStore(config, producer, clock=self.clock)
             loaded = asyncio.Event()
             follower = asyncio.create_task(self.silences.follow(stop, loaded), name="silences")
             # Silences made through the API must mute from the first anomaly after a restart.
@@ -1191,7 +1194,9 @@ class Worker:
     def _build_runners(self, producer: AIOKafkaProducer) -> list[StageRunner]:
         runners: list[StageRunner] = []
         if "detect" in self.stages:
-            runners.append(DetectRunner(self.config, producer, self.metrics, self.on_anomaly))
+            runners.append(
+                DetectRunner(self.config, producer, self.metrics, self.on_anomaly, clock=self.clock)
+            )
         if "correlate" in self.stages:
             runners.append(
                 CorrelateRunner(

@@ -137,7 +137,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def _start(
     config: Any, clock: list[float]
 ) -> tuple[Worker, asyncio.Event, asyncio.Task[None], OpsServer]:
-    worker = Worker(config, Metrics.create(), stages=("correlate",))
+    worker = Worker(config, Metrics.create(), stages=("correlate",), clock=lambda: clock[0])
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     for _ in range(300):
