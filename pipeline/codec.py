@@ -11,7 +11,7 @@ its little-endian bytes, so it round-trips bit for bit (NaN and infinities inclu
 floats round-trip exactly through orjson's shortest representation; the non-finite ones,
 which JSON lacks, are written as the strings "nan", "inf" and "-inf".
 
->>> blob = encode("example", 1, {"ts": float("-inf"), "x": 0.1})
+>>> blob = encode("example", 1, {"ts": pack_float(float("-inf")), "x": 0.1})
 >>> blob[:4]
 b'QPS\\x01'
 >>> body = decode(blob, "example", 1)

@@ -1,0 +1,130 @@
+"""The state codec: exact round trips, and records that are rejected without running anything."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detectors.compiled import CompiledLikelihood
+from detectors.golden import GoldenSignalDetector
+from pipeline.codec import MAGIC, MAX_RECORD_BYTES, RecordRejected, decode, encode
+from pipeline.config import DetectConfig
+from pipeline.detect import STATE_VERSION, DetectStage, SeriesState, decode_series, encode_series
+from pipeline.model import SeriesKey, Signal
+
+
+class _Trap:
+    """A pickle that creates a file when it is loaded, as an attacker's record would."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.path,))
+
+
+def _series_record(**changes: object) -> bytes:
+    """A valid series record with some body fields replaced."""
+    key = SeriesKey.of("latency", {"service": "a"})
+    state = SeriesState(CompiledLikelihood(direction="up"), Signal.LATENCY, "a", "default", 1.0)
+    body = decode(encode_series(key, state), "series", STATE_VERSION) | changes
+    return encode("series", STATE_VERSION, body)
+
+
+def _steps(detector: object, values: list[float]) -> list[tuple[float, bool]]:
+    step = detector.step  # type: ignore[attr-defined]
+    return [step(x, 300.0 * i) for i, x in enumerate(values)]
+
+
+@pytest.mark.parametrize(
+    ("make", "learned"),
+    [
+        (lambda: CompiledLikelihood(direction="up"), 0),  # fresh: NaN and infinities in state
+        (lambda: CompiledLikelihood(direction="both", ceiling=2.0, warmup=5), 400),
+        (lambda: GoldenSignalDetector(direction="up", warmup=30), 10),  # inside its warm-up
+        (lambda: GoldenSignalDetector(direction="both", ceiling=5.0), 400),
+    ],
+)
+def test_a_restored_model_scores_identically(make: object, learned: int) -> None:
+    rng = random.Random(learned + 1)
+    values = [rng.gauss(1.0, 0.1) for _ in range(learned)]
+    original = make()  # type: ignore[operator]
+    _steps(original, values)
+    key = SeriesKey.of("latency", {"service": "a", "pod": "p-1"})
+    state = SeriesState(original, Signal.SATURATION, "a", "eu", float("-inf"), in_event=True)
+    restored_key, restored = decode_series(encode_series(key, state))
+    assert restored_key == key and hash(restored_key) == hash(key)
+    assert (restored.signal, restored.service, restored.scope) == (Signal.SATURATION, "a", "eu")
+    assert restored.last_ts == float("-inf") and restored.in_event
+    later = [rng.gauss(1.0, 0.1) for _ in range(300)] + [9.0, float("nan"), 1.0]
+    assert _steps(restored.detector, later) == _steps(original, later)
+
+
+def test_a_malicious_pickle_runs_nothing_and_is_rejected(tmp_path: Path) -> None:
+    trap = tmp_path / "pwned"
+    blob = pickle.dumps(_Trap(trap))
+    pickle.loads(blob)  # the trap works when unpickled ...
+    assert trap.exists()
+    trap.unlink()
+    stage = DetectStage(DetectConfig())
+    rejected: list[RecordRejected] = []
+    assert stage.import_series([blob, MAGIC + blob], rejected.append) == []
+    assert not trap.exists()  # ... and the stage never unpickles it
+    assert [r.reason for r in rejected] == ["not_a_record", "malformed"]
+
+
+@pytest.mark.parametrize(
+    ("blob", "reason"),
+    [
+        (b"", "not_a_record"),  # empty
+        (b'{"kind": "series"}', "not_a_record"),  # JSON without the header
+        (_series_record()[:-20], "malformed"),  # truncated
+        (MAGIC + b"[1, 2]", "malformed"),  # no body
+        (MAGIC + b"[" * 5000 + b"]" * 5000, "malformed"),  # nested past the parser's depth
+        (encode("incident", STATE_VERSION, {}), "wrong_kind"),  # another topic's record
+        (encode("series", STATE_VERSION - 1, {}), "version"),  # an older schema
+        (MAGIC + b" " * MAX_RECORD_BYTES, "too_large"),  # over the limit
+        (_series_record(last_ts="later"), "malformed"),  # a float that is none
+        (_series_record(in_event=1), "malformed"),  # not a boolean
+        (_series_record(labels=[["service", 7]]), "malformed"),  # a label that is no string
+        (_series_record(signal="bogus"), "malformed"),  # no such signal
+        (_series_record(model="pickle"), "version"),  # no such model
+        (_series_record(settings=[["__class__", "os.system"]]), "malformed"),  # no such setting
+        (_series_record(settings=[["warmup", [1]]]), "malformed"),  # a setting that is no scalar
+        (_series_record(settings=[["warmup", 0]]), "malformed"),  # a value the model refuses
+        (_series_record(state="AAAA"), "malformed"),  # an array of the wrong length
+        (_series_record(state="not base64!"), "malformed"),
+    ],
+)
+def test_bad_records_are_rejected_with_a_reason(blob: bytes, reason: str) -> None:
+    with pytest.raises(RecordRejected) as caught:
+        decode_series(blob)
+    assert caught.value.reason == reason
+
+
+def test_a_record_over_the_limit_is_refused_when_written() -> None:
+    huge = SeriesKey.of("latency", {"service": "a", "blob": "x" * MAX_RECORD_BYTES})
+    stage = DetectStage(DetectConfig())
+    stage._series[huge] = SeriesState(CompiledLikelihood(), Signal.LATENCY, "a", "default", 1.0)
+    rejected: list[RecordRejected] = []
+    assert stage.export_series([huge], rejected.append) == {}
+    assert [r.reason for r in rejected] == ["too_large"]
+
+
+def test_records_are_json_after_the_header() -> None:
+    data = orjson.loads(_series_record()[len(MAGIC) :])
+    assert (data["kind"], data["v"], data["body"]["model"]) == ("series", STATE_VERSION, "compiled")
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import pipeline.codec
+
+    result = doctest.testmod(pipeline.codec)
+    assert result.attempted > 0
+    assert result.failed == 0
