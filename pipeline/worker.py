@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -30,6 +31,7 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from pipeline.codec import RecordRejected
 from pipeline.config import Config, KafkaConfig
 from pipeline.correlate.incidents import Correlator, Decision
 from pipeline.correlate.silence import Silencer
@@ -43,7 +45,7 @@ from pipeline.kafka import (
     make_consumer,
     make_producer,
 )
-from pipeline.logsignals import LogStage
+from pipeline.logsignals import LOG_SERVICE_PREFIX, LOG_STAGE_RECORD, LogStage
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, LogRecord, MetricPoint, Page, SeriesKey, Tick
 from pipeline.notify.bodies import render_body
@@ -123,6 +125,7 @@ class StageRunner(ABC):
         # Held while a batch is handled and committed, and by the rebalance listener, so a
         # partition never moves in the middle of a batch. Never held across `getmany`.
         self._lock = asyncio.Lock()
+        metrics.known_state_topics([config.topics.state_detect, config.topics.state_correlate])
 
     @property
     @abstractmethod
@@ -321,8 +324,9 @@ class StageRunner(ABC):
                 self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
 
-#: The changelog item that holds one logs partition's log stage (templates and counts).
-LOG_STAGE_ITEM = "__log_stage__"
+#: The changelog item that holds one logs partition's log stage (its watermark); each of its
+#: services has an item of its own, named with `LOG_SERVICE_PREFIX`.
+LOG_STAGE_ITEM = LOG_STAGE_RECORD
 
 #: Header on anomaly records: the produce time (ms) of the telemetry message they came from.
 PRODUCED_HEADER = "qp.produced_ms"
@@ -346,6 +350,21 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark an abandoned task's outcome as seen, so asyncio does not report it."""
     if not task.cancelled():
         task.exception()
+
+
+def _state_rejected(
+    metrics: Metrics, stage: str, topic: str, partition: str, exc: RecordRejected
+) -> None:
+    """Count and log a state record skipped on restore, or left unwritten (too large)."""
+    metrics.state_rejected.labels(topic, exc.reason).inc()
+    log.error(
+        "state_record_rejected",
+        stage=stage,
+        topic=topic,
+        partition=partition,
+        reason=exc.reason,
+        error=exc.detail,
+    )
 
 
 async def _await_all(futures: Iterable[Awaitable[Any]]) -> None:
@@ -373,6 +392,8 @@ class DetectRunner(StageRunner):
         # One log stage per logs partition, so its templates move with the partition.
         self.log_stages: dict[TopicPartition, LogStage] = {}
         self._logs_dirty: set[TopicPartition] = set()
+        # The log stage's changelog items last written or restored, per partition.
+        self._log_items: dict[TopicPartition, set[str]] = {}
         self._last_tick = float("-inf")
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
@@ -615,9 +636,15 @@ class DetectRunner(StageRunner):
         return min(active, default=self.core.watermark)
 
     async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
-        """Write the models of series that learned since the last checkpoint."""
+        """Write the models of series that learned since the last checkpoint.
+
+        Every record is bounded (`pipeline.codec.MAX_RECORD_BYTES`): one that would be larger
+        is counted and left unwritten, its last good record kept, rather than fail the write
+        and the stage with it for ever.
+        """
         if not self.config.worker.checkpoints:
             return
+        topic = self.config.topics.state_detect
         chosen = [tp for tp in self._dirty if partitions is None or tp in partitions]
         items: dict[bytes, bytes | None] = {}
         for tp in chosen:
@@ -627,49 +654,61 @@ class DetectRunner(StageRunner):
             owned.update(learned)
             # Series the stage evicted (TTL, LRU) are no longer anybody's to move.
             owned.intersection_update(self.core.series_keys)
-            for item, blob in self.core.export_series(learned).items():
+            on_reject = partial(_state_rejected, self.metrics, self.name, topic, name)
+            for item, blob in self.core.export_series(learned, on_reject).items():
                 items[state_key(name, item)] = blob
         for tp in [tp for tp in self._logs_dirty if partitions is None or tp in partitions]:
             self._logs_dirty.discard(tp)
             if tp in self.log_stages:
-                items[state_key(owner(tp), LOG_STAGE_ITEM)] = self.log_stages[tp].snapshot()
+                stage = self.log_stages[tp]
+                records = stage.snapshot()
+                for exc in stage.rejected:
+                    _state_rejected(self.metrics, self.name, topic, owner(tp), exc)
+                # A service the stage forgot (its TTL) must not come back on restore.
+                written = self._log_items.setdefault(tp, set())
+                for gone in written - records.keys():
+                    items[state_key(owner(tp), gone)] = None
+                written.clear()
+                written.update(records)
+                for item, blob in records.items():
+                    items[state_key(owner(tp), item)] = blob
         if items:
-            await write_state(self.producer, self.config.topics.state_detect, items)
+            await write_state(self.producer, topic, items)
             self.metrics.checkpoints.labels(self.name).inc()
 
     async def restore(self, partitions: set[TopicPartition]) -> None:
         if not self.config.worker.checkpoints:
             return
-        state = await read_state(
-            client_options(self.config.kafka), self.config.topics.state_detect, partitions
-        )
+        topic = self.config.topics.state_detect
+        state = await read_state(client_options(self.config.kafka), topic, partitions)
         for tp, items in state.items():
-            log_state = items.pop(LOG_STAGE_ITEM, None)
-            if log_state is not None:
-                try:
-                    self._log_stage(tp).restore(log_state)
-                except ValueError as exc:
-                    log.error(
-                        "state_unreadable", stage=self.name, partition=owner(tp), error=str(exc)
-                    )
-                else:
-                    self.metrics.restored.labels(self.name).inc()
-                    log.info(
-                        "state_restored",
-                        stage=self.name,
-                        partition=owner(tp),
-                        log_templates=self.log_stages[tp].templates_tracked,
-                    )
+            on_reject = partial(_state_rejected, self.metrics, self.name, topic, owner(tp))
+            log_items = {
+                item: items.pop(item)
+                for item in list(items)
+                if item == LOG_STAGE_ITEM or item.startswith(LOG_SERVICE_PREFIX)
+            }
+            if log_items:
+                services = self._log_stage(tp).restore(log_items, on_reject)
+                self._log_items[tp] = set(log_items)
+                self.metrics.restored.labels(self.name).inc()
+                log.info(
+                    "state_restored",
+                    stage=self.name,
+                    partition=owner(tp),
+                    log_services=services,
+                    log_templates=self.log_stages[tp].templates_tracked,
+                )
             if not items:
                 continue
             dropped = self.core.stats.state_dropped
-            restored = self.core.import_series(items.values())
+            restored = self.core.import_series(items.values(), on_reject)
             self._owned.setdefault(tp, set()).update(restored)
             self.metrics.restored.labels(self.name).inc(len(restored))
             log.info("state_restored", stage=self.name, partition=owner(tp), series=len(restored))
             if self.core.stats.state_dropped > dropped:
-                # Written by other model versions or another detect.model: those series
-                # start fresh models (and warm up again) rather than fail on their next point.
+                # Unreadable, or written by other model versions or another detect.model:
+                # those series start fresh models (and warm up again).
                 log.warning(
                     "state_dropped",
                     stage=self.name,
@@ -688,6 +727,7 @@ class DetectRunner(StageRunner):
         self._dirty.clear()
         self.log_stages.clear()
         self._logs_dirty.clear()
+        self._log_items.clear()
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         # Stop holding event time back for partitions this worker no longer owns, and drop
@@ -697,6 +737,7 @@ class DetectRunner(StageRunner):
             self.core.drop_series(self._dirty.pop(tp, set()) | self._owned.pop(tp, set()))
             self.log_stages.pop(tp, None)
             self._logs_dirty.discard(tp)
+            self._log_items.pop(tp, None)
 
     async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
         self.metrics.decode_errors.labels(reject.reason).inc()
