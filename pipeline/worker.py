@@ -31,9 +31,14 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from pipeline.codec import RecordRejected
+from pipeline.codec import RecordRejected, decode, encode, reading
 from pipeline.config import Config, KafkaConfig
-from pipeline.correlate.incidents import Correlator, Decision
+from pipeline.correlate.incidents import (
+    SNAPSHOT_VERSION,
+    Correlator,
+    Decision,
+    check_incident,
+)
 from pipeline.correlate.silence import Silencer
 from pipeline.detect import DetectStage
 from pipeline.errors import BrokerError, ConfigError
@@ -53,7 +58,7 @@ from pipeline.notify.sender import WebhookSender
 from pipeline.offline import build_correlator
 from pipeline.silences import SilenceStore
 from pipeline.skew import held_partitions
-from pipeline.state import owner, read_state, state_key, write_state
+from pipeline.state import last_values, owner, read_state, state_key, write_state
 
 log = structlog.get_logger("quietpager.worker")
 
@@ -327,6 +332,13 @@ class StageRunner(ABC):
 #: The changelog item that holds one logs partition's log stage (its watermark); each of its
 #: services has an item of its own, named with `LOG_SERVICE_PREFIX`.
 LOG_STAGE_ITEM = LOG_STAGE_RECORD
+
+#: The correlate changelog's items: a correlator's clock and counters, and each open incident.
+CORRELATOR_ITEM = "correlator"
+INCIDENT_PREFIX = "incident/"
+#: The schema of the correlate changelog's records (the correlator's own snapshot layout is
+#: `pipeline.correlate.incidents.SNAPSHOT_VERSION`, checked as well).
+CORRELATE_SCHEMA = 1
 
 #: Header on anomaly records: the produce time (ms) of the telemetry message they came from.
 PRODUCED_HEADER = "qp.produced_ms"
@@ -783,6 +795,8 @@ class CorrelateRunner(StageRunner):
         self._wall_at_event = clock()
         self._on_decision = on_decision
         self._dirty: set[TopicPartition] = set()
+        # The incident items last written or restored, per partition (closed ones are deleted).
+        self._incident_items: dict[TopicPartition, set[str]] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -845,52 +859,129 @@ class CorrelateRunner(StageRunner):
             await self.checkpoint()
 
     async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
-        """Write the snapshot of every correlator that changed since the last checkpoint."""
+        """Write the state of every correlator that changed since the last checkpoint: its
+        clock and counters (item `correlator`), and each open incident as an item of its own
+        (`incident/<id>`, deleted once closed), so one bad record loses one incident at most
+        and no record grows with the number of incidents."""
         if not self.config.worker.checkpoints:
             return
+        topic = self.config.topics.state_correlate
         chosen = [tp for tp in self._dirty if partitions is None or tp in partitions]
-        items = {
-            state_key(owner(tp), "correlator"): orjson.dumps(self.cores[tp].snapshot())
-            for tp in chosen
-            if tp in self.cores
-        }
+        items: dict[bytes, bytes | None] = {}
+        for tp in chosen:
+            if tp not in self.cores:
+                continue
+            name = owner(tp)
+            snapshot = self.cores[tp].snapshot()
+            incidents = snapshot.pop("incidents")
+            records: dict[str, bytes] = {}
+            parts = [(CORRELATOR_ITEM, "correlator", snapshot)] + [
+                (INCIDENT_PREFIX + str(i["id"]), "incident", i) for i in incidents
+            ]
+            for item, kind, body in parts:
+                try:
+                    records[item] = encode(kind, CORRELATE_SCHEMA, body)
+                except RecordRejected as exc:
+                    _state_rejected(self.metrics, self.name, topic, name, exc)
+            # A closed incident's item is deleted; one too large to write keeps its last.
+            live = {INCIDENT_PREFIX + str(i["id"]) for i in incidents}
+            written = self._incident_items.setdefault(tp, set())
+            for gone in written - live:
+                items[state_key(name, gone)] = None
+            self._incident_items[tp] = live
+            for item, blob in records.items():
+                items[state_key(name, item)] = blob
         self._dirty.difference_update(chosen)
         if items:
-            await write_state(self.producer, self.config.topics.state_correlate, items)
+            await write_state(self.producer, topic, items)
             self.metrics.checkpoints.labels(self.name).inc()
 
     async def restore(self, partitions: set[TopicPartition]) -> None:
+        """Restore each partition's correlator from its records. A record that does not
+        decode is counted and skipped; an incident whose record was lost is resolved at the
+        pager if the outbox shows it triggered and not yet resolved."""
         if not self.config.worker.checkpoints:
             return
-        state = await read_state(
-            client_options(self.config.kafka), self.config.topics.state_correlate, partitions
-        )
+        topic = self.config.topics.state_correlate
+        options = client_options(self.config.kafka)
+        state = await read_state(options, topic, partitions)
+        lost: set[str] = set()
         for tp, items in state.items():
-            blob = items.get("correlator")
-            if blob is None:
+            if not items:
                 continue
+            name = owner(tp)
+            head: dict[str, Any] = {"version": SNAPSHOT_VERSION, "now": None, "seq": 0}
+            incidents: list[dict[str, Any]] = []
+            for item, blob in items.items():
+                try:
+                    if item == CORRELATOR_ITEM:
+                        head = decode(blob, "correlator", CORRELATE_SCHEMA)
+                    elif item.startswith(INCIDENT_PREFIX):
+                        incident = decode(blob, "incident", CORRELATE_SCHEMA)
+                        with reading("incident"):
+                            check_incident(incident)
+                        incidents.append(incident)
+                except RecordRejected as exc:
+                    _state_rejected(self.metrics, self.name, topic, name, exc)
+                    if item.startswith(INCIDENT_PREFIX):
+                        lost.add(item.removeprefix(INCIDENT_PREFIX))
             core = build_correlator(self.config, self._silencer)
             try:
-                core.restore(orjson.loads(blob))
-            except (ValueError, orjson.JSONDecodeError) as exc:
-                log.error("state_unreadable", stage=self.name, partition=owner(tp), error=str(exc))
-                continue
+                core.restore({**head, "incidents": incidents})
+            except ValueError as exc:  # a bad head: the incidents restore without it
+                _state_rejected(
+                    self.metrics, self.name, topic, name, RecordRejected("malformed", str(exc))
+                )
+                core.restore(
+                    {"version": SNAPSHOT_VERSION, "now": None, "seq": 0, "incidents": incidents}
+                )
             self.cores[tp] = core
+            self._incident_items[tp] = {INCIDENT_PREFIX + str(i["id"]) for i in incidents}
             if core.now is not None:
                 self._note_event_time(core.now)
             self.metrics.restored.labels(self.name).inc()
-            log.info(
-                "state_restored", stage=self.name, partition=owner(tp), incidents=core.open_count
+            log.info("state_restored", stage=self.name, partition=name, incidents=core.open_count)
+        if lost:
+            await self._resolve_lost(options, lost)
+
+    async def _resolve_lost(self, options: Mapping[str, Any], lost: set[str]) -> None:
+        """Send a resolve for each lost incident the outbox shows open at the pager: its
+        state is gone, so no later decision would ever close it."""
+        outbox = self.config.topics.pages
+        found = await last_values(options, outbox, {key.encode() for key in lost})
+        sends: list[Awaitable[Any]] = []
+        for key, values in found.items():
+            pages = []
+            for value in values:
+                with contextlib.suppress(orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                    pages.append(Page.from_dict(orjson.loads(value)))
+            if not pages or pages[-1].action != "trigger":
+                continue
+            trigger = pages[-1]
+            at = max(trigger.at, self._event_time)
+            resolve = replace(
+                trigger,
+                action="resolve",
+                at=at,
+                custom_details={**trigger.custom_details, "resolved_because": "state_lost"},
             )
+            log.warning(
+                "lost_incident_resolved", dedup_key=trigger.dedup_key, root=trigger.root_service
+            )
+            self.metrics.decisions.labels("resolve", "state_lost").inc()
+            sends.append(await self.producer.send(outbox, orjson.dumps(resolve.to_dict()), key=key))
+        await _await_all(sends)
 
     def reset(self) -> None:
         self.cores.clear()
         self._dirty.clear()
+        self._incident_items.clear()
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self.cores.pop(tp, None)
             self._dirty.discard(tp)
+            self._incident_items.pop(tp, None)
 
     async def _emit(self, decisions: list[Decision]) -> None:
         sends: list[Awaitable[Any]] = []

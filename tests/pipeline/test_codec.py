@@ -57,9 +57,11 @@ def test_a_restored_model_scores_identically(make: object, learned: int) -> None
     key = SeriesKey.of("latency", {"service": "a", "pod": "p-1"})
     state = SeriesState(original, Signal.SATURATION, "a", "eu", float("-inf"), in_event=True)
     restored_key, restored = decode_series(encode_series(key, state))
-    assert restored_key == key and hash(restored_key) == hash(key)
+    assert restored_key == key
+    assert hash(restored_key) == hash(key)
     assert (restored.signal, restored.service, restored.scope) == (Signal.SATURATION, "a", "eu")
-    assert restored.last_ts == float("-inf") and restored.in_event
+    assert restored.last_ts == float("-inf")
+    assert restored.in_event
     later = [rng.gauss(1.0, 0.1) for _ in range(300)] + [9.0, float("nan"), 1.0]
     assert _steps(restored.detector, later) == _steps(original, later)
 
