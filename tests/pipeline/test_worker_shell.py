@@ -394,8 +394,10 @@ async def test_a_lost_incident_record_loses_one_incident_and_is_resolved_at_the_
     assert len(incident_keys) == 2
     # One incident's record is cut short (a broken write, or garbage from outside).
     lost_key = incident_keys[0]
+    good = state[lost_key]
+    assert good is not None
     producer.raw.append(
-        {"topic": config.topics.state_correlate, "key": lost_key, "value": state[lost_key][:40]}
+        {"topic": config.topics.state_correlate, "key": lost_key, "value": good[:40]}
     )
     fake = _FakeTopics(producer)
     monkeypatch.setattr("pipeline.worker.read_state", fake.read_state)
