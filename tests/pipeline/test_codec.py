@@ -15,6 +15,7 @@ from pipeline.codec import MAGIC, MAX_RECORD_BYTES, RecordRejected, decode, enco
 from pipeline.config import DetectConfig
 from pipeline.detect import STATE_VERSION, DetectStage, SeriesState, decode_series, encode_series
 from pipeline.model import SeriesKey, Signal
+from pipeline.silences import rule_from_record, rule_to_record
 
 
 class _Trap:
@@ -130,3 +131,44 @@ def test_doctests() -> None:
     result = doctest.testmod(pipeline.codec)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def _silence(**changes: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "v": 1,
+        "id": "s-1",
+        "matchers": ['service="db"'],
+        "starts_at": 1_795_683_600.0,
+        "ends_at": 1_795_690_800.0,
+        "comment": "maintenance",
+        "created_by": "ops",
+        "updated_at": 1_795_683_600.0,
+    }
+    record.update(changes)
+    return {k: v for k, v in record.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("record", "ok"),
+    [
+        (_silence(), True),  # as written now
+        (_silence(v=_DROP), True),  # written before the schema field
+        (_silence(v=2), False),  # a schema this version does not know
+        (_silence(starts_at="soon"), False),  # a time that is no number
+        (_silence(ends_at=True), False),  # a bool is no time
+        (_silence(matchers='service="db"'), False),  # matchers must be a list
+        (_silence(matchers=[7]), False),  # a matcher must be text
+        (_silence(comment="x" * 5000), False),  # over the API's comment bound
+        (_silence(id=_DROP), False),  # no id
+    ],
+)
+def test_silence_records_have_explicit_checked_fields(record: dict[str, object], ok: bool) -> None:
+    if ok:
+        rule = rule_from_record(record)
+        assert rule_from_record(rule_to_record(rule)) == rule
+    else:
+        with pytest.raises(ValueError, match="silence record"):
+            rule_from_record(record)
