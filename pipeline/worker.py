@@ -969,7 +969,7 @@ class CorrelateRunner(StageRunner):
                 "lost_incident_resolved", dedup_key=trigger.dedup_key, root=trigger.root_service
             )
             self.metrics.decisions.labels("resolve", "state_lost").inc()
-            sends.append(await self.producer.send(outbox, orjson.dumps(resolve.to_dict()), key=key))
+            sends.append(await self.producer.send(outbox, resolve.record(), key=key))
         await _await_all(sends)
 
     def reset(self) -> None:
@@ -1009,9 +1009,7 @@ class CorrelateRunner(StageRunner):
             )
             sends.append(
                 await self.producer.send(
-                    self.config.topics.pages,
-                    orjson.dumps(page.to_dict()),
-                    key=page.dedup_key.encode(),
+                    self.config.topics.pages, page.record(), key=page.dedup_key.encode()
                 )
             )
         await _await_all(sends)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -14,7 +15,7 @@ from detectors.golden import GoldenSignalDetector
 from pipeline.codec import MAGIC, MAX_RECORD_BYTES, RecordRejected, decode, encode
 from pipeline.config import DetectConfig
 from pipeline.detect import STATE_VERSION, DetectStage, SeriesState, decode_series, encode_series
-from pipeline.model import SeriesKey, Signal
+from pipeline.model import Page, SeriesKey, Signal
 from pipeline.silences import rule_from_record, rule_to_record
 
 
@@ -172,3 +173,53 @@ def test_silence_records_have_explicit_checked_fields(record: dict[str, object],
     else:
         with pytest.raises(ValueError, match="silence record"):
             rule_from_record(record)
+
+
+def _page(**changes: object) -> Page:
+    page = Page(
+        action="trigger",
+        dedup_key="qp-1",
+        at=1_795_683_600.0,
+        summary="checkout: latency anomalous",
+        severity="critical",
+        source="quietpager",
+        root_service="checkout",
+        scope="default",
+        signals=("latency",),
+        receivers=("am",),
+        custom_details={"services": ["checkout"]},
+    )
+    return replace(page, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"v": 2}, ValueError),  # a schema this version does not know
+        ({"action": "explode"}, ValueError),  # no such action
+        ({"at": "now"}, ValueError),  # a time that is no number
+        ({"dedup_key": 7}, ValueError),  # a key that is no text
+        ({"receivers": "am"}, TypeError),  # receivers must be a list
+        ({"custom_details": [1]}, TypeError),  # details must be an object
+    ],
+)
+def test_outbox_records_have_explicit_checked_fields(
+    changes: dict[str, object], error: type[Exception]
+) -> None:
+    assert Page.from_dict(orjson.loads(_page().record())) == _page()
+    with pytest.raises(error):
+        Page.from_dict(orjson.loads(_page().record()) | changes)
+
+
+def test_a_page_with_huge_details_still_fits_one_record() -> None:
+    many = [f"service-{i}-" + "x" * 500 for i in range(5000)]
+    page = _page(custom_details={"services": many, "incident_id": "qp-1"})
+    blob = page.record()
+    assert len(orjson.dumps(page.to_dict())) > MAX_RECORD_BYTES
+    assert len(blob) <= MAX_RECORD_BYTES
+    sent = Page.from_dict(orjson.loads(blob))
+    assert (sent.dedup_key, sent.action, sent.receivers) == ("qp-1", "trigger", ("am",))
+    assert sent.custom_details["truncated"] is True
+    assert sent.custom_details["services"] == many[:20]
+    huge_scope = _page(scope="s" * 2 * MAX_RECORD_BYTES)
+    assert len(huge_scope.record()) <= MAX_RECORD_BYTES
