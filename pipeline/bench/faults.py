@@ -689,7 +689,7 @@ async def run_faults(
                 ("outage", lambda: webhook_outage(bootstrap, tansu=tansu)),
                 ("receiver down", lambda: receiver_down(bootstrap, tansu=tansu)),
                 ("poison state", lambda: poison_state_record(bootstrap, tansu=tansu)),
-                ("truncated checkpoint", lambda: truncated_correlate_checkpoint(bootstrap, tansu)),
+                ("truncated", lambda: truncated_correlate_checkpoint(bootstrap, tansu=tansu)),
             ]
             if tansu:  # the cut needs a broker that advertises the proxy
                 faults.append(("broker cut", lambda: broker_cut()))
