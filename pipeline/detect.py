@@ -22,6 +22,7 @@ from detectors import SeriesDetector
 from detectors.compiled import CompiledLikelihood, compiled_layout, detector_for_signal, warm_up
 from detectors.golden import GoldenSignalDetector, golden_for_signal
 from pipeline.codec import (
+    MAX_RECORD_BYTES,
     RecordRejected,
     decode,
     encode,
@@ -383,7 +384,11 @@ class DetectStage:
             if state is None:
                 continue
             try:
-                out[key.id] = encode_series(key, state)
+                blob = encode_series(key, state)
+                # The key travels with the record, and the broker counts both.
+                if len(blob) + len(key.id.encode()) > MAX_RECORD_BYTES:
+                    raise RecordRejected("too_large", f"series record and key of {key.id[:80]}")
+                out[key.id] = blob
             except RecordRejected as exc:
                 if on_reject is not None:
                     on_reject(exc)

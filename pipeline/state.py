@@ -19,9 +19,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from pipeline.codec import MAX_RECORD_BYTES
 from pipeline.kafka import make_consumer
+
+log = structlog.get_logger("quietpager.state")
 
 
 def owner(tp: TopicPartition) -> str:
@@ -55,8 +59,18 @@ def split_key(key: bytes) -> tuple[str, str]:
 async def write_state(
     producer: AIOKafkaProducer, topic: str, items: Mapping[bytes, bytes | None]
 ) -> None:
-    """Write items (None deletes) and return once the broker has them all."""
-    futures = [await producer.send(topic, value, key=key) for key, value in items.items()]
+    """Write items (None deletes) and return once the broker has them all.
+
+    An item over `MAX_RECORD_BYTES` (key and value) is not sent but logged: the stages leave
+    such records out and count them, and one that slipped through must not fail the write,
+    or its stage would restart on the same input for ever.
+    """
+    futures = []
+    for key, value in items.items():
+        if len(key) + len(value or b"") > MAX_RECORD_BYTES:
+            log.error("state_record_too_large", topic=topic, bytes=len(key) + len(value or b""))
+            continue
+        futures.append(await producer.send(topic, value, key=key))
     for future in futures:
         await future
 

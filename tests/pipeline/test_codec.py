@@ -17,6 +17,8 @@ from pipeline.config import DetectConfig
 from pipeline.detect import STATE_VERSION, DetectStage, SeriesState, decode_series, encode_series
 from pipeline.model import Page, SeriesKey, Signal
 from pipeline.silences import rule_from_record, rule_to_record
+from pipeline.state import write_state
+from tests.fakes import FakeProducer
 
 
 class _Trap:
@@ -111,7 +113,8 @@ def test_bad_records_are_rejected_with_a_reason(blob: bytes, reason: str) -> Non
 
 
 def test_a_record_over_the_limit_is_refused_when_written() -> None:
-    huge = SeriesKey.of("latency", {"service": "a", "blob": "x" * MAX_RECORD_BYTES})
+    # Half the limit: the record alone would fit, the record with its key would not.
+    huge = SeriesKey.of("latency", {"service": "a", "blob": "x" * (MAX_RECORD_BYTES // 2)})
     stage = DetectStage(DetectConfig())
     stage._series[huge] = SeriesState(CompiledLikelihood(), Signal.LATENCY, "a", "default", 1.0)
     rejected: list[RecordRejected] = []
@@ -223,3 +226,14 @@ def test_a_page_with_huge_details_still_fits_one_record() -> None:
     assert sent.custom_details["services"] == many[:20]
     huge_scope = _page(scope="s" * 2 * MAX_RECORD_BYTES)
     assert len(huge_scope.record()) <= MAX_RECORD_BYTES
+
+
+async def test_write_state_never_sends_an_item_over_the_limit() -> None:
+    producer = FakeProducer()
+    items: dict[bytes, bytes | None] = {
+        b"p:0|big": b"x" * MAX_RECORD_BYTES,
+        b"p:0|small": b"x",
+        b"p:0|gone": None,
+    }
+    await write_state(producer, "state", items)
+    assert [sent["key"] for sent in producer.raw] == [b"p:0|small", b"p:0|gone"]
