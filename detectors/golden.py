@@ -356,9 +356,10 @@ def golden_for_signal(
 
 
 def series_nbytes(detector: object) -> int:
-    """Bytes one series costs in a state checkpoint: the length of its pickle.
-
-    The pickle is what the state changelog stores per series, and it is deterministic; resident
-    memory is larger (object headers, dicts), see detectors/README.md for both figures.
+    """The length of a model's pickle: a size measure for any model class, kept for the
+    figures in detectors/README.md. Nothing is stored or read back as a pickle: state
+    checkpoints are `pipeline.codec` records (`pipeline.detect.encode_series`), about a third
+    larger for the compiled model (its float array in base64). Resident memory is larger than
+    either (object headers, dicts), see detectors/README.md.
     """
     return len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))

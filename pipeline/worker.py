@@ -31,7 +31,7 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from pipeline.codec import RecordRejected, decode, encode, reading
+from pipeline.codec import MAX_RECORD_BYTES, RecordRejected, decode, encode, reading
 from pipeline.config import Config, KafkaConfig
 from pipeline.correlate.incidents import (
     SNAPSHOT_VERSION,
@@ -377,6 +377,19 @@ def _state_rejected(
         reason=exc.reason,
         error=exc.detail,
     )
+
+
+def _legacy_snapshot(blob: bytes) -> dict[str, Any]:
+    """A correlator snapshot as versions before the codec wrote it: one JSON object."""
+    if len(blob) > MAX_RECORD_BYTES:
+        raise RecordRejected("too_large", f"record of {len(blob)} bytes")
+    try:
+        data = orjson.loads(blob)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected("malformed", f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("incidents"), list):
+        raise RecordRejected("malformed", "no incidents")
+    return data
 
 
 async def _await_all(futures: Iterable[Awaitable[Any]]) -> None:
@@ -914,7 +927,14 @@ class CorrelateRunner(StageRunner):
             incidents: list[dict[str, Any]] = []
             for item, blob in items.items():
                 try:
-                    if item == CORRELATOR_ITEM:
+                    if item == CORRELATOR_ITEM and blob[:1] == b"{":
+                        # Before the codec, one JSON snapshot (never a pickle) held it all.
+                        head = dict(_legacy_snapshot(blob))
+                        for incident in head.pop("incidents"):
+                            with reading("incident"):
+                                check_incident(incident)
+                            incidents.append(incident)
+                    elif item == CORRELATOR_ITEM:
                         head = decode(blob, "correlator", CORRELATE_SCHEMA)
                     elif item.startswith(INCIDENT_PREFIX):
                         incident = decode(blob, "incident", CORRELATE_SCHEMA)

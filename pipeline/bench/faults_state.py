@@ -93,6 +93,7 @@ async def _two_workers(
     stream: list[Message],
     tamper: Callable[[Config], Awaitable[None]],
     tansu: bool,
+    all_closed: bool = False,
 ) -> tuple[FaultResult, Metrics, Config]:
     sink = WebhookSink()
     await sink.start()
@@ -109,7 +110,12 @@ async def _two_workers(
         wanted = set(want)
 
         def all_paged() -> bool:
-            return {(b["event_action"], b["dedup_key"]) for _, b in sink.received} >= wanted
+            got = {(b["event_action"], b["dedup_key"]) for _, b in sink.received}
+            if all_closed:  # and every incident triggered at the pager resolved there too
+                opened = {key for action, key in got if action == "trigger"}
+                if any(("resolve", key) not in got for key in opened):
+                    return False
+            return got >= wanted
 
         metrics = await _run_until(config, all_paged, "every page")
         recovery = time.monotonic() - restarted
@@ -155,10 +161,11 @@ async def poison_state_record(
         detect = _rejected(metrics, config.topics.state_detect)
         correlate = _rejected(metrics, config.topics.state_correlate)
         ran = trap.exists()
-    note = (
-        f"{detect} detect and {correlate} correlate records rejected; "
-        f"pickled code {'RAN' if ran else 'never ran'}; {result.note}"
-    ).rstrip("; ")
+    note = _joined(
+        f"{detect} detect and {correlate} correlate records rejected",
+        f"pickled code {'RAN' if ran else 'never ran'}",
+        result.note,
+    )
     return replace(result, note=note)
 
 
@@ -180,8 +187,21 @@ async def truncated_correlate_checkpoint(
                 await _write(config, config.topics.state_correlate, {key: value[: len(value) // 2]})
 
     result, metrics, config = await _two_workers(
-        "truncated correlate checkpoint", bootstrap, stream, tamper, tansu
+        "truncated correlate checkpoint", bootstrap, stream, tamper, tansu, all_closed=True
     )
     rejected = _rejected(metrics, config.topics.state_correlate)
-    note = f"{len(cut)} open incident record(s) cut, {rejected} rejected; {result.note}"
-    return replace(result, note=note.rstrip("; "))
+    extra = result.pages_delivered - result.pages_expected
+    note = _joined(
+        f"{len(cut)} open incident record(s) cut, {rejected} rejected; the lost incident "
+        "resolved from the outbox",
+        f"{extra} more page(s): the fault went on after the loss and paged, then resolved, "
+        "as a new incident"
+        if extra
+        else "",
+        result.note,
+    )
+    return replace(result, note=note)
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(part.strip("; ") for part in parts if part.strip("; "))

@@ -437,3 +437,27 @@ async def test_many_incidents_never_make_a_record_over_the_limit() -> None:
     assert len(state) > 2000  # one record per incident
     assert sum(len(p["value"]) for p in state) > MAX_RECORD_BYTES  # more than one could hold
     assert max(len(p["value"]) for p in state) <= MAX_RECORD_BYTES
+
+
+async def test_a_snapshot_written_before_the_codec_still_restores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _config()
+    producer = FakeProducer()
+    runner = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
+    tp = TopicPartition(config.topics.anomalies, 0)
+    await runner.handle({tp: [_record(tp.topic, 0, i, _anomaly(10.0 * i)) for i in range(5)]})
+    # As versions before the codec wrote it: one JSON snapshot, every incident inside.
+    legacy = orjson.dumps(runner.cores[tp].snapshot())
+    producer.raw.append(
+        {
+            "topic": config.topics.state_correlate,
+            "key": f"{tp.topic}:{tp.partition}|correlator".encode(),
+            "value": legacy,
+        }
+    )
+    monkeypatch.setattr("pipeline.worker.read_state", _FakeTopics(producer).read_state)
+    successor = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
+    await successor.restore({tp})
+    assert successor.cores[tp].open_count == 1
+    assert successor.cores[tp].snapshot() == runner.cores[tp].snapshot()
