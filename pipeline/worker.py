@@ -988,7 +988,7 @@ class CorrelateRunner(StageRunner):
             log.warning(
                 "lost_incident_resolved", dedup_key=trigger.dedup_key, root=trigger.root_service
             )
-            self.metrics.decisions.labels("resolve", "state_lost").inc()
+            self.metrics.decisions.labels("page", "state_lost").inc()
             sends.append(await self.producer.send(outbox, resolve.record(), key=key))
         await _await_all(sends)
 
