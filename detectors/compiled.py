@@ -829,6 +829,23 @@ class CompiledLikelihood:
         finally:
             self._s = saved
 
+    def export_state(self) -> tuple[Settings, np.ndarray[Any, Any]]:
+        """(settings, state array): the whole model as plain values, for a checkpoint that
+        must not name classes (see `pipeline.codec`)."""
+        return self._settings, self._s
+
+    @classmethod
+    def from_state(cls, settings: Settings, values: np.ndarray[Any, Any]) -> CompiledLikelihood:
+        """Inverse of `export_state`; the settings are validated as by the constructor (only
+        `LikelihoodDetector`'s keywords), the array's length against their layout."""
+        detector = cls(**dict(settings))
+        if len(values) != len(detector._s):
+            raise ValueError(
+                f"state of {len(values)} floats does not fit this layout ({len(detector._s)})"
+            )
+        detector._s = np.array(values, dtype=np.float64)
+        return detector
+
     def __getstate__(self) -> tuple[Settings, bytes]:
         return self._settings, self._s.tobytes()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from river import base, stats
 
@@ -253,6 +253,40 @@ class GoldenSignalDetector(base.Base):
             self._warm = None
         self._refresh(warm.level.get(), warm.above.get(), warm.below.get())
 
+    def export_state(self) -> tuple[dict[str, Any], list[float], list[float] | None]:
+        """(settings, learned numbers, warm-up means or None): the whole state as plain values,
+        for a checkpoint that must not name classes (see `pipeline.codec`)."""
+        settings = {name: getattr(self, name) for name in _SETTINGS}
+        numbers = [float(getattr(self, name)) for name in _NUMBERS]
+        warm = self._warm
+        if warm is None:
+            return settings, numbers, None
+        means = [warm.level, warm.above, warm.below]
+        return settings, numbers, [float(v) for m in means for v in (m.n, m._mean)]
+
+    @classmethod
+    def from_state(
+        cls, settings: dict[str, Any], numbers: list[float], warm: list[float] | None
+    ) -> GoldenSignalDetector:
+        """Inverse of `export_state`; the settings are validated as by the constructor."""
+        unknown = set(settings) - set(_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+        detector = cls(**settings)
+        if len(numbers) != len(_NUMBERS) or (warm is not None and len(warm) != 6):
+            raise ValueError("golden state of the wrong length")
+        for name, value in zip(_NUMBERS, numbers, strict=True):
+            setattr(detector, name, value)
+        detector._n_seen = int(numbers[_NUMBERS.index("_n_seen")])
+        if warm is None:
+            detector._warm = None
+        else:
+            assert detector._warm is not None
+            means = [detector._warm.level, detector._warm.above, detector._warm.below]
+            for i, mean in enumerate(means):
+                mean.n, mean._mean = warm[2 * i], warm[2 * i + 1]
+        return detector
+
     def ceiling_pressure(self, x: float) -> float:
         """How close `x` is to the ceiling, on the score scale (0 without one or in warm-up)."""
         if self.ceiling is None or self._n_seen < self.warmup or not math.isfinite(x):
@@ -272,6 +306,21 @@ _SIGNAL_DIRECTIONS: dict[str, Direction] = {
     "saturation": "up",
     "generic": "both",
 }
+
+
+_SETTINGS = (
+    "direction",
+    "ceiling",
+    "warmup",
+    "alpha",
+    "spread_alpha",
+    "clip_sigmas",
+    "tail_df",
+    "min_relative_spread",
+    "min_spread",
+    "ceiling_start",
+)
+_NUMBERS = ("_power_above", "_power_below", "_n_seen", "_expected", "_above", "_below")
 
 
 def signal_direction(signal: str) -> Direction:
@@ -307,9 +356,10 @@ def golden_for_signal(
 
 
 def series_nbytes(detector: object) -> int:
-    """Bytes one series costs in a state checkpoint: the length of its pickle.
-
-    The pickle is what the state changelog stores per series, and it is deterministic; resident
-    memory is larger (object headers, dicts), see detectors/README.md for both figures.
+    """The length of a model's pickle: a size measure for any model class, kept for the
+    figures in detectors/README.md. Nothing is stored or read back as a pickle: state
+    checkpoints are `pipeline.codec` records (`pipeline.detect.encode_series`), about a third
+    larger for the compiled model (its float array in base64). Resident memory is larger than
+    either (object headers, dicts), see detectors/README.md.
     """
     return len(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))

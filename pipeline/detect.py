@@ -11,7 +11,6 @@ anomaly, series `quietpager_series_absent`, for every service not heard from for
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, KeysView
@@ -20,12 +19,26 @@ from functools import partial
 from typing import Final
 
 from detectors import SeriesDetector
-from detectors.compiled import detector_for_signal, warm_up
-from detectors.golden import golden_for_signal, series_nbytes
+from detectors.compiled import CompiledLikelihood, compiled_layout, detector_for_signal, warm_up
+from detectors.golden import GoldenSignalDetector, golden_for_signal
+from pipeline.codec import (
+    MAX_RECORD_BYTES,
+    RecordRejected,
+    decode,
+    encode,
+    pack_float,
+    pack_floats,
+    reading,
+    unpack_bool,
+    unpack_float,
+    unpack_floats,
+    unpack_str,
+)
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import ABSENCE_SERIES, Anomaly, MetricPoint, SeriesKey, Signal
 
 DetectorFactory = Callable[[Signal], SeriesDetector]
+RejectHandler = Callable[[RecordRejected], None]
 
 
 def series_model(config: DetectConfig, signal: Signal) -> SeriesDetector:
@@ -82,10 +95,89 @@ class SeriesState:
     in_event: bool = False
 
 
-#: The layout of a checkpointed series (`export_series`): bump it whenever a model class
-#: changes shape. A checkpoint of another layout, or of another model than `detect.model`
-#: makes, is not restored: its series starts a fresh model (counted in `DetectStats`).
-STATE_VERSION: Final = 8
+#: The schema of a checkpointed series (`export_series`): bump it whenever a model changes
+#: shape. A checkpoint of another schema, or of another model than `detect.model` makes, is
+#: not restored: its series starts a fresh model (counted in `DetectStats`). 9: the codec's
+#: explicit fields replace pickle.
+STATE_VERSION: Final = 9
+_SERIES_KIND: Final = "series"
+
+
+def encode_series(key: SeriesKey, state: SeriesState) -> bytes:
+    """One series' checkpoint record: its key, where it belongs and its model's numbers."""
+    body: dict[str, object] = {
+        "name": key.name,
+        "labels": [list(pair) for pair in key.labels],
+        "signal": state.signal.value,
+        "service": state.service,
+        "scope": state.scope,
+        "last_ts": pack_float(state.last_ts),
+        "in_event": state.in_event,
+    }
+    detector = state.detector
+    if isinstance(detector, CompiledLikelihood):
+        settings, values = detector.export_state()
+        body["model"] = "compiled"
+        body["settings"] = [[name, value] for name, value in settings]
+        body["state"] = pack_floats(values)
+    elif isinstance(detector, GoldenSignalDetector):
+        golden, numbers, warm = detector.export_state()
+        body["model"] = "golden"
+        body["settings"] = [[name, value] for name, value in golden.items()]
+        body["state"] = [pack_float(x) for x in numbers]
+        body["warm"] = None if warm is None else [pack_float(x) for x in warm]
+    else:
+        # A test's or a bench's own model: it has no checkpoint form, and a wrong one would
+        # restore as garbage, so it is refused by name.
+        raise RecordRejected("wrong_kind", f"no checkpoint form for {type(detector).__name__}")
+    return encode(_SERIES_KIND, STATE_VERSION, body)
+
+
+def _settings(value: object) -> list[tuple[str, object]]:
+    """A model's keyword settings: [name, scalar] pairs (the model validates the values)."""
+    if not isinstance(value, list):
+        raise ValueError("settings must be a list")
+    out: list[tuple[str, object]] = []
+    for name, setting in value:
+        if not isinstance(setting, (str, int, float, type(None))):
+            raise ValueError(f"setting {name!r} is no scalar")
+        out.append((unpack_str(name), setting))
+    return sorted(out)
+
+
+def decode_series(blob: bytes) -> tuple[SeriesKey, SeriesState]:
+    """Inverse of `encode_series`; raises `RecordRejected` with the reason."""
+    body = decode(blob, _SERIES_KIND, STATE_VERSION)
+    with reading(_SERIES_KIND):
+        labels = tuple((unpack_str(k), unpack_str(v)) for k, v in body["labels"])
+        key = SeriesKey(unpack_str(body["name"]), labels)
+        settings = _settings(body["settings"])
+        model = body["model"]
+        detector: SeriesDetector
+        if model == "compiled":
+            size = compiled_layout(**dict(settings))[1]
+            detector = CompiledLikelihood.from_state(
+                tuple(settings), unpack_floats(body["state"], size)
+            )
+        elif model == "golden":
+            warm = body["warm"]
+            detector = GoldenSignalDetector.from_state(
+                dict(settings),
+                [unpack_float(x) for x in body["state"]],
+                None if warm is None else [unpack_float(x) for x in warm],
+            )
+        else:
+            raise RecordRejected("version", f"unknown model {model!r}")
+        state = SeriesState(
+            detector,
+            Signal(body["signal"]),
+            unpack_str(body["service"]),
+            unpack_str(body["scope"]),
+            unpack_float(body["last_ts"]),
+            unpack_bool(body["in_event"]),
+        )
+    return key, state
+
 
 #: A service is absent after this many of its usual intervals without a point.
 ABSENCE_INTERVALS: Final = 3.0
@@ -278,41 +370,57 @@ class DetectStage:
                 break
             del self._services[service_key]
 
-    def export_series(self, keys: Iterable[SeriesKey]) -> dict[str, bytes]:
-        """Checkpoint form of the given series' state (pickled, with `STATE_VERSION`), by id."""
+    def export_series(
+        self, keys: Iterable[SeriesKey], on_reject: RejectHandler | None = None
+    ) -> dict[str, bytes]:
+        """Checkpoint records (`pipeline.codec`, kind `series`) of the given series, by id.
+
+        A series whose record would exceed the codec's limit (a key with huge labels) is left
+        out and reported to `on_reject`: its last good record, if any, stays in the changelog.
+        """
         out: dict[str, bytes] = {}
         for key in keys:
             state = self._series.get(key)
-            if state is not None:
-                out[key.id] = pickle.dumps((STATE_VERSION, key, state), pickle.HIGHEST_PROTOCOL)
+            if state is None:
+                continue
+            try:
+                blob = encode_series(key, state)
+                # The key travels with the record, and the broker counts both.
+                if len(blob) + len(key.id.encode()) > MAX_RECORD_BYTES:
+                    raise RecordRejected("too_large", f"series record and key of {key.id[:80]}")
+                out[key.id] = blob
+            except RecordRejected as exc:
+                if on_reject is not None:
+                    on_reject(exc)
         return out
 
-    def import_series(self, items: Iterable[bytes]) -> list[SeriesKey]:
+    def import_series(
+        self, items: Iterable[bytes], on_reject: RejectHandler | None = None
+    ) -> list[SeriesKey]:
         """Restore series from `export_series` values (a newer live state is kept).
 
-        A checkpoint written by another version of the models, or holding another model than
-        this stage's factory makes (`detect.model` changed), is skipped and counted in
-        `stats.state_dropped`: its series starts a fresh model, where restoring it would fail
-        on its first point or score with the wrong model.
+        A record that does not decode is skipped and reported to `on_reject` with its reason;
+        nothing in it is run or instantiated by name (see `pipeline.codec`). Such a record, a
+        checkpoint of another schema, or one holding another model than this stage's factory
+        makes (`detect.model` changed), is counted in `stats.state_dropped`: its series starts
+        a fresh model, where restoring it would fail on its first point or score wrongly.
         """
         restored: list[SeriesKey] = []
         expected_models: dict[Signal, type] = {}
         for blob in items:
-            # Only quietpager writes its changelog topics (see pipeline/state.py); an older
-            # quietpager wrote (key, state) pairs, or classes that no longer exist.
             try:
-                version, key, state = pickle.loads(blob)
-            except Exception:  # any unreadable checkpoint is dropped alike
+                key, state = decode_series(blob)
+                model = expected_models.get(state.signal)
+                if model is None:
+                    model = expected_models[state.signal] = type(self._factory(state.signal))
+                if type(state.detector) is not model:
+                    raise RecordRejected(
+                        "version", f"a {type(state.detector).__name__} model, not {model.__name__}"
+                    )
+            except RecordRejected as exc:
                 self.stats.state_dropped += 1
-                continue
-            if version != STATE_VERSION or not isinstance(state, SeriesState):
-                self.stats.state_dropped += 1
-                continue
-            model = expected_models.get(state.signal)
-            if model is None:
-                model = expected_models[state.signal] = type(self._factory(state.signal))
-            if type(state.detector) is not model:
-                self.stats.state_dropped += 1
+                if on_reject is not None:
+                    on_reject(exc)
                 continue
             current = self._series.get(key)
             if current is not None and current.last_ts >= state.last_ts:
@@ -334,8 +442,9 @@ class DetectStage:
                 self._services.pop((state.scope, state.service), None)
 
     def bytes_per_series(self, sample: int = 50) -> float:
-        """Mean serialized size of up to `sample` tracked models (0 when none)."""
+        """Mean checkpoint size of up to `sample` tracked models (0 when none), less their keys."""
         states = list(self._series.values())[:sample]
         if not states:
             return 0.0
-        return sum(series_nbytes(s.detector) for s in states) / len(states)
+        key = SeriesKey("x")
+        return sum(len(encode_series(key, s)) for s in states) / len(states)

@@ -27,14 +27,14 @@ are silences. Every anomaly's `detail` carries the template, up to `examples` re
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from drain3 import TemplateMiner  # type: ignore[import-untyped]
+from drain3.drain import LogCluster, LogClusterCache, Node  # type: ignore[import-untyped]
 from drain3.masking import (  # type: ignore[import-untyped]
     AbstractMaskingInstruction,
     MaskingInstruction,
@@ -42,12 +42,27 @@ from drain3.masking import (  # type: ignore[import-untyped]
 from drain3.template_miner_config import TemplateMinerConfig  # type: ignore[import-untyped]
 
 from detectors.golden import GoldenSignalDetector, golden_for_signal
+from pipeline.codec import (
+    RecordRejected,
+    decode,
+    encode,
+    pack_float,
+    reading,
+    unpack_bool,
+    unpack_float,
+    unpack_int,
+    unpack_str,
+)
 from pipeline.config import DetectConfig, LogMaskRule, LogsConfig
 from pipeline.model import Anomaly, LogRecord, SeriesKey, Signal
 
 TEMPLATE_SERIES: Final = "log_template_rate"
 ERROR_SERIES: Final = "log_error_rate"
-SNAPSHOT_VERSION: Final = 1
+#: The schema of the stage's state records; 2: the codec's explicit fields replace pickle.
+SNAPSHOT_VERSION: Final = 2
+#: Item names of the stage's state records: its own, and each service's after the prefix.
+LOG_STAGE_RECORD: Final = "__log_stage__"
+LOG_SERVICE_PREFIX: Final = "__log_stage__/"
 #: Distinct raw lines per service remembered with their template, so repeats skip Drain.
 LINE_CACHE_SIZE: Final = 1024
 EXAMPLE_CHARS: Final = 300
@@ -240,14 +255,55 @@ class TemplateSet:
     def __len__(self) -> int:
         return len(self.miner.drain.id_to_cluster)
 
-    def snapshot(self) -> bytes:
-        """The mined templates (Drain's tree and clusters) as bytes, for a state changelog."""
-        return pickle.dumps(self.miner.drain, protocol=pickle.HIGHEST_PROTOCOL)
+    def snapshot(self) -> dict[str, Any]:
+        """The mined templates as plain fields: Drain's clusters (least recently used first)
+        and its prefix tree, for a state record (`pipeline.codec`)."""
+        drain = self.miner.drain
+        clusters = drain.id_to_cluster
+        # cachetools keeps the LRU order apart from the items; restoring in it keeps eviction.
+        order = getattr(clusters, "_LRUCache__order", clusters)
+        return {
+            "counter": drain.clusters_counter,
+            "clusters": [
+                [c.cluster_id, list(c.log_template_tokens), c.size]
+                for c in (clusters.get(cid) for cid in list(order))
+                if c is not None
+            ],
+            "tree": _node_fields(drain.root_node),
+        }
 
-    def restore(self, state: bytes) -> None:
-        """Replace the mined templates with a `snapshot()` (trusted input: our own changelog)."""
-        self.miner.drain = pickle.loads(state)  # trusted: our own checkpoints
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace the mined templates with a `snapshot()`; raises ValueError or TypeError on
+        a bad one. Builds Drain's own classes from checked fields, never from names in data."""
+        drain = self.miner.drain
+        clusters = {} if drain.max_clusters is None else LogClusterCache(drain.max_clusters)
+        for cluster_id, tokens, size in state["clusters"]:
+            cluster = LogCluster([unpack_str(t) for t in tokens], unpack_int(cluster_id))
+            cluster.size = unpack_int(size)
+            clusters[cluster.cluster_id] = cluster
+        root = _node_from(state["tree"], drain.log_cluster_depth + 1)
+        drain.clusters_counter = unpack_int(state["counter"])
+        drain.id_to_cluster = clusters
+        drain.root_node = root
         self._lines.clear()
+
+
+def _node_fields(node: Node) -> dict[str, Any]:
+    return {
+        "ids": list(node.cluster_ids),
+        "children": [[key, _node_fields(child)] for key, child in node.key_to_child_node.items()],
+    }
+
+
+def _node_from(data: dict[str, Any], depth_left: int) -> Node:
+    """A prefix-tree node; the tree is no deeper than Drain's depth, so nesting is bounded."""
+    if depth_left < 0:
+        raise ValueError("template tree deeper than the miner's depth")
+    node = Node()
+    node.cluster_ids = [unpack_int(i) for i in data["ids"]]
+    for key, child in data["children"]:
+        node.key_to_child_node[unpack_str(key)] = _node_from(child, depth_left - 1)
+    return node
 
 
 DetectorFactory = Callable[[Signal], GoldenSignalDetector]
@@ -327,6 +383,8 @@ class LogStage:
         self._next_ttl_sweep = -math.inf
         #: The template id of the last observed record (-1 before any), for benchmarks.
         self.last_template = -1
+        #: Services the last `snapshot()` left out, their records being too large.
+        self.rejected: list[RecordRejected] = []
 
     def _default_factory(self, signal: Signal) -> GoldenSignalDetector:
         return golden_for_signal(signal.value, warmup=self.config.warmup_buckets)
@@ -633,52 +691,151 @@ class LogStage:
 
     # ----------------------------------------------------------------- checkpoints
 
-    def snapshot(self) -> bytes:
-        """The whole state (miners, templates, models) as bytes, for a state changelog."""
-        services = [
-            (
-                s.name,
-                s.scope,
-                s.templates.snapshot(),
-                s.errors,
-                s.bucket,
-                list(s.by_id.values()),
-                list(s.silent),
-                s.buckets_closed,
-                s.last_ts,
+    def snapshot(self) -> dict[str, bytes]:
+        """The whole state as state records (`pipeline.codec`), by item name: the stage's own
+        (`LOG_STAGE_RECORD`) and one per service (`LOG_SERVICE_PREFIX` + name), so no record
+        holds more than one service. A service whose record would be too large is left out
+        and raised about after the others are made (`RecordRejected`, via `rejected`)."""
+        out = {
+            LOG_STAGE_RECORD: encode(
+                "log_stage", SNAPSHOT_VERSION, {"watermark": pack_float(self.watermark)}
             )
-            for s in self._services.values()
-        ]
-        state = (SNAPSHOT_VERSION, self.watermark, services)
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        }
+        self.rejected = []
+        for service in self._services.values():
+            try:
+                out[LOG_SERVICE_PREFIX + service.name] = encode(
+                    "log_service", SNAPSHOT_VERSION, _service_fields(service)
+                )
+            except RecordRejected as exc:
+                self.rejected.append(exc)
+        return out
 
-    def restore(self, blob: bytes) -> None:
-        """Replace the whole state with a `snapshot()`; raises ValueError on a bad one."""
-        try:
-            version, watermark, services = pickle.loads(blob)  # trusted: our own checkpoints
-        except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError) as exc:
-            raise ValueError(f"bad log stage snapshot: {exc!r}") from None
-        if version != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported log stage snapshot version {version!r}")
+    def restore(
+        self,
+        records: Mapping[str, bytes],
+        on_reject: Callable[[RecordRejected], None] | None = None,
+    ) -> int:
+        """Replace the whole state with `snapshot()` records; a record that does not decode is
+        skipped and reported to `on_reject` (its service starts afresh). Returns the services
+        restored."""
         self._services.clear()
-        self.watermark = float(watermark)
-        for name, scope, drain, errors, bucket, templates, silent, closed, last_ts in services:
-            template_set = TemplateSet(self._miner_config)
-            template_set.restore(drain)
-            service = _Service(name, scope, template_set, errors, bucket)
-            window = self.config.silence_window
-            for template in templates:
-                if not hasattr(template, "buckets_present"):
-                    # A snapshot from before the count: only the window's gaps are known, so
-                    # it is taken as present before it (the rule as it was then).
-                    seen = min(window, template.buckets_seen)
-                    gaps = seen - (template.presence & ((1 << seen) - 1)).bit_count()
-                    template.buckets_present = template.buckets_seen - gaps
-            service.by_id = OrderedDict((t.id, t) for t in templates)
-            service.silent = dict.fromkeys(silent)
-            service.buckets_closed = closed
-            service.last_ts = last_ts
-            self._services[name] = service
+        self.watermark = -math.inf
+        restored = 0
+        for item, blob in records.items():
+            try:
+                if item == LOG_STAGE_RECORD:
+                    body = decode(blob, "log_stage", SNAPSHOT_VERSION)
+                    with reading("log_stage"):
+                        self.watermark = unpack_float(body["watermark"])
+                    continue
+                body = decode(blob, "log_service", SNAPSHOT_VERSION)
+                with reading("log_service"):
+                    service = self._service_from(body)
+            except RecordRejected as exc:
+                if on_reject is not None:
+                    on_reject(exc)
+                continue
+            self._services[service.name] = service
+            restored += 1
+        return restored
+
+    def _service_from(self, data: dict[str, Any]) -> _Service:
+        template_set = TemplateSet(self._miner_config)
+        template_set.restore(data["drain"])
+        service = _Service(
+            unpack_str(data["name"]),
+            unpack_str(data["scope"]),
+            template_set,
+            _rate_from(data["errors"]),
+            unpack_int(data["bucket"]),
+        )
+        for item in data["templates"]:
+            template = _Template(
+                id=unpack_int(item["id"]),
+                rate=_rate_from(item["rate"]),
+                level_rank=unpack_int(item["level_rank"]),
+                novel=unpack_bool(item["novel"]),
+                buckets_seen=unpack_int(item["buckets_seen"]),
+                presence=int(unpack_str(item["presence"]), 16),
+                silent_since=_optional_float(item["silent_since"]),
+                buckets_present=unpack_int(item["buckets_present"]),
+            )
+            service.by_id[template.id] = template
+        service.silent = dict.fromkeys(unpack_int(i) for i in data["silent"])
+        service.buckets_closed = unpack_int(data["buckets_closed"])
+        service.last_ts = unpack_float(data["last_ts"])
+        return service
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else unpack_float(value)
+
+
+def _rate_fields(rate: _Rate) -> dict[str, Any]:
+    settings, numbers, warm = rate.detector.export_state()
+    return {
+        "settings": settings,
+        "numbers": [pack_float(x) for x in numbers],
+        "warm": None if warm is None else [pack_float(x) for x in warm],
+        "count": rate.count,
+        "alarm_at": None if rate.alarm_at is None else pack_float(rate.alarm_at),
+        "last_report": pack_float(rate.last_report),
+        # Only this much of an example is ever read (`redact_secrets`): a long line is cut.
+        "examples": [line[:_REDACT_SPAN] for line in rate.examples],
+    }
+
+
+def _rate_from(data: dict[str, Any]) -> _Rate:
+    settings = data["settings"]
+    if not isinstance(settings, dict) or not all(
+        isinstance(v, (str, int, float, type(None))) for v in settings.values()
+    ):
+        raise ValueError("bad detector settings")
+    warm = data["warm"]
+    detector = GoldenSignalDetector.from_state(
+        settings,
+        [unpack_float(x) for x in data["numbers"]],
+        None if warm is None else [unpack_float(x) for x in warm],
+    )
+    return _Rate(
+        detector=detector,
+        count=unpack_int(data["count"]),
+        alarm_at=_optional_float(data["alarm_at"]),
+        last_report=unpack_float(data["last_report"]),
+        examples=deque(unpack_str(line) for line in data["examples"]),
+    )
+
+
+def _service_fields(service: _Service) -> dict[str, Any]:
+    return {
+        "name": service.name,
+        "scope": service.scope,
+        "drain": service.templates.snapshot(),
+        "errors": _rate_fields(service.errors),
+        "bucket": service.bucket,
+        "templates": [
+            {
+                "id": t.id,
+                "rate": _rate_fields(t.rate),
+                "level_rank": t.level_rank,
+                "novel": t.novel,
+                "buckets_seen": t.buckets_seen,
+                # A bit set as wide as `silence_window`: hex, as JSON integers stop at 64 bits.
+                "presence": format(t.presence, "x"),
+                "silent_since": _optional_float_packed(t.silent_since),
+                "buckets_present": t.buckets_present,
+            }
+            for t in service.by_id.values()
+        ],
+        "silent": list(service.silent),
+        "buckets_closed": service.buckets_closed,
+        "last_ts": pack_float(service.last_ts),
+    }
+
+
+def _optional_float_packed(value: float | None) -> float | str | None:
+    return None if value is None else pack_float(value)
 
 
 def _steady_since_seen(template: _Template, after: int) -> bool:

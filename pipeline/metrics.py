@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pipeline.codec import REJECT_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,7 @@ class Metrics:
     out_of_order: Counter
     checkpoints: Counter
     restored: Counter
+    state_rejected: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -129,4 +133,18 @@ class Metrics:
                 ["stage"],
                 registry=reg,
             ),
+            state_rejected=Counter(
+                "quietpager_state_records_rejected",
+                "State records skipped, not restored (read) or not written (too_large), by "
+                "changelog topic and reason.",
+                ["topic", "reason"],
+                registry=reg,
+            ),
         )
+
+    def known_state_topics(self, topics: Iterable[str]) -> None:
+        """Export every reason of `quietpager_state_records_rejected_total` at zero for these
+        changelog topics, so an alert on it sees the series before the first rejection."""
+        for topic in topics:
+            for reason in REJECT_REASONS:
+                self.state_rejected.labels(topic, reason)

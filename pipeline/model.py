@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final, Literal
+
+import orjson
+
+from pipeline.codec import MAX_RECORD_BYTES, unpack_float, unpack_str
 
 #: The series name of the traffic anomaly raised for a service that stopped reporting.
 ABSENCE_SERIES: Final = "quietpager_series_absent"
@@ -155,6 +159,12 @@ class Tick:
 
 
 PageAction = Literal["trigger", "resolve"]
+#: The schema of an outbox record (`Page.to_dict`); a record without one is of the first
+#: schema, written before the field.
+PAGE_SCHEMA: Final = 1
+#: What a page's details keep of each list and text when its record would be too large.
+_TRIM_ITEMS: Final = 20
+_TRIM_CHARS: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +186,7 @@ class Page:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape written to the `quietpager.pages` outbox topic."""
         return {
+            "v": PAGE_SCHEMA,
             "action": self.action,
             "dedup_key": self.dedup_key,
             "at": self.at,
@@ -191,20 +202,66 @@ class Page:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Page:
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict`; raises ValueError, KeyError or TypeError on a bad record
+        (another schema, a field of the wrong type)."""
+        version = data.get("v", PAGE_SCHEMA)
+        if version != PAGE_SCHEMA:
+            raise ValueError(f"page schema {version!r}, not {PAGE_SCHEMA}")
         action = data["action"]
         if action not in ("trigger", "resolve"):
             raise ValueError(f"bad page action {action!r}")
+        details = data.get("custom_details") or {}
+        if not isinstance(details, dict):
+            raise TypeError("custom_details must be an object")
         return cls(
             action=action,
-            dedup_key=str(data["dedup_key"]),
-            at=float(data["at"]),
-            summary=str(data["summary"]),
-            severity=str(data["severity"]),
-            source=str(data["source"]),
-            root_service=str(data["root_service"]),
-            scope=str(data["scope"]),
-            signals=tuple(str(s) for s in data["signals"]),
-            receivers=tuple(str(r) for r in data["receivers"]),
-            custom_details=dict(data.get("custom_details") or {}),
+            dedup_key=unpack_str(data["dedup_key"]),
+            at=unpack_float(data["at"]),
+            summary=unpack_str(data["summary"]),
+            severity=unpack_str(data["severity"]),
+            source=unpack_str(data["source"]),
+            root_service=unpack_str(data["root_service"]),
+            scope=unpack_str(data["scope"]),
+            signals=tuple(unpack_str(s) for s in _list(data["signals"])),
+            receivers=tuple(unpack_str(r) for r in _list(data["receivers"])),
+            custom_details=dict(details),
         )
+
+    def record(self) -> bytes:
+        """The outbox record of this page, never over `MAX_RECORD_BYTES`: a page whose details
+        (services, series, held incidents) would make it larger keeps the first items of each
+        list and the start of each text, marked `truncated`, so it is still delivered."""
+        blob = orjson.dumps(self.to_dict())
+        if len(blob) <= MAX_RECORD_BYTES:
+            return blob
+        details = {k: _trim(v) for k, v in self.custom_details.items()} | {"truncated": True}
+        page = replace(self, summary=self.summary[:_TRIM_CHARS], custom_details=details)
+        blob = orjson.dumps(page.to_dict())
+        if len(blob) <= MAX_RECORD_BYTES:
+            return blob
+        # Still too large (a huge key or scope): only what identifies the incident is kept.
+        page = replace(
+            page,
+            root_service=page.root_service[:_TRIM_CHARS],
+            scope=page.scope[:_TRIM_CHARS],
+            signals=tuple(s[:_TRIM_CHARS] for s in page.signals[:_TRIM_ITEMS]),
+            custom_details={"incident_id": self.dedup_key[:_TRIM_CHARS], "truncated": True},
+        )
+        return orjson.dumps(page.to_dict())
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError(f"not a list: {value!r}")
+    return value
+
+
+def _trim(value: Any) -> Any:
+    """A page detail cut to `_TRIM_ITEMS` items per list or object, `_TRIM_CHARS` per text."""
+    if isinstance(value, str):
+        return value[:_TRIM_CHARS]
+    if isinstance(value, list):
+        return [_trim(v) for v in value[:_TRIM_ITEMS]]
+    if isinstance(value, dict):
+        return {str(k)[:_TRIM_CHARS]: _trim(v) for k, v in list(value.items())[:_TRIM_ITEMS]}
+    return value

@@ -19,6 +19,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from pipeline.codec import unpack_float, unpack_str
 from pipeline.config import Config
 from pipeline.correlate.silence import Matcher, MatchOp, Silencer, SilenceRule, parse_matcher
 from pipeline.kafka import client_options, make_consumer
@@ -31,9 +32,15 @@ class SilenceError(ValueError):
     """A silence in an API request is malformed; the message says what to fix."""
 
 
+#: The schema of a silences-topic record (`rule_to_record`); a record without one is of the
+#: first schema, written before the field.
+SILENCE_RECORD_VERSION = 1
+
+
 def rule_to_record(rule: SilenceRule) -> dict[str, Any]:
-    """The JSON stored in the silences topic."""
+    """The JSON stored in the silences topic: explicit fields and their schema version."""
     return {
+        "v": SILENCE_RECORD_VERSION,
         "id": rule.id,
         "matchers": [str(m) for m in rule.matchers],
         "starts_at": rule.starts_at,
@@ -45,19 +52,29 @@ def rule_to_record(rule: SilenceRule) -> dict[str, Any]:
 
 
 def rule_from_record(data: Mapping[str, Any]) -> SilenceRule:
-    """Inverse of `rule_to_record`; raises ValueError on a bad record."""
+    """Inverse of `rule_to_record`; raises ValueError on a bad record (another schema, a
+    field of the wrong type, a comment over `MAX_COMMENT_CHARS`)."""
     try:
+        version = data.get("v", SILENCE_RECORD_VERSION)
+        if version != SILENCE_RECORD_VERSION:
+            raise ValueError(f"silence record schema {version!r}, not {SILENCE_RECORD_VERSION}")
+        matchers = data["matchers"]
+        if not isinstance(matchers, list):
+            raise TypeError("matchers must be a list")
+        comment = unpack_str(data.get("comment", ""))
+        if len(comment) > MAX_COMMENT_CHARS:
+            raise ValueError(f"comment over {MAX_COMMENT_CHARS} characters")
         return SilenceRule(
-            matchers=tuple(parse_matcher(str(m)) for m in data["matchers"]),
-            starts_at=float(data["starts_at"]),
-            ends_at=float(data["ends_at"]),
-            comment=str(data.get("comment", "")),
-            id=str(data["id"]),
-            created_by=str(data.get("created_by", "")),
-            updated_at=float(data.get("updated_at", 0.0)),
+            matchers=tuple(parse_matcher(unpack_str(m)) for m in matchers),
+            starts_at=unpack_float(data["starts_at"]),
+            ends_at=unpack_float(data["ends_at"]),
+            comment=comment,
+            id=unpack_str(data["id"]),
+            created_by=unpack_str(data.get("created_by", "")),
+            updated_at=unpack_float(data.get("updated_at", 0.0)),
         )
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"bad silence record: {exc!r}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"bad silence record: {exc}") from None
 
 
 #: The longest comment a silence may carry (it is logged and listed with the silence).

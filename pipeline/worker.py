@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
@@ -30,8 +31,14 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from pipeline.codec import MAX_RECORD_BYTES, RecordRejected, decode, encode, reading
 from pipeline.config import Config, KafkaConfig
-from pipeline.correlate.incidents import Correlator, Decision
+from pipeline.correlate.incidents import (
+    SNAPSHOT_VERSION,
+    Correlator,
+    Decision,
+    check_incident,
+)
 from pipeline.correlate.silence import Silencer
 from pipeline.detect import DetectStage
 from pipeline.errors import BrokerError, ConfigError
@@ -43,7 +50,7 @@ from pipeline.kafka import (
     make_consumer,
     make_producer,
 )
-from pipeline.logsignals import LogStage
+from pipeline.logsignals import LOG_SERVICE_PREFIX, LOG_STAGE_RECORD, LogStage
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, LogRecord, MetricPoint, Page, SeriesKey, Tick
 from pipeline.notify.bodies import render_body
@@ -51,7 +58,7 @@ from pipeline.notify.sender import WebhookSender
 from pipeline.offline import build_correlator
 from pipeline.silences import SilenceStore
 from pipeline.skew import held_partitions
-from pipeline.state import owner, read_state, state_key, write_state
+from pipeline.state import last_values, owner, read_state, state_key, write_state
 
 log = structlog.get_logger("quietpager.worker")
 
@@ -123,6 +130,7 @@ class StageRunner(ABC):
         # Held while a batch is handled and committed, and by the rebalance listener, so a
         # partition never moves in the middle of a batch. Never held across `getmany`.
         self._lock = asyncio.Lock()
+        metrics.known_state_topics([config.topics.state_detect, config.topics.state_correlate])
 
     @property
     @abstractmethod
@@ -321,8 +329,16 @@ class StageRunner(ABC):
                 self.metrics.consumer_lag.labels(self.name, tp.topic, str(tp.partition)).set(lag)
 
 
-#: The changelog item that holds one logs partition's log stage (templates and counts).
-LOG_STAGE_ITEM = "__log_stage__"
+#: The changelog item that holds one logs partition's log stage (its watermark); each of its
+#: services has an item of its own, named with `LOG_SERVICE_PREFIX`.
+LOG_STAGE_ITEM = LOG_STAGE_RECORD
+
+#: The correlate changelog's items: a correlator's clock and counters, and each open incident.
+CORRELATOR_ITEM = "correlator"
+INCIDENT_PREFIX = "incident/"
+#: The schema of the correlate changelog's records (the correlator's own snapshot layout is
+#: `pipeline.correlate.incidents.SNAPSHOT_VERSION`, checked as well).
+CORRELATE_SCHEMA = 1
 
 #: Header on anomaly records: the produce time (ms) of the telemetry message they came from.
 PRODUCED_HEADER = "qp.produced_ms"
@@ -346,6 +362,34 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark an abandoned task's outcome as seen, so asyncio does not report it."""
     if not task.cancelled():
         task.exception()
+
+
+def _state_rejected(
+    metrics: Metrics, stage: str, topic: str, partition: str, exc: RecordRejected
+) -> None:
+    """Count and log a state record skipped on restore, or left unwritten (too large)."""
+    metrics.state_rejected.labels(topic, exc.reason).inc()
+    log.error(
+        "state_record_rejected",
+        stage=stage,
+        topic=topic,
+        partition=partition,
+        reason=exc.reason,
+        error=exc.detail,
+    )
+
+
+def _legacy_snapshot(blob: bytes) -> dict[str, Any]:
+    """A correlator snapshot as versions before the codec wrote it: one JSON object."""
+    if len(blob) > MAX_RECORD_BYTES:
+        raise RecordRejected("too_large", f"record of {len(blob)} bytes")
+    try:
+        data = orjson.loads(blob)
+    except orjson.JSONDecodeError as exc:
+        raise RecordRejected("malformed", f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("incidents"), list):
+        raise RecordRejected("malformed", "no incidents")
+    return data
 
 
 async def _await_all(futures: Iterable[Awaitable[Any]]) -> None:
@@ -373,6 +417,8 @@ class DetectRunner(StageRunner):
         # One log stage per logs partition, so its templates move with the partition.
         self.log_stages: dict[TopicPartition, LogStage] = {}
         self._logs_dirty: set[TopicPartition] = set()
+        # The log stage's changelog items last written or restored, per partition.
+        self._log_items: dict[TopicPartition, set[str]] = {}
         self._last_tick = float("-inf")
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
@@ -615,9 +661,15 @@ class DetectRunner(StageRunner):
         return min(active, default=self.core.watermark)
 
     async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
-        """Write the models of series that learned since the last checkpoint."""
+        """Write the models of series that learned since the last checkpoint.
+
+        Every record is bounded (`pipeline.codec.MAX_RECORD_BYTES`): one that would be larger
+        is counted and left unwritten, its last good record kept, rather than fail the write
+        and the stage with it for ever.
+        """
         if not self.config.worker.checkpoints:
             return
+        topic = self.config.topics.state_detect
         chosen = [tp for tp in self._dirty if partitions is None or tp in partitions]
         items: dict[bytes, bytes | None] = {}
         for tp in chosen:
@@ -627,49 +679,61 @@ class DetectRunner(StageRunner):
             owned.update(learned)
             # Series the stage evicted (TTL, LRU) are no longer anybody's to move.
             owned.intersection_update(self.core.series_keys)
-            for item, blob in self.core.export_series(learned).items():
+            on_reject = partial(_state_rejected, self.metrics, self.name, topic, name)
+            for item, blob in self.core.export_series(learned, on_reject).items():
                 items[state_key(name, item)] = blob
         for tp in [tp for tp in self._logs_dirty if partitions is None or tp in partitions]:
             self._logs_dirty.discard(tp)
             if tp in self.log_stages:
-                items[state_key(owner(tp), LOG_STAGE_ITEM)] = self.log_stages[tp].snapshot()
+                stage = self.log_stages[tp]
+                records = stage.snapshot()
+                for exc in stage.rejected:
+                    _state_rejected(self.metrics, self.name, topic, owner(tp), exc)
+                # A service the stage forgot (its TTL) must not come back on restore.
+                written = self._log_items.setdefault(tp, set())
+                for gone in written - records.keys():
+                    items[state_key(owner(tp), gone)] = None
+                written.clear()
+                written.update(records)
+                for item, blob in records.items():
+                    items[state_key(owner(tp), item)] = blob
         if items:
-            await write_state(self.producer, self.config.topics.state_detect, items)
+            await write_state(self.producer, topic, items)
             self.metrics.checkpoints.labels(self.name).inc()
 
     async def restore(self, partitions: set[TopicPartition]) -> None:
         if not self.config.worker.checkpoints:
             return
-        state = await read_state(
-            client_options(self.config.kafka), self.config.topics.state_detect, partitions
-        )
+        topic = self.config.topics.state_detect
+        state = await read_state(client_options(self.config.kafka), topic, partitions)
         for tp, items in state.items():
-            log_state = items.pop(LOG_STAGE_ITEM, None)
-            if log_state is not None:
-                try:
-                    self._log_stage(tp).restore(log_state)
-                except ValueError as exc:
-                    log.error(
-                        "state_unreadable", stage=self.name, partition=owner(tp), error=str(exc)
-                    )
-                else:
-                    self.metrics.restored.labels(self.name).inc()
-                    log.info(
-                        "state_restored",
-                        stage=self.name,
-                        partition=owner(tp),
-                        log_templates=self.log_stages[tp].templates_tracked,
-                    )
+            on_reject = partial(_state_rejected, self.metrics, self.name, topic, owner(tp))
+            log_items = {
+                item: items.pop(item)
+                for item in list(items)
+                if item == LOG_STAGE_ITEM or item.startswith(LOG_SERVICE_PREFIX)
+            }
+            if log_items:
+                services = self._log_stage(tp).restore(log_items, on_reject)
+                self._log_items[tp] = set(log_items)
+                self.metrics.restored.labels(self.name).inc()
+                log.info(
+                    "state_restored",
+                    stage=self.name,
+                    partition=owner(tp),
+                    log_services=services,
+                    log_templates=self.log_stages[tp].templates_tracked,
+                )
             if not items:
                 continue
             dropped = self.core.stats.state_dropped
-            restored = self.core.import_series(items.values())
+            restored = self.core.import_series(items.values(), on_reject)
             self._owned.setdefault(tp, set()).update(restored)
             self.metrics.restored.labels(self.name).inc(len(restored))
             log.info("state_restored", stage=self.name, partition=owner(tp), series=len(restored))
             if self.core.stats.state_dropped > dropped:
-                # Written by other model versions or another detect.model: those series
-                # start fresh models (and warm up again) rather than fail on their next point.
+                # Unreadable, or written by other model versions or another detect.model:
+                # those series start fresh models (and warm up again).
                 log.warning(
                     "state_dropped",
                     stage=self.name,
@@ -688,6 +752,7 @@ class DetectRunner(StageRunner):
         self._dirty.clear()
         self.log_stages.clear()
         self._logs_dirty.clear()
+        self._log_items.clear()
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         # Stop holding event time back for partitions this worker no longer owns, and drop
@@ -697,6 +762,7 @@ class DetectRunner(StageRunner):
             self.core.drop_series(self._dirty.pop(tp, set()) | self._owned.pop(tp, set()))
             self.log_stages.pop(tp, None)
             self._logs_dirty.discard(tp)
+            self._log_items.pop(tp, None)
 
     async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
         self.metrics.decode_errors.labels(reject.reason).inc()
@@ -742,6 +808,8 @@ class CorrelateRunner(StageRunner):
         self._wall_at_event = clock()
         self._on_decision = on_decision
         self._dirty: set[TopicPartition] = set()
+        # The incident items last written or restored, per partition (closed ones are deleted).
+        self._incident_items: dict[TopicPartition, set[str]] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -804,52 +872,136 @@ class CorrelateRunner(StageRunner):
             await self.checkpoint()
 
     async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
-        """Write the snapshot of every correlator that changed since the last checkpoint."""
+        """Write the state of every correlator that changed since the last checkpoint: its
+        clock and counters (item `correlator`), and each open incident as an item of its own
+        (`incident/<id>`, deleted once closed), so one bad record loses one incident at most
+        and no record grows with the number of incidents."""
         if not self.config.worker.checkpoints:
             return
+        topic = self.config.topics.state_correlate
         chosen = [tp for tp in self._dirty if partitions is None or tp in partitions]
-        items = {
-            state_key(owner(tp), "correlator"): orjson.dumps(self.cores[tp].snapshot())
-            for tp in chosen
-            if tp in self.cores
-        }
+        items: dict[bytes, bytes | None] = {}
+        for tp in chosen:
+            if tp not in self.cores:
+                continue
+            name = owner(tp)
+            snapshot = self.cores[tp].snapshot()
+            incidents = snapshot.pop("incidents")
+            records: dict[str, bytes] = {}
+            parts = [(CORRELATOR_ITEM, "correlator", snapshot)] + [
+                (INCIDENT_PREFIX + str(i["id"]), "incident", i) for i in incidents
+            ]
+            for item, kind, body in parts:
+                try:
+                    records[item] = encode(kind, CORRELATE_SCHEMA, body)
+                except RecordRejected as exc:
+                    _state_rejected(self.metrics, self.name, topic, name, exc)
+            # A closed incident's item is deleted; one too large to write keeps its last.
+            live = {INCIDENT_PREFIX + str(i["id"]) for i in incidents}
+            written = self._incident_items.setdefault(tp, set())
+            for gone in written - live:
+                items[state_key(name, gone)] = None
+            self._incident_items[tp] = live
+            for item, blob in records.items():
+                items[state_key(name, item)] = blob
         self._dirty.difference_update(chosen)
         if items:
-            await write_state(self.producer, self.config.topics.state_correlate, items)
+            await write_state(self.producer, topic, items)
             self.metrics.checkpoints.labels(self.name).inc()
 
     async def restore(self, partitions: set[TopicPartition]) -> None:
+        """Restore each partition's correlator from its records. A record that does not
+        decode is counted and skipped; an incident whose record was lost is resolved at the
+        pager if the outbox shows it triggered and not yet resolved."""
         if not self.config.worker.checkpoints:
             return
-        state = await read_state(
-            client_options(self.config.kafka), self.config.topics.state_correlate, partitions
-        )
+        topic = self.config.topics.state_correlate
+        options = client_options(self.config.kafka)
+        state = await read_state(options, topic, partitions)
+        lost: set[str] = set()
         for tp, items in state.items():
-            blob = items.get("correlator")
-            if blob is None:
+            if not items:
                 continue
+            name = owner(tp)
+            head: dict[str, Any] = {"version": SNAPSHOT_VERSION, "now": None, "seq": 0}
+            incidents: list[dict[str, Any]] = []
+            for item, blob in items.items():
+                try:
+                    if item == CORRELATOR_ITEM and blob[:1] == b"{":
+                        # Before the codec, one JSON snapshot (never a pickle) held it all.
+                        head = dict(_legacy_snapshot(blob))
+                        for incident in head.pop("incidents"):
+                            with reading("incident"):
+                                check_incident(incident)
+                            incidents.append(incident)
+                    elif item == CORRELATOR_ITEM:
+                        head = decode(blob, "correlator", CORRELATE_SCHEMA)
+                    elif item.startswith(INCIDENT_PREFIX):
+                        incident = decode(blob, "incident", CORRELATE_SCHEMA)
+                        with reading("incident"):
+                            check_incident(incident)
+                        incidents.append(incident)
+                except RecordRejected as exc:
+                    _state_rejected(self.metrics, self.name, topic, name, exc)
+                    if item.startswith(INCIDENT_PREFIX):
+                        lost.add(item.removeprefix(INCIDENT_PREFIX))
             core = build_correlator(self.config, self._silencer)
             try:
-                core.restore(orjson.loads(blob))
-            except (ValueError, orjson.JSONDecodeError) as exc:
-                log.error("state_unreadable", stage=self.name, partition=owner(tp), error=str(exc))
-                continue
+                core.restore({**head, "incidents": incidents})
+            except ValueError as exc:  # a bad head: the incidents restore without it
+                _state_rejected(
+                    self.metrics, self.name, topic, name, RecordRejected("malformed", str(exc))
+                )
+                core.restore(
+                    {"version": SNAPSHOT_VERSION, "now": None, "seq": 0, "incidents": incidents}
+                )
             self.cores[tp] = core
+            self._incident_items[tp] = {INCIDENT_PREFIX + str(i["id"]) for i in incidents}
             if core.now is not None:
                 self._note_event_time(core.now)
             self.metrics.restored.labels(self.name).inc()
-            log.info(
-                "state_restored", stage=self.name, partition=owner(tp), incidents=core.open_count
+            log.info("state_restored", stage=self.name, partition=name, incidents=core.open_count)
+        if lost:
+            await self._resolve_lost(options, lost)
+
+    async def _resolve_lost(self, options: Mapping[str, Any], lost: set[str]) -> None:
+        """Send a resolve for each lost incident the outbox shows open at the pager: its
+        state is gone, so no later decision would ever close it."""
+        outbox = self.config.topics.pages
+        found = await last_values(options, outbox, {key.encode() for key in lost})
+        sends: list[Awaitable[Any]] = []
+        for key, values in found.items():
+            pages = []
+            for value in values:
+                with contextlib.suppress(orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                    pages.append(Page.from_dict(orjson.loads(value)))
+            if not pages or pages[-1].action != "trigger":
+                continue
+            trigger = pages[-1]
+            at = max(trigger.at, self._event_time)
+            resolve = replace(
+                trigger,
+                action="resolve",
+                at=at,
+                custom_details={**trigger.custom_details, "resolved_because": "state_lost"},
             )
+            log.warning(
+                "lost_incident_resolved", dedup_key=trigger.dedup_key, root=trigger.root_service
+            )
+            self.metrics.decisions.labels("page", "state_lost").inc()
+            sends.append(await self.producer.send(outbox, resolve.record(), key=key))
+        await _await_all(sends)
 
     def reset(self) -> None:
         self.cores.clear()
         self._dirty.clear()
+        self._incident_items.clear()
 
     def forget(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self.cores.pop(tp, None)
             self._dirty.discard(tp)
+            self._incident_items.pop(tp, None)
 
     async def _emit(self, decisions: list[Decision]) -> None:
         sends: list[Awaitable[Any]] = []
@@ -877,9 +1029,7 @@ class CorrelateRunner(StageRunner):
             )
             sends.append(
                 await self.producer.send(
-                    self.config.topics.pages,
-                    orjson.dumps(page.to_dict()),
-                    key=page.dedup_key.encode(),
+                    self.config.topics.pages, page.record(), key=page.dedup_key.encode()
                 )
             )
         await _await_all(sends)

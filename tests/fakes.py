@@ -18,6 +18,8 @@ class FakeProducer:
 
     def __init__(self, partitions: int = 2) -> None:
         self.sent: list[dict[str, Any]] = []
+        #: The same sends with their values as bytes, for tests that read records back.
+        self.raw: list[dict[str, Any]] = []
         self._partitions = set(range(partitions))
 
     def pages(self, config: Config) -> list[dict[str, Any]]:
@@ -43,6 +45,7 @@ class FakeProducer:
             decoded: Any = None if value is None else orjson.loads(value)  # None: a tombstone
         except orjson.JSONDecodeError:
             decoded = value  # kept as sent (a DLQ record holds the original bytes)
+        self.raw.append({"topic": topic, "value": value, "key": key})
         self.sent.append(
             {
                 "topic": topic,

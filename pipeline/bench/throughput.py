@@ -287,7 +287,7 @@ async def run_throughput(
     table.add_row("drain ceiling (orjson decode only)", f"{ceiling:,.0f} points/s")
     table.add_row("worker end to end (detect + correlate)", f"{worker_rate:,.0f} points/s")
     table.add_row("ratio worker / ceiling", f"{worker_rate / ceiling:.2f}")
-    table.add_row("bytes per tracked series (pickled model)", f"{per_series:,.0f}")
+    table.add_row("bytes per tracked series (checkpoint record)", f"{per_series:,.0f}")
     table.add_row("produce → detect decision p50", f"{p50:.1f} ms")
     table.add_row("produce → detect decision p99", f"{p99:.1f} ms")
     table.add_row(

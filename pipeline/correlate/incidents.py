@@ -961,6 +961,15 @@ class Correlator:
             self._index(incident)
 
 
+def check_incident(data: Mapping[str, Any]) -> str:
+    """The id of an incident's snapshot form (as in `snapshot()["incidents"]`); raises
+    ValueError when `restore` could not read it, so one bad incident can be set aside."""
+    try:
+        return _incident_from(data).id
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"bad incident: {exc!r}") from None
+
+
 def _incident_from(data: Mapping[str, Any]) -> _Incident:
     """One incident from its snapshot form."""
     series: dict[str, _SeriesState] = {}

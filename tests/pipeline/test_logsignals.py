@@ -6,9 +6,11 @@ import pickle
 
 import pytest
 
+from pipeline.codec import MAX_RECORD_BYTES, RecordRejected
 from pipeline.config import DetectConfig, LogMaskRule, LogsConfig
 from pipeline.logsignals import (
     DEFAULT_MASKS,
+    LOG_SERVICE_PREFIX,
     CombinedMask,
     LogStage,
     TemplateSet,
@@ -333,12 +335,35 @@ def test_snapshot_restore_gives_the_same_answers() -> None:
     ]
 
 
-def test_restore_rejects_garbage() -> None:
+def test_restore_skips_bad_records_and_keeps_the_rest() -> None:
     stage = LogStage(_config(), DetectConfig())
-    with pytest.raises(ValueError, match="bad log stage snapshot"):
-        stage.restore(b"not a pickle")
-    with pytest.raises(ValueError, match="version"):
-        stage.restore(pickle.dumps((99, 0.0, [])))
+    _steady(stage, 300)
+    stage.observe(_record(300, "cache warm on node 3", service="other"))
+    records = stage.snapshot()
+    good = records.pop(LOG_SERVICE_PREFIX + "other")
+    records[LOG_SERVICE_PREFIX + "evil"] = pickle.dumps((99, 0.0, []))  # an older pickle
+    records[LOG_SERVICE_PREFIX + "cut"] = good[: len(good) // 2]  # a truncated record
+    restored = LogStage(_config(), DetectConfig())
+    rejected: list[RecordRejected] = []
+    assert restored.restore(records, rejected.append) == 1
+    assert sorted(r.reason for r in rejected) == ["malformed", "not_a_record"]
+    assert restored.services_tracked == 1
+    assert restored.watermark == stage.watermark
+
+
+def test_a_huge_service_is_left_out_of_the_snapshot_not_the_others() -> None:
+    stage = LogStage(_config(), DetectConfig())
+    _steady(stage, 300)
+    # Many long distinct templates: more than one record can hold.
+    for i in range(400):
+        words = " ".join(f"w{i}x{j}" + "y" * 40 for j in range(60))
+        stage.observe(_record(300, words, service="noisy"))
+    records = stage.snapshot()
+    assert LOG_SERVICE_PREFIX + "noisy" not in records
+    assert [r.reason for r in stage.rejected] == ["too_large"]
+    assert all(len(blob) <= MAX_RECORD_BYTES for blob in records.values())
+    restored = LogStage(_config(), DetectConfig())
+    assert restored.restore(records) == 1
 
 
 def test_anomaly_detail_round_trips_and_stays_out_of_identity() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 
 from pipeline.config import DetectConfig, LogsConfig
@@ -54,19 +52,3 @@ def test_silence_needs_a_template_steady_since_first_seen(pattern: str, silent: 
     if silent:
         # reported when the second empty bucket closes
         assert found[0] == (len(pattern) + 2) * 60
-
-
-def test_a_snapshot_without_the_presence_count_still_restores() -> None:
-    stage = LogStage(CONFIG, DetectConfig())
-    for minute in range(8):
-        stage.observe(LogRecord(T0 + minute * 60 + 30, "info", "sync ok", (("service", "api"),)))
-    version, watermark, services = pickle.loads(stage.snapshot())
-    for service in services:
-        for template in service[5]:
-            del template.buckets_present  # as written before the count existed
-    old = pickle.dumps((version, watermark, services))
-    restored = LogStage(CONFIG, DetectConfig())
-    restored.restore(old)
-    reports = [a for s in range(8 * 60, 11 * 60, 15) for a in restored.advance(T0 + s)]
-    # taken as steady before its window (the rule as it was): the heartbeat still goes silent
-    assert [a.detail["kind"] for a in reports][:1] == ["template_silent"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import orjson
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
+from pipeline.codec import MAX_RECORD_BYTES
 from pipeline.config import Config, LogsConfig, parse_config
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, SeriesKey, Signal
@@ -78,9 +80,9 @@ async def test_quiet_input_still_resolves_from_the_wall_clock() -> None:
     pages = producer.pages(config)
     assert [p["value"]["action"] for p in pages] == ["trigger", "resolve"]
     assert pages[1]["key"] == pages[0]["key"]  # same dedup_key, same partition
-    # The resolved state was checkpointed: the changelog's last snapshot has no open incident.
-    snapshots = [p for p in producer.sent if p["topic"] == config.topics.state_correlate]
-    assert snapshots[-1]["value"]["incidents"] == []
+    # The resolved state was checkpointed: the correlator's item, and no live incident item.
+    state = [p for p in producer.sent if p["topic"] == config.topics.state_correlate]
+    assert [p["key"].split(b"|")[1] for p in state if p["value"] is not None] == [b"correlator"]
 
 
 def _points(service: str, start: int, stop: int) -> bytes:
@@ -316,3 +318,146 @@ async def test_idle_advance_zero_sends_no_tick_before_time_is_known() -> None:
     ticks = [p["value"]["ts"] for p in producer.sent if p["value"]["kind"] == "tick"]
     assert ticks
     assert all(math.isfinite(ts) for ts in ticks)
+
+
+def _changelog(producer: FakeProducer, topic: str) -> dict[bytes, bytes | None]:
+    """The latest raw value of each key sent to a topic, as compaction would keep it."""
+    latest: dict[bytes, bytes | None] = {}
+    for sent in producer.raw:
+        if sent["topic"] == topic:
+            latest[sent["key"]] = sent["value"]
+    return latest
+
+
+class _FakeTopics:
+    """`read_state` and `last_values` over what a fake producer sent (no broker)."""
+
+    def __init__(self, producer: FakeProducer) -> None:
+        self.producer = producer
+        self.scans: list[set[bytes]] = []
+
+    async def read_state(
+        self, options: object, topic: str, partitions: object
+    ) -> dict[TopicPartition, dict[str, bytes]]:
+        out: dict[TopicPartition, dict[str, bytes]] = {}
+        for tp in partitions:  # type: ignore[attr-defined]
+            items = out.setdefault(tp, {})
+            for key, value in _changelog(self.producer, topic).items():
+                partition, _, item = key.decode().partition("|")
+                if partition == f"{tp.topic}:{tp.partition}" and value is not None:
+                    items[item] = value
+        return out
+
+    async def last_values(
+        self, options: object, topic: str, keys: set[bytes]
+    ) -> dict[bytes, list[bytes]]:
+        self.scans.append(set(keys))
+        found: dict[bytes, list[bytes]] = {}
+        for sent in self.producer.raw:
+            if sent["topic"] == topic and sent["key"] in keys:
+                found.setdefault(sent["key"], []).append(sent["value"])
+        return found
+
+
+def _anomaly_of(service: str, offset_s: float) -> bytes:
+    anomaly = Anomaly(
+        T0 + offset_s,
+        SeriesKey.of("latency", {"service": service}),
+        service,
+        Signal.LATENCY,
+        2.0,
+        1.0,
+        0.999,
+        0.99,
+    )
+    return orjson.dumps(anomaly.to_dict())
+
+
+async def test_a_lost_incident_record_loses_one_incident_and_is_resolved_at_the_pager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _config()
+    producer = FakeProducer()
+    runner = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
+    tp = TopicPartition(config.topics.anomalies, 0)
+    # Two unrelated services: two incidents, each paged.
+    records = [
+        _record(tp.topic, 0, i, _anomaly_of(service, 10.0 * (i // 2)))
+        for i, service in enumerate(["payments", "search"] * 5)
+    ]
+    await runner.handle({tp: records})
+    await runner.checkpoint()
+    triggers = producer.pages(config)
+    assert [p["value"]["action"] for p in triggers] == ["trigger", "trigger"]
+    state = _changelog(producer, config.topics.state_correlate)
+    incident_keys = sorted(k for k in state if b"|incident/" in k)
+    assert len(incident_keys) == 2
+    # One incident's record is cut short (a broken write, or garbage from outside).
+    lost_key = incident_keys[0]
+    good = state[lost_key]
+    assert good is not None
+    producer.raw.append(
+        {"topic": config.topics.state_correlate, "key": lost_key, "value": good[:40]}
+    )
+    fake = _FakeTopics(producer)
+    monkeypatch.setattr("pipeline.worker.read_state", fake.read_state)
+    monkeypatch.setattr("pipeline.worker.last_values", fake.last_values)
+    metrics = Metrics.create()
+    successor = CorrelateRunner(config, producer, metrics, clock=FakeClock())
+    await successor.restore({tp})
+    assert successor.cores[tp].open_count == 1  # the other incident restored
+    lost_id = lost_key.decode().split("|incident/", 1)[1]
+    pages = producer.pages(config)
+    assert [(p["value"]["action"], p["value"]["dedup_key"]) for p in pages[2:]] == [
+        ("resolve", lost_id)
+    ]
+    rejected = metrics.registry.get_sample_value(
+        "quietpager_state_records_rejected_total",
+        {"topic": config.topics.state_correlate, "reason": "malformed"},
+    )
+    assert rejected == 1.0
+    # Restored again (another rebalance): the outbox shows it resolved, nothing is sent twice.
+    again = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
+    await again.restore({tp})
+    assert len(producer.pages(config)) == 3
+
+
+async def test_many_incidents_never_make_a_record_over_the_limit() -> None:
+    config = _config()
+    producer = FakeProducer()
+    runner = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
+    tp = TopicPartition(config.topics.anomalies, 0)
+    records = [
+        _record(tp.topic, 0, i, _anomaly_of(f"svc-{i % 2000}-" + "x" * 100, 1.0 * (i // 2000)))
+        for i in range(4000)
+    ]
+    await runner.handle({tp: records})
+    await runner.checkpoint()
+    state = [p for p in producer.raw if p["topic"] == config.topics.state_correlate]
+    assert len(state) > 2000  # one record per incident
+    assert sum(len(p["value"]) for p in state) > MAX_RECORD_BYTES  # more than one could hold
+    assert max(len(p["value"]) for p in state) <= MAX_RECORD_BYTES
+
+
+async def test_a_snapshot_written_before_the_codec_still_restores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = _config()
+    producer = FakeProducer()
+    runner = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
+    tp = TopicPartition(config.topics.anomalies, 0)
+    await runner.handle({tp: [_record(tp.topic, 0, i, _anomaly(10.0 * i)) for i in range(5)]})
+    # As versions before the codec wrote it: one JSON snapshot, every incident inside.
+    legacy = orjson.dumps(runner.cores[tp].snapshot())
+    producer.raw.append(
+        {
+            "topic": config.topics.state_correlate,
+            "key": f"{tp.topic}:{tp.partition}|correlator".encode(),
+            "value": legacy,
+        }
+    )
+    monkeypatch.setattr("pipeline.worker.read_state", _FakeTopics(producer).read_state)
+    successor = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
+    await successor.restore({tp})
+    assert successor.cores[tp].open_count == 1
+    assert successor.cores[tp].snapshot() == runner.cores[tp].snapshot()
