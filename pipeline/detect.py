@@ -12,7 +12,6 @@ anomaly, series `quietpager_series_absent`, for every service not heard from for
 from __future__ import annotations
 
 import pickle
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from detectors.compiled import detector_for_signal, warm_up
 from detectors.golden import golden_for_signal, series_nbytes
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import ABSENCE_SERIES, Anomaly, MetricPoint, SeriesKey, Signal
+from pipeline.userregex import UserRegex
 
 DetectorFactory = Callable[[Signal], SeriesDetector]
 
@@ -45,7 +45,8 @@ class SignalClassifier:
 
     def __init__(self, rules: list[SignalRule]) -> None:
         self.rules = rules
-        self._compiled = [(re.compile(rule.name_matches), rule) for rule in rules]
+        # RE2, fully anchored: a rule's pattern from the config runs on every new series' name.
+        self._compiled = [(UserRegex(rule.name_matches), rule) for rule in rules]
 
     def classify(self, point: MetricPoint) -> Signal:
         """The signal of the point's series; `generic` when nothing claims it.
