@@ -138,7 +138,12 @@ class OpsServer:
         if (request.content_length or 0) > MAX_BODY_BYTES:
             return _bad_request(f"the body has at most {MAX_BODY_BYTES} bytes")
         # Read at most one byte past the limit, so a chunked body cannot grow without bound.
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        raw = bytearray()
+        while len(raw) <= MAX_BODY_BYTES:
+            chunk = await request.content.read(MAX_BODY_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             return _bad_request(f"the body has at most {MAX_BODY_BYTES} bytes")
         try:
