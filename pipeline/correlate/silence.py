@@ -3,7 +3,8 @@
 A silence mutes an alert when it is active (`starts_at <= now < ends_at`, half-open so that
 `ends_at` is the first moment alerts page again) and every one of its matchers matches the
 alert's labels. Matchers follow Alertmanager: `=`, `!=`, `=~`, `!~`; regular expressions are
-fully anchored, and a label the alert does not carry matches as the empty string.
+RE2 (pipeline.userregex: Go's syntax, linear time), fully anchored, and a label the alert does
+not carry matches as the empty string.
 """
 
 from __future__ import annotations

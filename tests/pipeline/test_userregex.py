@@ -130,3 +130,16 @@ def test_lone_surrogates_fail_to_match_instead_of_raising() -> None:
     # A label decoded with surrogateescape carries lone surrogates; they must not crash a stage.
     assert not UserRegex("ab").fullmatch("a\udcff")
     assert Matcher("l", "!~", "ab").matches({"l": "a\udcff"})
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import pipeline.correlate.silence
+    import pipeline.silences
+    import pipeline.userregex
+
+    for module in (pipeline.userregex, pipeline.correlate.silence, pipeline.silences):
+        result = doctest.testmod(module)
+        assert result.attempted > 0
+        assert result.failed == 0
