@@ -28,20 +28,16 @@ from pydantic import (
 
 from pipeline.errors import ConfigError
 from pipeline.model import Signal
+from pipeline.silence_limits import MAX_COMMENT_CHARS, MAX_CREATED_BY_CHARS, MAX_MATCHERS
 from pipeline.timeutil import parse_duration
+from pipeline.userregex import check_user_regex
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-def _compiles(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"not a regular expression: {exc}") from exc
-    return value
-
-
-Regex = Annotated[str, AfterValidator(_compiles)]
+# A user's pattern is matched with RE2 (pipeline.userregex): linear time whatever the pattern,
+# Go's syntax as in Prometheus; one RE2 refuses (a backreference, a lookaround) fails the load.
+Regex = Annotated[str, AfterValidator(check_user_regex)]
 
 
 class _Strict(BaseModel):
@@ -280,11 +276,11 @@ class CorrelateConfig(_Strict):
 class Silence(_Strict):
     """A window in which matching alerts are folded and never page (Alertmanager's shape)."""
 
-    matchers: list[str] = Field(min_length=1)
+    matchers: list[str] = Field(min_length=1, max_length=MAX_MATCHERS)
     starts_at: Annotated[float, BeforeValidator(lambda v: _parse_ts(v))]
     ends_at: Annotated[float, BeforeValidator(lambda v: _parse_ts(v))]
-    comment: str = ""
-    created_by: str = "config"
+    comment: str = Field(default="", max_length=MAX_COMMENT_CHARS)
+    created_by: str = Field(default="config", max_length=MAX_CREATED_BY_CHARS)
 
     @field_validator("matchers")
     @classmethod

@@ -11,7 +11,6 @@ anomaly, series `quietpager_series_absent`, for every service not heard from for
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, KeysView
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pipeline.codec import (
 )
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import ABSENCE_SERIES, Anomaly, MetricPoint, SeriesKey, Signal
+from pipeline.userregex import UserRegex
 
 DetectorFactory = Callable[[Signal], SeriesDetector]
 RejectHandler = Callable[[RecordRejected], None]
@@ -58,7 +58,8 @@ class SignalClassifier:
 
     def __init__(self, rules: list[SignalRule]) -> None:
         self.rules = rules
-        self._compiled = [(re.compile(rule.name_matches), rule) for rule in rules]
+        # RE2, fully anchored: a rule's pattern from the config runs on every new series' name.
+        self._compiled = [(UserRegex(rule.name_matches), rule) for rule in rules]
 
     def classify(self, point: MetricPoint) -> Signal:
         """The signal of the point's series; `generic` when nothing claims it.

@@ -6,14 +6,19 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.correlate.silence import Matcher, SilenceRule, parse_matcher
 from pipeline.metrics import Metrics
+from pipeline.silence_limits import MAX_MATCHERS
 from pipeline.silences import SilenceError, SilenceStore, rule_from_api, rule_to_api
 
 OPEN_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # never behind `token`
+
+#: The largest silences request body; the per-field limits are in pipeline.correlate.silence.
+MAX_BODY_BYTES = 256 * 1024
 
 
 class OpsServer:
@@ -112,8 +117,11 @@ class OpsServer:
     async def _list_silences(self, request: web.Request) -> web.Response:
         store = self._store()
         now = self._clock()
+        texts = request.query.getall("filter", [])
+        if len(texts) > MAX_MATCHERS:
+            return _bad_request(f"filter: at most {MAX_MATCHERS} filters (got {len(texts)})")
         try:
-            wanted = [parse_matcher(text) for text in request.query.getall("filter", [])]
+            wanted = [parse_matcher(text) for text in texts]
         except ValueError as exc:
             return web.json_response({"error": f"filter: {exc}"}, status=400)
         rules = [r for r in store.silencer.rules if _matches_filter(r, wanted)]
@@ -127,10 +135,23 @@ class OpsServer:
 
     async def _create_silence(self, request: web.Request) -> web.Response:
         store = self._store()
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return _bad_request(f"the body has at most {MAX_BODY_BYTES} bytes")
+        # Read at most one byte past the limit, so a chunked body cannot grow without bound.
+        raw = bytearray()
+        while len(raw) <= MAX_BODY_BYTES:
+            chunk = await request.content.read(MAX_BODY_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            return _bad_request(f"the body has at most {MAX_BODY_BYTES} bytes")
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "the body is not JSON"}, status=400)
+            # orjson refuses nesting deeper than 1024 with an error; `json` raised
+            # RecursionError (a 500) on a body of nested brackets.
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _bad_request(f"the body is not JSON ({exc})")
         try:
             rule = rule_from_api(body, self._clock())
         except SilenceError as exc:
@@ -156,6 +177,10 @@ class OpsServer:
         if not await store.expire(silence_id, self._clock()):
             raise web.HTTPNotFound(text="no such silence")
         return web.json_response({"status": "expired"})
+
+
+def _bad_request(reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=400)
 
 
 def _matches_filter(rule: SilenceRule, wanted: list[Matcher]) -> bool:

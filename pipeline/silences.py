@@ -23,6 +23,12 @@ from pipeline.codec import unpack_float, unpack_str
 from pipeline.config import Config
 from pipeline.correlate.silence import Matcher, MatchOp, Silencer, SilenceRule, parse_matcher
 from pipeline.kafka import client_options, make_consumer
+from pipeline.silence_limits import (
+    MAX_COMMENT_CHARS,
+    MAX_CREATED_BY_CHARS,
+    MAX_MATCHER_TEXT_CHARS,
+    MAX_MATCHERS,
+)
 from pipeline.timeutil import format_timestamp, parse_timestamp
 
 log = structlog.get_logger("quietpager.silences")
@@ -77,8 +83,11 @@ def rule_from_record(data: Mapping[str, Any]) -> SilenceRule:
         raise ValueError(f"bad silence record: {exc}") from None
 
 
-#: The longest comment a silence may carry (it is logged and listed with the silence).
-MAX_COMMENT_CHARS = 4096
+#: The longest id a request may name (ours are `api-` and a UUID).
+MAX_ID_CHARS = 128
+#: The largest silence record the store reads back from the topic; a larger one is skipped
+#: before it is decoded (the largest the API can write is far smaller: see the tests).
+MAX_RECORD_BYTES = 256 * 1024
 
 
 def rule_from_api(body: Any, now: float) -> SilenceRule:
@@ -98,6 +107,8 @@ def rule_from_api(body: Any, now: float) -> SilenceRule:
     raw = body.get("matchers")
     if not isinstance(raw, list) or not raw:
         raise SilenceError("matchers: give at least one matcher")
+    if len(raw) > MAX_MATCHERS:
+        raise SilenceError(f"matchers: at most {MAX_MATCHERS} matchers (got {len(raw)})")
     matchers: list[Matcher] = []
     for index, item in enumerate(raw):
         try:
@@ -120,11 +131,11 @@ def rule_from_api(body: Any, now: float) -> SilenceRule:
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
         raise SilenceError(f"comment: a string of at most {MAX_COMMENT_CHARS} characters")
     created_by = body.get("createdBy") or "api"
-    if not isinstance(created_by, str) or len(created_by) > MAX_COMMENT_CHARS:
-        raise SilenceError(f"createdBy: a string of at most {MAX_COMMENT_CHARS} characters")
+    if not isinstance(created_by, str) or len(created_by) > MAX_CREATED_BY_CHARS:
+        raise SilenceError(f"createdBy: a string of at most {MAX_CREATED_BY_CHARS} characters")
     silence_id = body.get("id") or f"api-{uuid.uuid4()}"
-    if not isinstance(silence_id, str):
-        raise SilenceError("id: a string")
+    if not isinstance(silence_id, str) or len(silence_id) > MAX_ID_CHARS:
+        raise SilenceError(f"id: a string of at most {MAX_ID_CHARS} characters")
     try:
         return SilenceRule(
             matchers=tuple(matchers),
@@ -141,6 +152,8 @@ def rule_from_api(body: Any, now: float) -> SilenceRule:
 
 def _api_matcher(item: Any) -> Matcher:
     if isinstance(item, str):
+        if len(item) > MAX_MATCHER_TEXT_CHARS:
+            raise ValueError(f"a matcher's text has at most {MAX_MATCHER_TEXT_CHARS} characters")
         return parse_matcher(item)
     if not isinstance(item, dict):
         raise TypeError("a matcher is an object or a string")
@@ -182,6 +195,20 @@ def rule_to_api(rule: SilenceRule, now: float) -> dict[str, Any]:
     }
 
 
+def _bounded_record(value: bytes) -> SilenceRule:
+    """A silence record from the topic, refused (ValueError) before any work that grows with it
+    when it is larger than any the API writes; `SilenceRule` checks the other limits."""
+    if len(value) > MAX_RECORD_BYTES:
+        raise ValueError(f"record of {len(value)} bytes, over {MAX_RECORD_BYTES}")
+    data = orjson.loads(value)
+    if not isinstance(data, dict):
+        raise ValueError("record is not a JSON object")
+    matchers = data.get("matchers")
+    if isinstance(matchers, list) and len(matchers) > MAX_MATCHERS:
+        raise ValueError(f"record has {len(matchers)} matchers, over {MAX_MATCHERS}")
+    return rule_from_record(data)
+
+
 async def _caught_up(consumer: Any, ends: Mapping[TopicPartition, int]) -> bool:
     for tp, end in ends.items():
         if await consumer.position(tp) < end:
@@ -208,6 +235,8 @@ class SilenceStore:
         self.silencer = Silencer.from_config(config.silences)
         self._config_ids = {r.id for r in self.silencer.rules}
         self._applied: dict[str, int] = {}
+        #: Records read from the topic and skipped: undecodable, or over a limit.
+        self.rejected = 0
         self._changed = asyncio.Condition()
 
     async def collect(self, now: float) -> int:
@@ -235,16 +264,25 @@ class SilenceStore:
     def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         if key is None:
             return
-        silence_id = key.decode()
+        try:
+            if len(key) > MAX_ID_CHARS:
+                raise ValueError(f"key of {len(key)} bytes, over {MAX_ID_CHARS}")
+            silence_id = key.decode()
+        except ValueError as exc:  # UnicodeDecodeError included
+            self.rejected += 1
+            log.warning("bad_silence_record", error=str(exc))
+            return
         if silence_id in self._config_ids:
             return  # the config file owns these
         if value is None:
             self.silencer.remove(silence_id)
         else:
             try:
-                self.silencer.upsert(rule_from_record(orjson.loads(value)))
+                self.silencer.upsert(_bounded_record(value))
             except (ValueError, orjson.JSONDecodeError) as exc:
-                log.warning("bad_silence_record", id=silence_id, error=str(exc))
+                # Anyone who can write to the topic can write anything: skip, count, go on.
+                self.rejected += 1
+                log.warning("bad_silence_record", id=silence_id[:MAX_ID_CHARS], error=str(exc))
                 return
         self._applied[silence_id] = offset
 

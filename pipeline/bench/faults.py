@@ -669,6 +669,7 @@ async def run_faults(
     """Every fault in one go; prints the table."""
     import tempfile
 
+    from pipeline.bench.faults_silences import poison_silence
     from pipeline.bench.faults_state import poison_state_record, truncated_correlate_checkpoint
 
     console = console or Console(width=max(Console().width, 160))
@@ -690,6 +691,7 @@ async def run_faults(
                 ("receiver down", lambda: receiver_down(bootstrap, tansu=tansu)),
                 ("poison state", lambda: poison_state_record(bootstrap, tansu=tansu)),
                 ("truncated", lambda: truncated_correlate_checkpoint(bootstrap, tansu=tansu)),
+                ("poison silence", lambda: poison_silence(bootstrap, tansu=tansu)),
             ]
             if tansu:  # the cut needs a broker that advertises the proxy
                 faults.append(("broker cut", lambda: broker_cut()))

@@ -71,10 +71,12 @@ SYSTEM_MASKS: dict[str, tuple[LogMaskRule, ...]] = {
         ("SIZE", r"\d+ bytes(?: \([\d.]+ [KMGT]?B\))?"),
         ("TIME", r"\d{2}:\d{2}(?::\d{2})?|<1 sec"),
     ),
+    # RE2 (as every `logs.masking` pattern): no lookaround, so JOB stops before a colon that
+    # ends the token or precedes a space, and PATH takes its `path:` prefix with it.
     "Mac": _masks(
-        ("JOB", r"^com\.apple\.\S+?(?=: )"),
+        ("JOB", r"^com\.apple\.(?:[^:\s]|:\S)+"),
         ("FILE", r"\[\d{4}-\d{2}-\d{2}_[^\]]*\][^,\s]*"),
-        ("PATH", r"(?<=path:)/\S+"),
+        ("PATH", r"path:/\S+"),
     ),
 }
 
