@@ -5,7 +5,7 @@ A NAB checkout's `results/<detector>/` folder holds, besides the detector's resu
 data file with the file's raw score at the one threshold NAB chose for that profile over the
 whole corpus (columns `Detector, Profile, File, Threshold, Score, TP, TN, FP, FN,
 Total_Count`, then a `Totals` row). Those raw scores are what `bench nab --published` reads:
-a corpus's normalised score is a sum of per-file terms (`nab_score.Share`), so the published
+a corpus's normalised score is a sum of per-file terms (`score.Share`), so the published
 detector can be rescored on any set of files, half a and half b included, and resampled on
 the same draws as the detectors run here, without its anomaly scores.
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench.nab_score import (
+from pipeline.bench.nab.score import (
     CorpusScorer,
     CostProfile,
     Share,

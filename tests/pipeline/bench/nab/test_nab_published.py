@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench.nab_published import read_published
+from pipeline.bench.nab.published import read_published
 from pipeline.errors import QuietpagerError
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
