@@ -23,6 +23,7 @@ from pipeline.codec import unpack_float, unpack_str
 from pipeline.config import Config
 from pipeline.correlate.silence import Matcher, MatchOp, Silencer, SilenceRule, parse_matcher
 from pipeline.kafka import client_options, make_consumer
+from pipeline.metrics import Metrics
 from pipeline.silence_limits import (
     MAX_COMMENT_CHARS,
     MAX_CREATED_BY_CHARS,
@@ -228,16 +229,25 @@ class SilenceStore:
         config: Config,
         producer: AIOKafkaProducer,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.producer = producer
         self.clock = clock
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.known_state_topics([config.topics.silences])
         self.silencer = Silencer.from_config(config.silences)
         self._config_ids = {r.id for r in self.silencer.rules}
         self._applied: dict[str, int] = {}
         #: Records read from the topic and skipped: undecodable, or over a limit.
         self.rejected = 0
         self._changed = asyncio.Condition()
+
+    def _reject(self, reason: str) -> None:
+        self.rejected += 1
+        if self.metrics is not None:
+            self.metrics.state_rejected.labels(self.topic, reason).inc()
 
     async def collect(self, now: float) -> int:
         """Remove the API silences expired over `http.silence_retention` before `now` from the
@@ -269,7 +279,7 @@ class SilenceStore:
                 raise ValueError(f"key of {len(key)} bytes, over {MAX_ID_CHARS}")
             silence_id = key.decode()
         except ValueError as exc:  # UnicodeDecodeError included
-            self.rejected += 1
+            self._reject("malformed")
             log.warning("bad_silence_record", error=str(exc))
             return
         if silence_id in self._config_ids:
@@ -281,7 +291,8 @@ class SilenceStore:
                 self.silencer.upsert(_bounded_record(value))
             except (ValueError, orjson.JSONDecodeError) as exc:
                 # Anyone who can write to the topic can write anything: skip, count, go on.
-                self.rejected += 1
+                too_large = len(value) > MAX_RECORD_BYTES
+                self._reject("too_large" if too_large else "malformed")
                 log.warning("bad_silence_record", id=silence_id[:MAX_ID_CHARS], error=str(exc))
                 return
         self._applied[silence_id] = offset

@@ -1287,7 +1287,7 @@ class Worker:
         watcher: asyncio.Task[None] | None = None
         follower: asyncio.Task[None] | None = None
         try:
-            self.silences = SilenceStore(config, producer, clock=self.clock)
+            self.silences = SilenceStore(config, producer, clock=self.clock, metrics=self.metrics)
             loaded = asyncio.Event()
             follower = asyncio.create_task(self.silences.follow(stop, loaded), name="silences")
             # Silences made through the API must mute from the first anomaly after a restart.

@@ -164,12 +164,25 @@ def _record(**fields: Any) -> bytes:
 def test_a_bad_topic_record_is_skipped_counted_and_logged(
     key: bytes, value: bytes, reason: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store, _ = _store()
+    producer = FakeProducer()
+    config = TopicNames.fresh().config(receiver_type="alertmanager")
+    metrics = Metrics.create()
+    store = SilenceStore(
+        config, cast(AIOKafkaProducer, producer), clock=lambda: NOW, metrics=metrics
+    )
     began = time.perf_counter()
     store._apply(key, value, 0)
     store._apply(b"x", _record(), 1)  # the next record still applies
     assert time.perf_counter() - began < 0.5
     assert store.rejected == 1
+    counted = {
+        reason: metrics.registry.get_sample_value(
+            "quietpager_state_records_rejected_total",
+            {"topic": config.topics.silences, "reason": reason},
+        )
+        for reason in ("malformed", "too_large")
+    }
+    assert sum(v or 0 for v in counted.values()) == 1
     assert [r.id for r in store.silencer.rules] == ["x"]
     assert reason in capsys.readouterr().out
 
