@@ -52,6 +52,7 @@ from pipeline.offline import build_correlator
 from pipeline.silences import SilenceStore
 from pipeline.skew import held_partitions
 from pipeline.state import owner, read_state, state_key, write_state
+from pipeline.watermark import EventClock
 
 log = structlog.get_logger("quietpager.worker")
 
@@ -368,7 +369,7 @@ class DetectRunner(StageRunner):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(config, producer, metrics)
-        self.core = DetectStage(config.detect)
+        self.core = DetectStage(config.detect, max_lead=config.max_lead)
         self._clock = clock
         # One log stage per logs partition, so its templates move with the partition.
         self.log_stages: dict[TopicPartition, LogStage] = {}
@@ -377,8 +378,12 @@ class DetectRunner(StageRunner):
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
-        # partition -> (newest event time, wall clock when it arrived)
+        # partition -> (its event time, wall clock when that last moved on). Its event time is
+        # a robust watermark over the record keys (the agents) that write to it, not the newest
+        # timestamp: one agent's clock running ahead must not hold the others back.
         self._partition_time: dict[TopicPartition, tuple[float, float]] = {}
+        self._partition_clocks: dict[TopicPartition, EventClock] = {}
+        self._ceiling = math.inf
         self._last_fetched = -math.inf  # monotonic time of the last fetch with records
         # By input partition: the series that learned since the last checkpoint, and those
         # checkpointed before (moved there at each checkpoint, off the per-point path).
@@ -405,6 +410,12 @@ class DetectRunner(StageRunner):
         logs: list[tuple[LogRecord, int, TopicPartition]] = []
         metric_events = 0
         wall = time.monotonic()
+        if self.config.detect.max_future is not None:
+            # Points are stamped near the wall clock: event time goes no further than now.
+            self._ceiling = self._clock() + self.config.max_lead
+            self.core.clock.ceiling = self._ceiling
+            for clock in self._partition_clocks.values():
+                clock.ceiling = self._ceiling
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
             for record in records:
@@ -422,7 +433,8 @@ class DetectRunner(StageRunner):
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
                     if self.config.logs.enabled:
                         logs.extend((entry, record.timestamp, tp) for entry in decoded.logs)
-                        self._note_partition_time(tp, max(r.ts for r in decoded.logs), wall)
+                        newest = max(r.ts for r in decoded.logs)
+                        self._note_partition_time(tp, record.key, newest, wall)
                 if decoded.points and self._bounded:
                     decoded.points, rejects = self._split_by_range(decoded.points)
                     sends.extend(self._dead_letter(record, reject) for reject in rejects)
@@ -431,7 +443,7 @@ class DetectRunner(StageRunner):
                     points += decoded.points
                     origins += [(record.timestamp, tp)] * len(decoded.points)
                     newest = max(map(_event_time, decoded.points))
-                    self._note_partition_time(tp, newest, wall)
+                    self._note_partition_time(tp, record.key, newest, wall)
         if metric_events:
             self.metrics.events_in.labels("metrics").inc(metric_events)
         # Kafka orders only within a partition; a fetched batch can hold one partition's
@@ -527,10 +539,18 @@ class DetectRunner(StageRunner):
             )
         self.metrics.inputs_held.set(len(held))
 
-    def _note_partition_time(self, tp: TopicPartition, newest: float, wall: float) -> None:
+    def _note_partition_time(
+        self, tp: TopicPartition, source: bytes | None, newest: float, wall: float
+    ) -> None:
+        """One record's newest event time, from the agent that keyed it (`pipeline.watermark`)."""
+        clock = self._partition_clocks.get(tp)
+        if clock is None:
+            clock = self._partition_clocks[tp] = EventClock(self.config.max_lead)
+            clock.ceiling = self._ceiling
+        clock.observe(source, newest)
         seen = self._partition_time.get(tp)
-        if seen is None or newest > seen[0]:
-            self._partition_time[tp] = (newest, wall)
+        if seen is None or clock.watermark > seen[0]:
+            self._partition_time[tp] = (clock.watermark, wall)
 
     @property
     def _bounded(self) -> bool:
@@ -678,7 +698,8 @@ class DetectRunner(StageRunner):
                 )
 
     def reset(self) -> None:
-        self.core = DetectStage(self.config.detect)
+        self.core = DetectStage(self.config.detect, max_lead=self.config.max_lead)
+        self._partition_clocks.clear()
         self._last_tick = float("-inf")
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
@@ -694,6 +715,7 @@ class DetectRunner(StageRunner):
         # their series: the next owner restores them from the changelog.
         for tp in partitions:
             self._partition_time.pop(tp, None)
+            self._partition_clocks.pop(tp, None)
             self.core.drop_series(self._dirty.pop(tp, set()) | self._owned.pop(tp, set()))
             self.log_stages.pop(tp, None)
             self._logs_dirty.discard(tp)
