@@ -406,6 +406,9 @@ class DetectRunner(StageRunner):
         # step with `points`: one (produce time, partition) tuple per message, shared by all
         # of its points, so the per-point path allocates nothing here.
         points: list[MetricPoint] = []
+        # In step with `points`: the time each is scored at, its own unless it is stamped
+        # ahead of its partition's event time (then that time: where replay meets it too).
+        times: list[float] = []
         origins: list[tuple[int, TopicPartition]] = []
         logs: list[tuple[LogRecord, int, TopicPartition]] = []
         metric_events = 0
@@ -442,13 +445,14 @@ class DetectRunner(StageRunner):
                     metric_events += len(decoded.points)
                     points += decoded.points
                     origins += [(record.timestamp, tp)] * len(decoded.points)
-                    newest = max(map(_event_time, decoded.points))
-                    self._note_partition_time(tp, record.key, newest, wall)
+                    stamped = list(map(_event_time, decoded.points))
+                    newest = max(stamped)
+                    now = self._note_partition_time(tp, record.key, newest, wall)
+                    times += stamped if newest <= now else [min(t, now) for t in stamped]
         if metric_events:
             self.metrics.events_in.labels("metrics").inc(metric_events)
         # Kafka orders only within a partition; a fetched batch can hold one partition's
         # future before another's past. Scoring in event-time order keeps series in order.
-        times = list(map(_event_time, points))
         if not all(map(operator.le, times, times[1:])):
             # A stable sort of the indices by time, applied to both lists (C-level keys).
             order = sorted(range(len(points)), key=times.__getitem__)
@@ -477,7 +481,8 @@ class DetectRunner(StageRunner):
                 sends.append(await self._send_anomaly(anomaly, produced_ms))
             # Ticks interleave with anomalies at the same cadence as `replay`, so the
             # correlator sees the same sequence of times live and offline.
-            tick = point.ts if point.ts < low_watermark else low_watermark
+            # Event time as replay has it at this point: never a point stamped ahead.
+            tick = min(point.ts, self.core.watermark, low_watermark)
             if tick >= self._last_tick + tick_every:
                 sends.extend(await self._tick(tick, produced_ms, partitions))
         for entry in logs[next_log:]:
@@ -541,8 +546,9 @@ class DetectRunner(StageRunner):
 
     def _note_partition_time(
         self, tp: TopicPartition, source: bytes | None, newest: float, wall: float
-    ) -> None:
-        """One record's newest event time, from the agent that keyed it (`pipeline.watermark`)."""
+    ) -> float:
+        """One record's newest event time, from the agent that keyed it (`pipeline.watermark`);
+        returns the partition's event time."""
         clock = self._partition_clocks.get(tp)
         if clock is None:
             clock = self._partition_clocks[tp] = EventClock(self.config.max_lead)
@@ -551,6 +557,7 @@ class DetectRunner(StageRunner):
         seen = self._partition_time.get(tp)
         if seen is None or clock.watermark > seen[0]:
             self._partition_time[tp] = (clock.watermark, wall)
+        return clock.watermark
 
     @property
     def _bounded(self) -> bool:
