@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.bench.faults import fault_config, messages
 from pipeline.bench.faults_clock import SKEW_SCENARIO, replay_pages, skew, skewed_clock
-from pipeline.config import DetectConfig
+from pipeline.config import Config, DetectConfig
 from pipeline.detect import DetectStage
 from pipeline.model import MetricPoint, SeriesKey
 from pipeline.watermark import EventClock
@@ -64,7 +64,7 @@ def test_event_clock_refuses_a_lead_that_is_not_positive() -> None:
         EventClock(max_lead=0.0)
 
 
-def _config():  # type: ignore[no-untyped-def]
+def _config() -> Config:
     return fault_config("127.0.0.1:9", "http://127.0.0.1:9/", scenario=SKEW_SCENARIO)
 
 
