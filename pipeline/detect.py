@@ -181,22 +181,30 @@ class DetectStage:
         """How many series hold a model now."""
         return len(self._series)
 
-    def observe(self, point: MetricPoint) -> Anomaly | None:
-        """Score then learn one point; return an Anomaly when the score crosses its threshold."""
+    def observe(self, point: MetricPoint, now: float | None = None) -> Anomaly | None:
+        """Score then learn one point; return an Anomaly when the score crosses its threshold.
+
+        `now`: the event time of the point's input, when the caller keeps it (the live worker:
+        its partition's watermark over the agents writing to it, after the point's record);
+        when None the stage's own watermark over (scope, service) sources is it (`replay`).
+        """
         self.stats.points += 1
         state = self._series.get(point.series)
-        source = (state.scope, state.service) if state is not None else self._source(point)
         clock = self.clock
         before = clock.watermark
-        clock.observe(source, point.ts, len(self._services))
-        now = clock.watermark
+        if now is None:
+            source = (state.scope, state.service) if state is not None else self._source(point)
+            clock.observe(source, point.ts, len(self._services))
+            now = clock.watermark
+        else:
+            clock.advance_to(now)
         if now > before:
             self._sweep_ttl(now)
             if state is not None and point.series not in self._series:
                 state = None  # swept: it starts afresh, as a series unseen for the TTL does
         present = now + clock.max_lead
         if state is None:
-            state = self._admit(point, source)
+            state = self._admit(point, self._source(point))
         else:
             if point.ts <= state.last_ts:
                 if not state.last_ts > present >= point.ts:
@@ -208,7 +216,7 @@ class DetectStage:
         state.last_ts = point.ts
         # A point ahead of the present happened now, as far as anyone downstream can tell.
         ts = point.ts if point.ts <= present else now
-        self._heard(state, ts)
+        self._heard(state, ts, present)
         detector = state.detector
         expected = detector.expected
         score, going_on = detector.step(point.value, point.ts)
@@ -235,7 +243,7 @@ class DetectStage:
             scope=state.scope,
         )
 
-    def _heard(self, state: SeriesState, ts: float) -> None:
+    def _heard(self, state: SeriesState, ts: float, present: float) -> None:
         key = (state.scope, state.service)
         clock = self._services.get(key)
         if clock is None:
@@ -246,7 +254,7 @@ class DetectStage:
         if ts > clock.last_ts:
             clock.heard(ts)
             self._services.move_to_end(key)
-        elif clock.last_ts > self.clock.watermark + self.clock.max_lead >= ts:
+        elif clock.last_ts > present:
             # Its clock ran ahead and is back: it was heard now, not in that future.
             clock.last_ts = ts
             self._services.move_to_end(key)

@@ -124,6 +124,10 @@ class EventClock:
             # The latest time `quorum` sources have all reached.
             self._advance(heapq.nlargest(quorum, (e.latest for e in self._ahead.values()))[-1])
 
+    def advance_to(self, ts: float) -> None:
+        """Move the watermark on to `ts` (kept by a caller that judges its sources itself)."""
+        self._advance(ts)
+
     def _advance(self, ts: float) -> None:
         ts = min(ts, self.ceiling)
         if ts <= self.watermark:

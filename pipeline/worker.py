@@ -409,6 +409,9 @@ class DetectRunner(StageRunner):
         # In step with `points`: the time each is scored at, its own unless it is stamped
         # ahead of its partition's event time (then that time: where replay meets it too).
         times: list[float] = []
+        # In step with `points` too: its partition's event time after its record, which is
+        # the present the detect stage judges the point against (`DetectStage.observe`).
+        nows: list[float] = []
         origins: list[tuple[int, TopicPartition]] = []
         logs: list[tuple[LogRecord, int, TopicPartition]] = []
         metric_events = 0
@@ -449,6 +452,7 @@ class DetectRunner(StageRunner):
                     newest = max(stamped)
                     now = self._note_partition_time(tp, record.key, newest, wall)
                     times += stamped if newest <= now else [min(t, now) for t in stamped]
+                    nows += [now] * len(stamped)
         if metric_events:
             self.metrics.events_in.labels("metrics").inc(metric_events)
         # Kafka orders only within a partition; a fetched batch can hold one partition's
@@ -457,6 +461,7 @@ class DetectRunner(StageRunner):
             # A stable sort of the indices by time, applied to both lists (C-level keys).
             order = sorted(range(len(points)), key=times.__getitem__)
             points = [points[i] for i in order]
+            nows = [nows[i] for i in order]
             origins = [origins[i] for i in order]
         logs.sort(key=_log_time)
         next_log = 0
@@ -466,13 +471,13 @@ class DetectRunner(StageRunner):
         observe = self.core.observe
         last_tp: TopicPartition | None = None
         dirty: set[SeriesKey] = set()
-        for point, (produced_ms, tp) in zip(points, origins, strict=True):
+        for point, now, (produced_ms, tp) in zip(points, nows, origins, strict=True):
             # Log records take their place in event time among the points (a simple merge).
             while next_log_ts <= point.ts:
                 sends.extend(await self._observe_log(*logs[next_log]))
                 next_log += 1
                 next_log_ts = logs[next_log][0].ts if next_log < len(logs) else math.inf
-            anomaly = observe(point)
+            anomaly = observe(point, now)
             if tp is not last_tp:
                 last_tp = tp
                 dirty = self._dirty.setdefault(tp, set())
