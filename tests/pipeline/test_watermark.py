@@ -8,16 +8,23 @@ import os
 
 import orjson
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 
 from pipeline.bench.faults import fault_config, messages
 from pipeline.bench.faults_clock import SKEW_SCENARIO, replay_pages, skew, skewed_clock
-from pipeline.config import Config, DetectConfig
+from pipeline.config import Config, DetectConfig, parse_config
 from pipeline.detect import DetectStage
+from pipeline.metrics import Metrics
 from pipeline.model import MetricPoint, SeriesKey
 from pipeline.watermark import EventClock
+from pipeline.worker import DetectRunner
+from tests.fakes import FakeProducer
 
 TANSU = not os.environ.get("QUIETPAGER_TEST_BOOTSTRAP")
 INF = math.inf
+METRICS = "metrics"
+#: The live tests' wall clock; their points are stamped relative to it.
+WALL = 1_795_683_600.0
 
 
 @pytest.mark.parametrize(
@@ -137,3 +144,50 @@ async def test_skewed_clock_pages_four_of_four_live(kafka_bootstrap: str) -> Non
     assert "unexpected" not in result.note
     assert "roots ['auth', 'payments-db'] (right: ['auth', 'payments-db'])" in result.note
     assert "sends the same pages" in result.note
+
+
+def _record(
+    key: bytes, offset: int, points: list[dict[str, object]]
+) -> ConsumerRecord[bytes, bytes]:
+    value = orjson.dumps(points)
+    return ConsumerRecord(METRICS, 0, offset, 0, 0, key, value, None, len(key), len(value), [])
+
+
+def _runner(max_future: str | None) -> tuple[FakeProducer, DetectRunner]:
+    config = parse_config(
+        {
+            "topics": {"metrics": METRICS},
+            "detect": {"tick_every": "10s", "max_future": max_future},
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+        }
+    )
+    producer = FakeProducer(partitions=1)
+    return producer, DetectRunner(config, producer, Metrics.create(), clock=lambda: WALL)
+
+
+def _cpu(service: str, ts: float) -> dict[str, object]:
+    return {"name": "cpu_utilization", "value": 0.4, "ts": ts, "labels": {"service": service}}
+
+
+@pytest.mark.parametrize(
+    ("max_future", "stamps", "latest_tick"),
+    [
+        # two agents in step: ticks follow them
+        ("10m", [("a", 0), ("b", 0), ("a", 30), ("b", 30)], 30),
+        # agent b 9 minutes ahead (inside max_future): ticks do not follow it
+        ("10m", [("a", 0), ("b", 0), ("b", 540), ("a", 30)], 30),
+        # one agent alone 5 minutes ahead of the wall clock: ticks stop at wall + max_lead
+        ("10m", [("a", 0), ("a", 300)], 60),
+        # max_future off (simulated time, not the wall clock): no wall-clock bound
+        (None, [("a", 0), ("a", 300)], 300),
+    ],
+)
+async def test_live_ticks_follow_the_robust_watermark(
+    max_future: str | None, stamps: list[tuple[str, float]], latest_tick: float
+) -> None:
+    producer, runner = _runner(max_future)
+    records = [_record(s.encode(), i, [_cpu(s, WALL + ts)]) for i, (s, ts) in enumerate(stamps)]
+    await runner.handle({TopicPartition(METRICS, 0): records})
+    ticks = [p["value"]["ts"] for p in producer.sent if p["value"]["kind"] == "tick"]
+    assert max(ticks) == WALL + latest_tick
