@@ -5,8 +5,9 @@ Pure and synchronous: event time comes with each point. Keyed state is bounded b
 
 Event time is a robust watermark (`pipeline.watermark.EventClock`) over the (scope, service)
 sources, not the largest timestamp seen (the live worker passes each point its partition's
-watermark over record keys instead, `observe(point, now)`): a point stamped more than `max_lead` ahead of it, from
-a source the others do not follow, neither moves it nor blinds its own series. Such a point is
+watermark over record keys instead, `observe(point, now)`): a point stamped more than
+`max_lead` ahead of it, from a source the others do not follow, neither moves it nor blinds its
+own series. Such a point is
 still scored and learned; an anomaly it raises carries the watermark as its time, so the
 correlator's clock does not jump. When that source's clock comes back, its series' next
 point is older than their last: where the last was ahead of the present and the new point is

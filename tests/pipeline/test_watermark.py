@@ -14,6 +14,7 @@ from pipeline.bench.faults import fault_config, messages
 from pipeline.bench.faults_clock import SKEW_SCENARIO, replay_pages, skew, skewed_clock
 from pipeline.config import Config, DetectConfig, parse_config
 from pipeline.detect import DetectStage
+from pipeline.errors import ConfigError
 from pipeline.metrics import Metrics
 from pipeline.model import MetricPoint, SeriesKey
 from pipeline.watermark import EventClock
@@ -191,3 +192,39 @@ async def test_live_ticks_follow_the_robust_watermark(
     await runner.handle({TopicPartition(METRICS, 0): records})
     ticks = [p["value"]["ts"] for p in producer.sent if p["value"]["kind"] == "tick"]
     assert max(ticks) == WALL + latest_tick
+
+
+def _limits(detect: dict[str, str], correlate: dict[str, str]) -> Config:
+    return parse_config(
+        {
+            "detect": detect,
+            "correlate": correlate,
+            "receivers": [{"name": "am", "type": "alertmanager", "url": "http://127.0.0.1:9/"}],
+            "route": {"receivers": ["am"]},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("detect", "correlate", "max_lead"),
+    [
+        ({}, {}, 60.0),  # unset: 60 s
+        ({}, {"resolve_after": "40s"}, 20.0),  # unset, under a short resolve_after: half of it
+        ({"max_lead": "2m"}, {}, 120.0),  # set: as set
+    ],
+)
+def test_max_lead(detect: dict[str, str], correlate: dict[str, str], max_lead: float) -> None:
+    assert _limits(detect, correlate).max_lead == max_lead
+
+
+@pytest.mark.parametrize(
+    ("detect", "correlate", "message"),
+    [
+        ({"max_lead": "0s"}, {}, "max_lead must be positive"),  # leads nowhere
+        # as far ahead as resolve_after: a point let through makes others stale
+        ({"max_lead": "5m"}, {"resolve_after": "5m"}, "must be below correlate.resolve_after"),
+    ],
+)
+def test_max_lead_refused(detect: dict[str, str], correlate: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _limits(detect, correlate)
