@@ -187,6 +187,17 @@ class DetectConfig(_Strict):
     # anomaly. Behind: off unless set, since replays and backfills carry old times.
     max_future: Duration | None = 600.0
     max_past: Duration | None = None
+    # Event time follows a robust watermark (pipeline/watermark.py): a point stamped further
+    # than this ahead of it does not move it unless other sources follow. Unset: 60 s, or half
+    # of `correlate.resolve_after` when that is shorter (`Config.max_lead`).
+    max_lead: Duration | None = None
+
+    @field_validator("max_lead")
+    @classmethod
+    def _positive_lead(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"max_lead must be positive, got {value:g}s")
+        return value
 
     @field_validator("thresholds")
     @classmethod
@@ -398,6 +409,7 @@ def _all_stages() -> list[StageName]:
 
 
 DEFAULT_MAX_SKEW = 30.0  # seconds; `Config.max_skew`
+DEFAULT_MAX_LEAD = 60.0  # seconds; `Config.max_lead` (pipeline.watermark's default too)
 
 
 class WorkerConfig(_Strict):
@@ -465,7 +477,24 @@ class Config(_Strict):
                 f"correlate.resolve_after ({self.correlate.resolve_after:g}s): an anomaly that "
                 "far behind the correlator's clock is dropped as stale"
             )
+        if (
+            self.detect.max_lead is not None
+            and self.detect.max_lead >= self.correlate.resolve_after
+        ):
+            raise ValueError(
+                f"detect.max_lead ({self.detect.max_lead:g}s) must be below "
+                f"correlate.resolve_after ({self.correlate.resolve_after:g}s): event time that "
+                "far ahead of an anomaly makes it stale"
+            )
         return self
+
+    @property
+    def max_lead(self) -> float:
+        """`detect.max_lead`, or when unset 60 s, or half of `correlate.resolve_after` when
+        that is shorter (so that a point the watermark let through never makes another stale)."""
+        if self.detect.max_lead is not None:
+            return self.detect.max_lead
+        return min(DEFAULT_MAX_LEAD, self.correlate.resolve_after / 2)
 
     @property
     def max_skew(self) -> float:

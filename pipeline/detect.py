@@ -3,6 +3,17 @@
 Pure and synchronous: event time comes with each point. Keyed state is bounded by
 `max_series` (least recently seen evicted first) and by `series_ttl` of event time.
 
+Event time is a robust watermark (`pipeline.watermark.EventClock`) over the (scope, service)
+sources, not the largest timestamp seen (the live worker passes each point its partition's
+watermark over record keys instead, `observe(point, now)`): a point stamped more than
+`max_lead` ahead of it, from a source the others do not follow, neither moves it nor blinds its
+own series. Such a point is
+still scored and learned; an anomaly it raises carries the watermark as its time, so the
+correlator's clock does not jump. When that source's clock comes back, its series' next
+point is older than their last: where the last was ahead of the present and the new point is
+not, the point is a clock correction (counted in `DetectStats.clock_corrections`), not
+out-of-order, and the series goes on from it.
+
 Absence: silence can be the incident. Each service's usual reporting interval is learned
 (an EW mean of the gaps between its distinct timestamps); `absences(now)` returns a traffic
 anomaly, series `quietpager_series_absent`, for every service not heard from for
@@ -36,6 +47,7 @@ from pipeline.codec import (
 from pipeline.config import DetectConfig, SignalRule
 from pipeline.model import ABSENCE_SERIES, Anomaly, MetricPoint, SeriesKey, Signal
 from pipeline.userregex import UserRegex
+from pipeline.watermark import DEFAULT_MAX_LEAD, EventClock
 
 DetectorFactory = Callable[[Signal], SeriesDetector]
 RejectHandler = Callable[[RecordRejected], None]
@@ -217,6 +229,9 @@ class DetectStats:
     continued: int = 0  # of the anomalies, those emitted because an event continued
     absences: int = 0
     out_of_order: int = 0
+    # Points older than their series' last, taken because that last was stamped ahead of the
+    # present by a clock since corrected (not out-of-order: skipping them would blind it).
+    clock_corrections: int = 0
     evicted: dict[str, int] = field(default_factory=lambda: {"ttl": 0, "lru": 0})
     # Checkpointed series not restored: another layout or model (they start afresh).
     state_dropped: int = 0
@@ -225,7 +240,14 @@ class DetectStats:
 class DetectStage:
     """Scores each point against its series' model, then learns it."""
 
-    def __init__(self, config: DetectConfig, factory: DetectorFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: DetectConfig,
+        factory: DetectorFactory | None = None,
+        max_lead: float | None = None,
+    ) -> None:
+        """`max_lead`: how far ahead of event time a point may be and still move it
+        (`Config.max_lead`; the config's `detect.max_lead` or the default when None)."""
         self.config = config
         self.classifier = SignalClassifier(config.signal_rules)
         self._factory = factory or partial(series_model, config)
@@ -233,10 +255,16 @@ class DetectStage:
             warm_up()  # compile the model's kernel before the first point, not on it
         self._series: OrderedDict[SeriesKey, SeriesState] = OrderedDict()
         self.stats = DetectStats()
-        self.watermark = float("-inf")
+        lead = max_lead if max_lead is not None else config.max_lead or DEFAULT_MAX_LEAD
+        self.clock = EventClock(lead)
         self._next_ttl_sweep = float("-inf")
         # (scope, service) -> its clock, least recently heard first; bounded like the series.
         self._services: OrderedDict[tuple[str, str], ServiceClock] = OrderedDict()
+
+    @property
+    def watermark(self) -> float:
+        """Event time: the robust watermark of the points seen (-inf before any)."""
+        return self.clock.watermark
 
     @property
     def series_keys(self) -> KeysView[SeriesKey]:
@@ -248,23 +276,42 @@ class DetectStage:
         """How many series hold a model now."""
         return len(self._series)
 
-    def observe(self, point: MetricPoint) -> Anomaly | None:
-        """Score then learn one point; return an Anomaly when the score crosses its threshold."""
+    def observe(self, point: MetricPoint, now: float | None = None) -> Anomaly | None:
+        """Score then learn one point; return an Anomaly when the score crosses its threshold.
+
+        `now`: the event time of the point's input, when the caller keeps it (the live worker:
+        its partition's watermark over the agents writing to it, after the point's record);
+        when None the stage's own watermark over (scope, service) sources is it (`replay`).
+        """
         self.stats.points += 1
-        if point.ts > self.watermark:
-            self.watermark = point.ts
-            self._sweep_ttl(point.ts)
         state = self._series.get(point.series)
+        clock = self.clock
+        before = clock.watermark
+        if now is None:
+            source = (state.scope, state.service) if state is not None else self._source(point)
+            clock.observe(source, point.ts, len(self._services))
+            now = clock.watermark
+        else:
+            clock.advance_to(now)
+        if now > before:
+            self._sweep_ttl(now)
+            if state is not None and point.series not in self._series:
+                state = None  # swept: it starts afresh, as a series unseen for the TTL does
+        present = now + clock.max_lead
         if state is None:
-            state = self._admit(point)
+            state = self._admit(point, self._source(point))
         else:
             if point.ts <= state.last_ts:
-                # Out-of-order or duplicated points would teach the model twice; skip them.
-                self.stats.out_of_order += 1
-                return None
+                if not state.last_ts > present >= point.ts:
+                    # Out-of-order or duplicated points would teach the model twice; skip them.
+                    self.stats.out_of_order += 1
+                    return None
+                self.stats.clock_corrections += 1
             self._series.move_to_end(point.series)
         state.last_ts = point.ts
-        self._heard(state, point.ts)
+        # A point ahead of the present happened now, as far as anyone downstream can tell.
+        ts = point.ts if point.ts <= present else now
+        self._heard(state, ts, present)
         detector = state.detector
         expected = detector.expected
         score, going_on = detector.step(point.value, point.ts)
@@ -280,7 +327,7 @@ class DetectStage:
             return None
         self.stats.anomalies += 1
         return Anomaly(
-            ts=point.ts,
+            ts=ts,
             series=point.series,
             service=state.service,
             signal=state.signal,
@@ -291,7 +338,7 @@ class DetectStage:
             scope=state.scope,
         )
 
-    def _heard(self, state: SeriesState, ts: float) -> None:
+    def _heard(self, state: SeriesState, ts: float, present: float) -> None:
         key = (state.scope, state.service)
         clock = self._services.get(key)
         if clock is None:
@@ -301,6 +348,10 @@ class DetectStage:
             return
         if ts > clock.last_ts:
             clock.heard(ts)
+            self._services.move_to_end(key)
+        elif clock.last_ts > present:
+            # Its clock ran ahead and is back: it was heard now, not in that future.
+            clock.last_ts = ts
             self._services.move_to_end(key)
 
     def absences(self, now: float) -> list[Anomaly]:
@@ -338,13 +389,18 @@ class DetectStage:
         self.stats.absences += len(out)
         return out
 
-    def _admit(self, point: MetricPoint) -> SeriesState:
-        signal = self.classifier.classify(point)
+    def _source(self, point: MetricPoint) -> tuple[str, str]:
+        """(scope, service) of a point's series: who stamps it, for the watermark."""
         labels = point.series.label_map()
         # An empty label names nothing: it counts as absent (a page read ": latency ...").
         service = labels.get(self.config.service_label) or "unknown"
         scope_label = self.config.scope_label
         scope = (labels.get(scope_label) if scope_label else None) or "default"
+        return scope, service
+
+    def _admit(self, point: MetricPoint, source: tuple[str, str]) -> SeriesState:
+        signal = self.classifier.classify(point)
+        scope, service = source
         state = SeriesState(self._factory(signal), signal, service, scope, float("-inf"))
         self._series[point.series] = state
         while len(self._series) > self.config.max_series:

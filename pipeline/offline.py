@@ -74,7 +74,7 @@ class OfflinePipeline:
 
     def __init__(self, config: Config, routing_keys: Mapping[str, str] | None = None) -> None:
         self.config = config
-        self.detect = DetectStage(config.detect)
+        self.detect = DetectStage(config.detect, max_lead=config.max_lead)
         self.logs = LogStage(config.logs, config.detect) if config.logs.enabled else None
         self.correlator = build_correlator(config)
         self.routing_keys = dict(routing_keys or {})
@@ -118,7 +118,8 @@ class OfflinePipeline:
 
     @property
     def watermark(self) -> float:
-        """The newest event time seen on either stream."""
+        """Event time: the detect stage's robust watermark (`pipeline.watermark`), or the
+        log stage's newest time when that is later."""
         if self.logs is None:
             return self.detect.watermark
         return max(self.detect.watermark, self.logs.watermark)

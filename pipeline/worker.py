@@ -59,6 +59,7 @@ from pipeline.offline import build_correlator
 from pipeline.silences import SilenceStore
 from pipeline.skew import held_partitions
 from pipeline.state import last_values, owner, read_state, state_key, write_state
+from pipeline.watermark import EventClock
 
 log = structlog.get_logger("quietpager.worker")
 
@@ -412,7 +413,7 @@ class DetectRunner(StageRunner):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(config, producer, metrics)
-        self.core = DetectStage(config.detect)
+        self.core = DetectStage(config.detect, max_lead=config.max_lead)
         self._clock = clock
         # One log stage per logs partition, so its templates move with the partition.
         self.log_stages: dict[TopicPartition, LogStage] = {}
@@ -423,8 +424,12 @@ class DetectRunner(StageRunner):
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
-        # partition -> (newest event time, wall clock when it arrived)
+        # partition -> (its event time, wall clock when that last moved on). Its event time is
+        # a robust watermark over the record keys (the agents) that write to it, not the newest
+        # timestamp: one agent's clock running ahead must not hold the others back.
         self._partition_time: dict[TopicPartition, tuple[float, float]] = {}
+        self._partition_clocks: dict[TopicPartition, EventClock] = {}
+        self._ceiling = math.inf
         self._last_fetched = -math.inf  # monotonic time of the last fetch with records
         # By input partition: the series that learned since the last checkpoint, and those
         # checkpointed before (moved there at each checkpoint, off the per-point path).
@@ -447,10 +452,22 @@ class DetectRunner(StageRunner):
         # step with `points`: one (produce time, partition) tuple per message, shared by all
         # of its points, so the per-point path allocates nothing here.
         points: list[MetricPoint] = []
+        # In step with `points`: the time each is scored at, its own unless it is stamped
+        # ahead of its partition's event time (then that time: where replay meets it too).
+        times: list[float] = []
+        # In step with `points` too: its partition's event time after its record, which is
+        # the present the detect stage judges the point against (`DetectStage.observe`).
+        nows: list[float] = []
         origins: list[tuple[int, TopicPartition]] = []
         logs: list[tuple[LogRecord, int, TopicPartition]] = []
         metric_events = 0
         wall = time.monotonic()
+        if self.config.detect.max_future is not None:
+            # Points are stamped near the wall clock: event time goes no further than now.
+            self._ceiling = self._clock() + self.config.max_lead
+            self.core.clock.ceiling = self._ceiling
+            for clock in self._partition_clocks.values():
+                clock.ceiling = self._ceiling
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
             for record in records:
@@ -468,7 +485,8 @@ class DetectRunner(StageRunner):
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
                     if self.config.logs.enabled:
                         logs.extend((entry, record.timestamp, tp) for entry in decoded.logs)
-                        self._note_partition_time(tp, max(r.ts for r in decoded.logs), wall)
+                        newest = max(r.ts for r in decoded.logs)
+                        self._note_partition_time(tp, record.key, newest, wall)
                 if decoded.points and self._bounded:
                     decoded.points, rejects = self._split_by_range(decoded.points)
                     sends.extend(self._dead_letter(record, reject) for reject in rejects)
@@ -476,17 +494,20 @@ class DetectRunner(StageRunner):
                     metric_events += len(decoded.points)
                     points += decoded.points
                     origins += [(record.timestamp, tp)] * len(decoded.points)
-                    newest = max(map(_event_time, decoded.points))
-                    self._note_partition_time(tp, newest, wall)
+                    stamped = list(map(_event_time, decoded.points))
+                    newest = max(stamped)
+                    now = self._note_partition_time(tp, record.key, newest, wall)
+                    times += stamped if newest <= now else [min(t, now) for t in stamped]
+                    nows += [now] * len(stamped)
         if metric_events:
             self.metrics.events_in.labels("metrics").inc(metric_events)
         # Kafka orders only within a partition; a fetched batch can hold one partition's
         # future before another's past. Scoring in event-time order keeps series in order.
-        times = list(map(_event_time, points))
         if not all(map(operator.le, times, times[1:])):
             # A stable sort of the indices by time, applied to both lists (C-level keys).
             order = sorted(range(len(points)), key=times.__getitem__)
             points = [points[i] for i in order]
+            nows = [nows[i] for i in order]
             origins = [origins[i] for i in order]
         logs.sort(key=_log_time)
         next_log = 0
@@ -496,13 +517,13 @@ class DetectRunner(StageRunner):
         observe = self.core.observe
         last_tp: TopicPartition | None = None
         dirty: set[SeriesKey] = set()
-        for point, (produced_ms, tp) in zip(points, origins, strict=True):
+        for point, now, (produced_ms, tp) in zip(points, nows, origins, strict=True):
             # Log records take their place in event time among the points (a simple merge).
             while next_log_ts <= point.ts:
                 sends.extend(await self._observe_log(*logs[next_log]))
                 next_log += 1
                 next_log_ts = logs[next_log][0].ts if next_log < len(logs) else math.inf
-            anomaly = observe(point)
+            anomaly = observe(point, now)
             if tp is not last_tp:
                 last_tp = tp
                 dirty = self._dirty.setdefault(tp, set())
@@ -511,7 +532,8 @@ class DetectRunner(StageRunner):
                 sends.append(await self._send_anomaly(anomaly, produced_ms))
             # Ticks interleave with anomalies at the same cadence as `replay`, so the
             # correlator sees the same sequence of times live and offline.
-            tick = point.ts if point.ts < low_watermark else low_watermark
+            # Event time as replay has it at this point: never a point stamped ahead.
+            tick = min(point.ts, self.core.watermark, low_watermark)
             if tick >= self._last_tick + tick_every:
                 sends.extend(await self._tick(tick, produced_ms, partitions))
         for entry in logs[next_log:]:
@@ -573,10 +595,20 @@ class DetectRunner(StageRunner):
             )
         self.metrics.inputs_held.set(len(held))
 
-    def _note_partition_time(self, tp: TopicPartition, newest: float, wall: float) -> None:
+    def _note_partition_time(
+        self, tp: TopicPartition, source: bytes | None, newest: float, wall: float
+    ) -> float:
+        """One record's newest event time, from the agent that keyed it (`pipeline.watermark`);
+        returns the partition's event time."""
+        clock = self._partition_clocks.get(tp)
+        if clock is None:
+            clock = self._partition_clocks[tp] = EventClock(self.config.max_lead)
+            clock.ceiling = self._ceiling
+        clock.observe(source, newest)
         seen = self._partition_time.get(tp)
-        if seen is None or newest > seen[0]:
-            self._partition_time[tp] = (newest, wall)
+        if seen is None or clock.watermark > seen[0]:
+            self._partition_time[tp] = (clock.watermark, wall)
+        return clock.watermark
 
     @property
     def _bounded(self) -> bool:
@@ -742,7 +774,8 @@ class DetectRunner(StageRunner):
                 )
 
     def reset(self) -> None:
-        self.core = DetectStage(self.config.detect)
+        self.core = DetectStage(self.config.detect, max_lead=self.config.max_lead)
+        self._partition_clocks.clear()
         self._last_tick = float("-inf")
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
@@ -759,6 +792,7 @@ class DetectRunner(StageRunner):
         # their series: the next owner restores them from the changelog.
         for tp in partitions:
             self._partition_time.pop(tp, None)
+            self._partition_clocks.pop(tp, None)
             self.core.drop_series(self._dirty.pop(tp, set()) | self._owned.pop(tp, set()))
             self.log_stages.pop(tp, None)
             self._logs_dirty.discard(tp)

@@ -130,11 +130,15 @@ def test_cli_reports_an_out_path_it_cannot_write(
 def test_cli_warns_when_anomalies_were_dropped_as_stale(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """One line stamped a day ahead moves event time past the incident, whose anomalies are
-    then dropped as stale; the summary says so (it used to report only "0 triggers")."""
+    """Lines stamped a day ahead by many agents move event time past the incident, whose
+    anomalies are then dropped as stale; the summary says so (it used to report only "0
+    triggers"). One agent alone no longer moves event time (tests/pipeline/test_watermark.py)."""
     good = tmp_path / "good.yaml"
     good.write_text(orjson.dumps(_config().model_dump(mode="json")).decode(), "utf-8")
-    ahead = {"name": "up", "value": 1, "ts": SCENARIO.start + 86400, "labels": {"service": "x"}}
+    ahead = [
+        {"name": "up", "value": 1, "ts": SCENARIO.start + 86400, "labels": {"service": f"x{i}"}}
+        for i in range(10)
+    ]
     source = tmp_path / "in.jsonl"
     for extra, warned in ((b"", False), (orjson.dumps(ahead) + b"\n", True)):
         source.write_bytes(_input(extra))
