@@ -74,6 +74,8 @@ async def slow_receiver(
             await asyncio.sleep(2 * answer_after)  # a copy beyond the cap would come now
         else:
             await asyncio.sleep(hold_s)
+        # Counted now: a page in retry goes on until the shutdown cancels it.
+        got = received_pages(sink)
     finally:
         stop.set()
         await task
@@ -83,7 +85,6 @@ async def slow_receiver(
         for r in await read_topic(config, config.topics.dlq, settle_s=0.5)
         if b"without an answer" in dict(r.headers).get("qp.detail", b"")
     ]
-    got = received_pages(sink)
     copies = Counter(got)
     first = sorted(times[0] for times in arrived.values())
     # How long one slow page held the receiver's queue: from its first copy to the next
@@ -99,8 +100,9 @@ async def slow_receiver(
         lost=len(set(want) - set(copies)),
         recovery_s=held,
         note=(
-            f"copies per page {[copies[page] for page in want]}; {len(dead)} dead-lettered "
-            "as unanswered (the receiver acted on them, none confirmed); recovery: the next "
-            "page's wait behind the first"
+            f"copies per page {[copies[page] for page in want]}"
+            + ("" if max_unanswered else f" in {hold_s:g}s")
+            + f"; {len(dead)} dead-lettered as unanswered (the receiver acted on every copy, "
+            "none was confirmed); recovery: how long the next page waited behind the first"
         ),
     )
