@@ -251,6 +251,20 @@ def test_answer_timeout(unanswered: int, policy: dict[str, float], expected: flo
     assert answer_timeout(unanswered, NO_JITTER.model_copy(update=policy)) == expected
 
 
+def test_what_a_receiver_that_never_answers_costs_with_the_defaults() -> None:
+    """The README's figures: 3 copies, waits of 10, 20 and 40 s, backoffs of 0.5 and 1 s
+    (jitter aside), so a page holds its receiver's queue about 71.5 s, under aiokafka's
+    5-minute max_poll_interval_ms (past it, the runner would leave the group)."""
+    policy = RetryConfig()
+    waits = [answer_timeout(n, policy) for n in range(policy.max_unanswered)]
+    backoffs = [
+        backoff_delay(n, policy.model_copy(update={"jitter": 0.0}), random.Random(1))
+        for n in range(1, policy.max_unanswered)
+    ]
+    assert (policy.max_unanswered, waits, backoffs) == (3, [10.0, 20.0, 40.0], [0.5, 1.0])
+    assert sum(w for w in waits if w is not None) + sum(backoffs) == 71.5
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
