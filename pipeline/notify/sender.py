@@ -36,6 +36,8 @@ _NEVER_SENT: tuple[type[BaseException], ...] = (
     ConnectionRefusedError,
 )
 
+GATEWAY_TIMEOUT = 504
+
 # A receiver may ask for a long pause, but not for an unbounded one.
 RETRY_AFTER_CAP_FACTOR = 10.0
 _ERROR_SNIPPET = 200
@@ -161,8 +163,8 @@ class DeliveryResult:
     attempts: int
     last_status: int | None
     last_error: str = ""
-    #: Attempts sent that got no answer (timed out, connection lost): copies the receiver may
-    #: have acted on. With a 2xx at the end, the receiver may hold that many duplicates.
+    #: Attempts sent that got no answer (timed out, connection lost, a proxy's 504): copies
+    #: the receiver may have acted on. With a 2xx at the end, it may hold that many duplicates.
     unanswered: int = 0
 
 
@@ -285,7 +287,15 @@ class WebhookSender:
                 if verdict == "permanent":
                     self._count(receiver, ATTEMPT_PERMANENT)
                     return DeliveryResult("permanent", attempt, status, last_error, unanswered)
-                self._count(receiver, ATTEMPT_RETRY_STATUS)
+                if status == GATEWAY_TIMEOUT:
+                    # A proxy in front of the receiver passed the page on and stopped waiting:
+                    # the receiver may have acted on it, as on a copy that timed out here.
+                    unanswered += 1
+                    self._count(receiver, ATTEMPT_UNANSWERED)
+                    if 0 < policy.max_unanswered <= unanswered:
+                        return DeliveryResult("unanswered", attempt, status, last_error, unanswered)
+                else:
+                    self._count(receiver, ATTEMPT_RETRY_STATUS)
                 retry_after = parse_retry_after(retry_after_header, self.clock())
             if 0 < policy.max_attempts <= attempt:
                 return DeliveryResult("gave_up", attempt, last_status, last_error, unanswered)

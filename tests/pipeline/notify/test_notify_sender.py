@@ -548,6 +548,22 @@ async def test_no_cap_on_unanswered_copies_when_max_unanswered_is_zero(
     assert sink.requests_seen == 5
 
 
+async def test_a_gateway_timeout_counts_as_unanswered(
+    sink: WebhookSink, sender: WebhookSender, sleep: FakeSleep, attempts: AttemptLog
+) -> None:
+    """A proxy that gives up on a slow receiver answers 504 at once, having passed the page
+    on: without counting those, a slow receiver behind a proxy got copies without end."""
+    sink.fail_next(10, status=504)
+    result = await sender.deliver(receiver(sink.pagerduty_url, max_attempts=10), TRIGGER)
+    assert (result.outcome, result.attempts, result.unanswered) == ("unanswered", 3, 3)
+    assert (result.last_status, result.last_error) == (
+        504,
+        'HTTP 504: {"status": "scripted failure"}',
+    )
+    assert attempts.labels == ["unanswered"] * 3
+    assert sleep.delays == [0.1, 0.2]
+
+
 async def test_a_connection_dropped_after_the_page_was_sent_counts_as_unanswered(
     odd: OddReceiver, sender: WebhookSender, attempts: AttemptLog
 ) -> None:
