@@ -601,3 +601,13 @@ async def test_an_accepted_page_is_not_sent_again_when_the_answer_body_fails(
     assert (result.outcome, result.attempts, result.last_status) == ("delivered", 1, 202)
     assert odd.requests == 1
     assert attempts.labels == ["delivered"]
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import pipeline.notify.sender
+
+    result = doctest.testmod(pipeline.notify.sender)
+    assert result.attempted > 0
+    assert result.failed == 0
