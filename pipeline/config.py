@@ -333,6 +333,10 @@ class RetryConfig(_Strict):
     multiplier: float = Field(default=2.0, ge=1.0)
     jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     max_attempts: int = Field(default=0, ge=0, description="0 retries until delivered")
+    # Copies of a page sent without an answer (timed out, connection lost once sent, a 504)
+    # before it goes to the DLQ: each may have reached the receiver, so this bounds the copies
+    # a slow receiver gets, and how long its other pages wait behind one. 0: no bound.
+    max_unanswered: int = Field(default=3, ge=0, strict=True)
     timeout: Duration = 10.0
 
     @model_validator(mode="after")

@@ -1077,10 +1077,11 @@ class NotifyRunner(StageRunner):
     so each walks the outbox at its own pace: a receiver that is down holds back its own
     pages, never another's. Progress is committed after every page, so a restart or a
     rebalance sends again at most the page that was in flight. A page the receiver refuses
-    for good (a status that is not worth retrying, or `retry.max_attempts` spent) goes to the
-    DLQ topic, addressed to that receiver alone, with the reason and the receiver's answer;
-    nothing is dropped. The first receiver's runner also dead-letters what no runner can
-    deliver: a record that is no page, or a page for a receiver the config no longer has.
+    for good (a status that is not worth retrying, `retry.max_attempts` spent, or
+    `retry.max_unanswered` copies sent without an answer) goes to the DLQ topic, addressed
+    to that receiver alone, with the reason and the receiver's answer; nothing is dropped.
+    The first receiver's runner also dead-letters what no runner can deliver: a record that
+    is no page, or a page for a receiver the config no longer has.
     """
 
     def __init__(
@@ -1208,6 +1209,7 @@ class NotifyRunner(StageRunner):
                 action=page.action,
                 dedup_key=page.dedup_key,
                 attempts=result.attempts,
+                unanswered=result.unanswered,  # copies the receiver may also have acted on
             )
             return
         self.metrics.webhook_failures.labels(name).inc()
@@ -1219,9 +1221,17 @@ class NotifyRunner(StageRunner):
             outcome=result.outcome,
             status=result.last_status,
             error=result.last_error,
+            unanswered=result.unanswered,
             dead_lettered=True,
         )
-        detail = f"{result.outcome} after {result.attempts} attempt(s): {result.last_error}"
+        detail = f"{result.outcome} after {result.attempts} attempt(s)"
+        if result.unanswered:
+            # Such a page is not known to be lost: whoever sends it again should know.
+            detail += (
+                f", {result.unanswered} sent without an answer (the receiver may have acted "
+                "on them)"
+            )
+        detail += f": {result.last_error}"
         await self.dead_letter(record, Reject("undeliverable", detail), _addressed(page, name))
 
 

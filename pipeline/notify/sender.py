@@ -18,13 +18,25 @@ import orjson
 from pipeline.config import Receiver, RetryConfig
 
 StatusClass = Literal["delivered", "retry", "permanent"]
-Outcome = Literal["delivered", "permanent", "gave_up"]
+Outcome = Literal["delivered", "permanent", "gave_up", "unanswered"]
 
 # Labels passed to `on_attempt`, one per attempt, so /metrics can count retries by cause.
 ATTEMPT_DELIVERED = "delivered"
 ATTEMPT_RETRY_STATUS = "retry_status"
 ATTEMPT_RETRY_NETWORK = "retry_network"
+ATTEMPT_UNANSWERED = "unanswered"
 ATTEMPT_PERMANENT = "permanent"
+
+# Failures that happen before the request leaves: the receiver cannot have seen the page.
+_NEVER_SENT: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,  # refused, DNS, TLS handshake
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerFingerprintMismatch,
+    aiohttp.InvalidURL,
+    ConnectionRefusedError,
+)
+
+GATEWAY_TIMEOUT = 504
 
 # A receiver may ask for a long pause, but not for an unbounded one.
 RETRY_AFTER_CAP_FACTOR = 10.0
@@ -96,6 +108,40 @@ def backoff_delay(attempt: int, policy: RetryConfig, rng: random.Random) -> floa
     return max(0.0, min(base, policy.max_backoff))
 
 
+def answer_timeout(unanswered: int, policy: RetryConfig) -> float | None:
+    """Seconds to wait for the answer once a page is sent, after `unanswered` earlier copies
+    of it went unanswered; None means no limit (`timeout: 0`).
+
+    A receiver that did not answer within `timeout` is unlikely to within the same time
+    again, so each copy waits `multiplier` times longer than the last, up to `max_backoff`
+    (or `timeout`, if that is longer): a receiver that is slow but working gets a chance to
+    answer before `max_unanswered` copies are spent.
+
+    >>> from pipeline.config import RetryConfig
+    >>> policy = RetryConfig(timeout=10, multiplier=2, max_backoff=60)
+    >>> [answer_timeout(n, policy) for n in range(5)]
+    [10.0, 20.0, 40.0, 60.0, 60.0]
+    """
+    if policy.timeout <= 0:
+        return None
+    cap = max(policy.timeout, policy.max_backoff)
+    try:
+        grown = policy.timeout * policy.multiplier ** max(unanswered, 0)
+    except OverflowError:
+        return cap
+    return min(grown, cap) if math.isfinite(grown) else cap
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a failed attempt ended before the request left, so the receiver cannot have
+    seen it (a refused or timed-out connect); otherwise it may have acted on the page.
+
+    >>> never_sent(ConnectionRefusedError()), never_sent(TimeoutError())
+    (True, False)
+    """
+    return isinstance(exc, _NEVER_SENT)
+
+
 def retry_delay(
     attempt: int, policy: RetryConfig, rng: random.Random, retry_after: float | None
 ) -> float:
@@ -117,6 +163,9 @@ class DeliveryResult:
     attempts: int
     last_status: int | None
     last_error: str = ""
+    #: Attempts sent that got no answer (timed out, connection lost, a proxy's 504): copies
+    #: the receiver may have acted on. With a 2xx at the end, it may hold that many duplicates.
+    unanswered: int = 0
 
 
 def _redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -160,9 +209,21 @@ class WebhookSender:
         if self.on_attempt is not None:
             self.on_attempt(receiver.name, label)
 
-    async def _post(self, receiver: Receiver, data: bytes) -> tuple[int, str | None, bytes]:
-        # A configured timeout of 0 means "no per-request limit", as in aiohttp itself.
-        timeout = aiohttp.ClientTimeout(total=receiver.retry.timeout or None)
+    async def _post(
+        self, receiver: Receiver, data: bytes, answer_within: float | None
+    ) -> tuple[int, str | None, bytes]:
+        # Connecting and answering are bounded apart, so that a connect that times out (the
+        # page never left: retried like a refused connection) is told from an answer that
+        # does not come (the receiver may have acted on it: counted against max_unanswered).
+        # `sock_read` starts once the request is written; `total` only cuts off an answer
+        # that trickles in. A timeout of 0 means no limit, as in aiohttp itself.
+        connect = receiver.retry.timeout or None
+        if connect is None or answer_within is None:
+            timeout = aiohttp.ClientTimeout(total=None)
+        else:
+            timeout = aiohttp.ClientTimeout(
+                total=connect + answer_within, connect=connect, sock_read=answer_within
+            )
         async with self.session.post(
             receiver.url,
             data=data,
@@ -182,41 +243,70 @@ class WebhookSender:
             return status, retry_after, content
 
     async def deliver(self, receiver: Receiver, body: dict[str, Any]) -> DeliveryResult:
-        """Deliver `body` to `receiver`; returns when delivered, refused, or out of attempts.
+        """Deliver `body` to `receiver`; returns when delivered, refused, out of attempts, or
+        sent `retry.max_unanswered` times without an answer.
 
-        With `retry.max_attempts == 0` it retries until delivered (or cancelled).
+        With `retry.max_attempts == 0` it retries until delivered (or cancelled), as long as
+        the receiver answers or refuses the connection.
         Errors in the result never contain the body's routing key.
         """
         data = orjson.dumps(body)
         secrets = _secrets_of(body)
         policy = receiver.retry
         attempt = 0
+        unanswered = 0
         last_status: int | None = None
         last_error = ""
         while True:
             attempt += 1
             retry_after: float | None = None
+            answer_within = answer_timeout(unanswered, policy)
             try:
-                status, retry_after_header, content = await self._post(receiver, data)
+                status, retry_after_header, content = await self._post(
+                    receiver, data, answer_within
+                )
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 # TimeoutError is asyncio.TimeoutError on 3.11. CancelledError is not
                 # among these, so shutdown interrupts a delivery at once.
                 last_status = None
-                detail = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "no detail")
-                last_error = _redact(f"{type(exc).__name__}: {detail}", secrets)
-                self._count(receiver, ATTEMPT_RETRY_NETWORK)
+                last_error = _redact(_describe(exc, answer_within), secrets)
+                if never_sent(exc):
+                    self._count(receiver, ATTEMPT_RETRY_NETWORK)
+                else:
+                    unanswered += 1
+                    self._count(receiver, ATTEMPT_UNANSWERED)
+                    if 0 < policy.max_unanswered <= unanswered:
+                        return DeliveryResult("unanswered", attempt, None, last_error, unanswered)
             else:
                 last_status = status
                 verdict = classify(status)
                 if verdict == "delivered":
                     self._count(receiver, ATTEMPT_DELIVERED)
-                    return DeliveryResult("delivered", attempt, status, "")
+                    return DeliveryResult("delivered", attempt, status, "", unanswered)
                 last_error = _status_error(status, content, secrets)
                 if verdict == "permanent":
                     self._count(receiver, ATTEMPT_PERMANENT)
-                    return DeliveryResult("permanent", attempt, status, last_error)
-                self._count(receiver, ATTEMPT_RETRY_STATUS)
+                    return DeliveryResult("permanent", attempt, status, last_error, unanswered)
+                if status == GATEWAY_TIMEOUT:
+                    # A proxy in front of the receiver passed the page on and stopped waiting:
+                    # the receiver may have acted on it, as on a copy that timed out here.
+                    unanswered += 1
+                    self._count(receiver, ATTEMPT_UNANSWERED)
+                    if 0 < policy.max_unanswered <= unanswered:
+                        return DeliveryResult("unanswered", attempt, status, last_error, unanswered)
+                else:
+                    self._count(receiver, ATTEMPT_RETRY_STATUS)
                 retry_after = parse_retry_after(retry_after_header, self.clock())
             if 0 < policy.max_attempts <= attempt:
-                return DeliveryResult("gave_up", attempt, last_status, last_error)
+                return DeliveryResult("gave_up", attempt, last_status, last_error, unanswered)
+            # Every retriable failure backs off alike, a timeout included: the receiver that
+            # did not answer may still be working on the copy it has.
             await self.sleep(retry_delay(attempt, policy, self.rng, retry_after))
+
+
+def _describe(exc: BaseException, answer_within: float | None) -> str:
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError) and not never_sent(exc) and answer_within is not None:
+        return f"{name}: no answer within {answer_within:g}s"
+    detail = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "no detail")
+    return f"{name}: {detail}"

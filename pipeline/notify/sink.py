@@ -20,6 +20,8 @@ class WebhookSink:
 
     `fail_next` scripts failures: each scripted request is answered with its status
     and not recorded, so tests can watch the sender retry against a real socket.
+    `answer_after` makes it a slow receiver: it records a page as it arrives (acts on it)
+    and answers that many seconds later, so a sender that stops waiting sends copies.
     """
 
     def __init__(
@@ -33,6 +35,8 @@ class WebhookSink:
         self.on_receive = on_receive
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.requests_seen = 0
+        #: Seconds between accepting a page and answering (0: at once).
+        self.answer_after = 0.0
         self._failures: deque[tuple[int, str | None]] = deque()
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -153,6 +157,7 @@ class WebhookSink:
                 {"status": "invalid event", "message": "Event object is invalid"}, status=400
             )
         self._record(PAGERDUTY_PATH, accepted)
+        await self._stall()
         return web.json_response(
             {
                 "status": "success",
@@ -167,4 +172,9 @@ class WebhookSink:
         if isinstance(accepted, web.Response):
             return accepted
         self._record(ALERTMANAGER_PATH, accepted)
+        await self._stall()
         return web.json_response({"status": "success"}, status=200)
+
+    async def _stall(self) -> None:
+        if self.answer_after > 0:
+            await asyncio.sleep(self.answer_after)

@@ -148,6 +148,13 @@ def test_defaults_follow_design(tmp_path: Path) -> None:
             for retry, message in [
                 ({"initial_backoff": "0s"}, "initial_backoff must be positive"),
                 ({"initial_backoff": "2s", "max_backoff": "1s"}, "max_backoff must be at least"),
+                # a cap on copies sent without an answer: a count, nothing else
+                (
+                    {"max_unanswered": -1},
+                    "retry.max_unanswered: Input should be greater than or equal to 0",
+                ),
+                ({"max_unanswered": True}, "retry.max_unanswered: Input should be a valid int"),
+                ({"max_unanswered": "3"}, "retry.max_unanswered: Input should be a valid int"),
             ]
         ],
         # a broker probe given no time: it never answers, and /readyz would never be ready

@@ -261,6 +261,41 @@ async def test_a_page_refused_for_good_goes_to_the_dlq_addressed_to_that_receive
     assert received_pages(pagerduty)[-1] == ("resolve", "inc-3")  # the stage goes on
 
 
+async def test_a_page_a_slow_receiver_never_answers_goes_to_the_dlq_and_the_next_one_goes_on(
+    sinks: tuple[WebhookSink, WebhookSink], session: aiohttp.ClientSession
+) -> None:
+    """The receiver acts on each copy but answers after a second, past every wait: after
+    `max_unanswered` copies the page is dead-lettered, saying it may have been acted on, and
+    the receiver's next page is sent (it answers that one at once)."""
+    pagerduty, chat = sinks
+    pagerduty.answer_after = 1.0
+
+    def recover(path: str, body: dict[str, Any]) -> None:
+        if body["event_action"] == "resolve":
+            pagerduty.answer_after = 0.0
+
+    pagerduty.on_receive = recover
+    config = _config(pagerduty.pagerduty_url, chat.alertmanager_url, timeout="100ms")
+    fixture = Fixture(config, session)
+    trigger = _page("trigger", "inc-8", "oncall")
+    batch = _batch(config, _record(trigger), _record(_page("resolve", "inc-8", "oncall")))
+    runner = fixture.runner("oncall")
+    await asyncio.wait_for(runner.handle(batch), 10)
+    assert received_pages(pagerduty) == [("trigger", "inc-8")] * 3 + [("resolve", "inc-8")]
+    (dead,) = fixture.producer.dead_letters(config)
+    assert dead["value"] == {**trigger.to_dict(), "receivers": ["oncall"]}
+    assert dead["headers"]["qp.reason"] == b"undeliverable"
+    assert dead["headers"]["qp.detail"].decode() == (
+        "unanswered after 3 attempt(s), 3 sent without an answer (the receiver may have acted "
+        "on them): SocketTimeoutError: no answer within 0.1s"
+    )
+    tp = next(iter(batch))
+    assert fixture.committers["oncall"].commits == [{tp: 1}, {tp: 2}]
+    sample = runner.metrics.registry.get_sample_value
+    assert sample("quietpager_webhook_failures_total", {"receiver": "oncall"}) == 1
+    assert sample("quietpager_pages_sent_total", {"receiver": "oncall", "action": "resolve"}) == 1
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -15,8 +16,10 @@ from aiohttp import web
 from pipeline.config import Receiver, RetryConfig, SecretSource
 from pipeline.notify.sender import (
     WebhookSender,
+    answer_timeout,
     backoff_delay,
     classify,
+    never_sent,
     parse_retry_after,
     retry_delay,
 )
@@ -102,6 +105,23 @@ def closed_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[int]:
+    """A loopback port that neither accepts nor refuses a connection: a listener with a full
+    accept queue, whose kernel drops further connection requests (Linux)."""
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port: int = listener.getsockname()[1]
+        for _ in range(3):  # fill the queue
+            filler = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
 
 
 # ---------------------------------------------------------------- pure policy
@@ -211,6 +231,56 @@ def test_backoff_delay_with_jitter_never_exceeds_the_cap() -> None:
 )
 def test_retry_delay(attempt: int, retry_after: float | None, expected: float) -> None:
     assert retry_delay(attempt, NO_JITTER, random.Random(1), retry_after) == expected
+
+
+@pytest.mark.parametrize(
+    ("unanswered", "policy", "expected"),
+    [
+        (0, {}, 10.0),  # the first copy waits `timeout`
+        (1, {}, 20.0),  # one went unanswered: the next waits `multiplier` times longer
+        (2, {}, 40.0),  # and again
+        (3, {}, 60.0),  # 80 is capped at max_backoff
+        (5000, {}, 60.0),  # a receiver that never answers does not overflow it
+        (2, {"multiplier": 1.0}, 10.0),  # multiplier 1: every copy waits `timeout`
+        (0, {"timeout": 90.0}, 90.0),  # a timeout above max_backoff is kept...
+        (3, {"timeout": 90.0}, 90.0),  # ...but does not grow
+        (2, {"timeout": 0.0}, None),  # timeout 0: no limit, as in aiohttp
+    ],
+)
+def test_answer_timeout(unanswered: int, policy: dict[str, float], expected: float | None) -> None:
+    assert answer_timeout(unanswered, NO_JITTER.model_copy(update=policy)) == expected
+
+
+def test_what_a_receiver_that_never_answers_costs_with_the_defaults() -> None:
+    """The README's figures: 3 copies, waits of 10, 20 and 40 s, backoffs of 0.5 and 1 s
+    (jitter aside), so a page holds its receiver's queue about 71.5 s, under aiokafka's
+    5-minute max_poll_interval_ms (past it, the runner would leave the group)."""
+    policy = RetryConfig()
+    waits = [answer_timeout(n, policy) for n in range(policy.max_unanswered)]
+    backoffs = [
+        backoff_delay(n, policy.model_copy(update={"jitter": 0.0}), random.Random(1))
+        for n in range(1, policy.max_unanswered)
+    ]
+    assert (policy.max_unanswered, waits, backoffs) == (3, [10.0, 20.0, 40.0], [0.5, 1.0])
+    assert sum(w for w in waits if w is not None) + sum(backoffs) == 71.5
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectionRefusedError(), True),  # nothing listens: the page never left
+        (aiohttp.ConnectionTimeoutError("connect"), True),  # a host that drops the SYN
+        (aiohttp.InvalidURL("http://"), True),  # no request could be built
+        (aiohttp.SocketTimeoutError("read"), False),  # sent, no answer within the wait
+        (TimeoutError(), False),  # `total` fires only after the connect bound
+        (aiohttp.ServerDisconnectedError(), False),  # the receiver hung up on a sent page
+        (aiohttp.ClientOSError(104, "reset"), False),  # reset mid-exchange
+        (ConnectionResetError(), False),  # likewise, unwrapped
+        (aiohttp.ClientPayloadError("cut"), False),  # an answer that broke off
+    ],
+)
+def test_never_sent(error: BaseException, expected: bool) -> None:
+    assert never_sent(error) is expected
 
 
 # ---------------------------------------------------------------- sender on loopback
@@ -352,6 +422,7 @@ class OddReceiver:
         app = web.Application()
         app.router.add_post("/echo", self._echo)
         app.router.add_post("/hang", self._hang)
+        app.router.add_post("/drop", self._drop)
         app.router.add_post("/accept-then-stall", self._accept_then_stall)
         app.router.add_post("/accept-then-drop", self._accept_then_drop)
         self.requests = 0
@@ -372,6 +443,14 @@ class OddReceiver:
 
     async def _hang(self, request: web.Request) -> web.Response:
         await self.release.wait()
+        return web.Response(status=200)
+
+    async def _drop(self, request: web.Request) -> web.Response:
+        """Reads the page, then hangs up without a word."""
+        self.requests += 1
+        await request.read()
+        assert request.transport is not None
+        request.transport.close()
         return web.Response(status=200)
 
     async def _accepted_in_part(self, request: web.Request) -> web.StreamResponse:
@@ -412,16 +491,104 @@ async def test_body_is_json_and_routing_key_never_reaches_errors(
     assert ROUTING_KEY not in result.last_error
 
 
-async def test_request_timeout_is_retried_as_a_network_error(
+async def test_request_timeout_counts_as_unanswered(
     odd: OddReceiver, sender: WebhookSender, attempts: AttemptLog
 ) -> None:
     result = await sender.deliver(
         receiver(odd.url + "/hang", timeout=0.05, max_attempts=2), TRIGGER
     )
-    assert result.outcome == "gave_up"
-    assert result.attempts == 2
-    assert result.last_error.startswith(("TimeoutError", "ServerTimeoutError"))
-    assert attempts.labels == ["retry_network", "retry_network"]
+    assert (result.outcome, result.attempts, result.unanswered) == ("gave_up", 2, 2)
+    # The second copy waited twice as long as the first.
+    assert result.last_error == "SocketTimeoutError: no answer within 0.1s"
+    assert attempts.labels == ["unanswered", "unanswered"]
+
+
+async def test_a_slow_receiver_gets_at_most_max_unanswered_copies(
+    sink: WebhookSink, sender: WebhookSender, sleep: FakeSleep, attempts: AttemptLog
+) -> None:
+    """It acts on each copy and answers after a second, beyond every wait (0.1, 0.2, 0.4 s):
+    it used to get a copy after every timeout for as long as the page was retried."""
+    sink.answer_after = 1.0
+    result = await asyncio.wait_for(
+        sender.deliver(receiver(sink.pagerduty_url, timeout=0.1), TRIGGER), 10.0
+    )
+    assert (result.outcome, result.attempts, result.unanswered) == ("unanswered", 3, 3)
+    assert result.last_status is None
+    assert result.last_error == "SocketTimeoutError: no answer within 0.4s"
+    assert sink.requests_seen == len(sink.received) == 3
+    assert attempts.labels == ["unanswered"] * 3
+    assert sleep.delays == [0.1, 0.2]  # backs off between timeouts like any retry
+
+
+async def test_a_receiver_slower_than_the_timeout_is_delivered_once_the_wait_has_grown(
+    sink: WebhookSink, sender: WebhookSender, attempts: AttemptLog
+) -> None:
+    sink.answer_after = 0.4  # beyond the first wait (0.2 s), within the second (0.8 s)
+    result = await asyncio.wait_for(
+        sender.deliver(receiver(sink.pagerduty_url, timeout=0.2, multiplier=4.0), TRIGGER),
+        10.0,
+    )
+    assert (result.outcome, result.attempts, result.unanswered) == ("delivered", 2, 1)
+    assert sink.requests_seen == 2  # one copy too many, not one per timeout for ever
+    assert attempts.labels == ["unanswered", "delivered"]
+
+
+async def test_no_cap_on_unanswered_copies_when_max_unanswered_is_zero(
+    sink: WebhookSink, sender: WebhookSender
+) -> None:
+    sink.answer_after = 1.0
+    result = await asyncio.wait_for(
+        sender.deliver(
+            receiver(sink.pagerduty_url, timeout=0.05, max_unanswered=0, max_attempts=5),
+            TRIGGER,
+        ),
+        10.0,
+    )
+    assert (result.outcome, result.attempts, result.unanswered) == ("gave_up", 5, 5)
+    assert sink.requests_seen == 5
+
+
+async def test_a_gateway_timeout_counts_as_unanswered(
+    sink: WebhookSink, sender: WebhookSender, sleep: FakeSleep, attempts: AttemptLog
+) -> None:
+    """A proxy that gives up on a slow receiver answers 504 at once, having passed the page
+    on: without counting those, a slow receiver behind a proxy got copies without end."""
+    sink.fail_next(10, status=504)
+    result = await sender.deliver(receiver(sink.pagerduty_url, max_attempts=10), TRIGGER)
+    assert (result.outcome, result.attempts, result.unanswered) == ("unanswered", 3, 3)
+    assert (result.last_status, result.last_error) == (
+        504,
+        'HTTP 504: {"status": "scripted failure"}',
+    )
+    assert attempts.labels == ["unanswered"] * 3
+    assert sleep.delays == [0.1, 0.2]
+
+
+async def test_a_connection_dropped_after_the_page_was_sent_counts_as_unanswered(
+    odd: OddReceiver, sender: WebhookSender, attempts: AttemptLog
+) -> None:
+    result = await sender.deliver(
+        receiver(odd.url + "/drop", max_unanswered=2, max_attempts=5), TRIGGER
+    )
+    assert (result.outcome, result.attempts, result.unanswered) == ("unanswered", 2, 2)
+    assert result.last_error.startswith("ServerDisconnectedError")
+    assert odd.requests == 2
+    assert attempts.labels == ["unanswered", "unanswered"]
+
+
+async def test_a_connect_that_times_out_is_retried_and_not_counted_as_a_copy(
+    sender: WebhookSender, attempts: AttemptLog
+) -> None:
+    """A host that drops the connection request (here: a listener whose accept queue is
+    full) never saw the page: it is retried like a refused connection, however often."""
+    with black_hole() as port:
+        url = f"http://127.0.0.1:{port}{PAGERDUTY_PATH}"
+        result = await sender.deliver(
+            receiver(url, timeout=0.1, max_unanswered=1, max_attempts=3), TRIGGER
+        )
+    assert (result.outcome, result.attempts, result.unanswered) == ("gave_up", 3, 0)
+    assert result.last_error.startswith("ConnectionTimeoutError")
+    assert attempts.labels == ["retry_network"] * 3
 
 
 @pytest.mark.parametrize("path", ["/accept-then-stall", "/accept-then-drop"])
@@ -434,3 +601,13 @@ async def test_an_accepted_page_is_not_sent_again_when_the_answer_body_fails(
     assert (result.outcome, result.attempts, result.last_status) == ("delivered", 1, 202)
     assert odd.requests == 1
     assert attempts.labels == ["delivered"]
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import pipeline.notify.sender
+
+    result = doctest.testmod(pipeline.notify.sender)
+    assert result.attempted > 0
+    assert result.failed == 0

@@ -123,3 +123,19 @@ async def test_wait_for_times_out() -> None:
     async with WebhookSink() as sink:
         with pytest.raises(TimeoutError):
             await sink.wait_for(1, timeout=0.05)
+
+
+@pytest.mark.parametrize("path", [PAGERDUTY_PATH, ALERTMANAGER_PATH])
+async def test_a_slow_sink_records_a_page_as_it_arrives_and_answers_later(
+    session: aiohttp.ClientSession, path: str
+) -> None:
+    async with WebhookSink() as sink:
+        sink.answer_after = 0.3
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = asyncio.create_task(post(session, sink.url + path, EVENT))
+        await sink.wait_for(1, timeout=2.0)
+        assert not answer.done()  # acted on, not yet answered
+        status, _, _ = await answer
+        assert status in (200, 202)
+        assert loop.time() - started >= 0.3
