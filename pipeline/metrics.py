@@ -119,7 +119,7 @@ class Metrics:
             decode_errors=Counter(
                 "quietpager_decode_errors",
                 "Messages or batch items rejected as undecodable or out of bounds, by reason; "
-                "input rejects are also dead-lettered, bad_anomaly records are only counted.",
+                "each is also dead-lettered, but for bad_anomaly records (only counted).",
                 ["reason"],
                 registry=reg,
             ),
