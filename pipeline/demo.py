@@ -101,10 +101,6 @@ class DemoReport:
         return [b for _, b in self.received if b.get("event_action") == "resolve"]
 
 
-def _sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
-    return metrics.registry.get_sample_value(name, labels or {}) or 0.0
-
-
 def _summed(metrics: Metrics, family: str) -> float:
     total = 0.0
     for metric in metrics.registry.collect():
@@ -124,7 +120,7 @@ def _live_table(metrics: Metrics, report: DemoReport, phase: str) -> Table:
         f"{_summed(metrics, 'quietpager_anomalies'):.0f}",
         str(folded),
         str(suppressed),
-        f"{_sample(metrics, 'quietpager_dlq_records_total'):.0f}",
+        f"{_summed(metrics, 'quietpager_dlq_records'):.0f}",
         f"{_summed(metrics, 'quietpager_pages_sent'):.0f}",
     )
     return table
@@ -201,7 +197,7 @@ async def run_demo(
         report.received = list(sink.received)
         report.events_in = int(_summed(metrics, "quietpager_events_in"))
         report.anomalies = int(_summed(metrics, "quietpager_anomalies"))
-        report.dlq = int(_sample(metrics, "quietpager_dlq_records_total"))
+        report.dlq = int(_summed(metrics, "quietpager_dlq_records"))
     finally:
         await sink.stop()
         await broker.astop()

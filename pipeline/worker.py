@@ -214,7 +214,7 @@ class StageRunner(ABC):
     ) -> None:
         """Write `value` (by default the record's own bytes) to the DLQ topic, explained by
         `reject` and by where the record came from, and wait until the broker has it."""
-        self.metrics.dlq_records.inc()
+        self.metrics.dlq_records.labels(reject.reason).inc()
         log.info(
             "dead_letter",
             stage=self.name,
@@ -1258,6 +1258,10 @@ class Worker:
     #: The wall clock (UNIX seconds) every part of the worker reads: silences' expiry and
     #: retention, the detect stage's `max_future`/`max_past` bounds. Tests inject a fixed one.
     clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        # From the first scrape, before any stage runs: `increase()` needs the zero.
+        self.metrics.start_config_series(self.config, self.stages)
 
     @property
     def ready(self) -> bool:

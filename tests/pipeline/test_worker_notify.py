@@ -257,7 +257,8 @@ async def test_a_page_refused_for_good_goes_to_the_dlq_addressed_to_that_receive
         b"0",
     )
     assert ROUTING_KEY.encode() not in headers["qp.detail"]
-    assert runner.metrics.registry.get_sample_value("quietpager_dlq_records_total") == 1
+    dlq = {"reason": "undeliverable"}
+    assert runner.metrics.registry.get_sample_value("quietpager_dlq_records_total", dlq) == 1
     assert received_pages(pagerduty)[-1] == ("resolve", "inc-3")  # the stage goes on
 
 
