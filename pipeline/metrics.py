@@ -15,6 +15,7 @@ class Metrics:
     events_in: Counter
     decode_errors: Counter
     dlq_records: Counter
+    dlq_write_failures: Counter
     anomalies: Counter
     decisions: Counter
     pages_sent: Counter
@@ -50,6 +51,12 @@ class Metrics:
             ),
             dlq_records=Counter(
                 "quietpager_dlq_records", "Records written to the DLQ topic.", registry=reg
+            ),
+            dlq_write_failures=Counter(
+                "quietpager_dlq_write_failures",
+                "DLQ records the broker refused for good (logged, then skipped), by error.",
+                ["error"],
+                registry=reg,
             ),
             anomalies=Counter(
                 "quietpager_anomalies",
