@@ -100,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     tput.add_argument("--series", type=int, default=2_000)
     tput.add_argument("--batch", type=int, default=20, help="points per Kafka message")
     tput.add_argument("--bootstrap", default=None, help="use this Kafka instead of an embedded one")
-    faults = bench_sub.add_parser("faults", help="kill, stop, rebalance, outage, fuzz, flood")
+    faults = bench_sub.add_parser(
+        "faults", help="kill, stop, rebalance, outage, oversized input, fuzz, flood"
+    )
     faults.add_argument("--bootstrap", default=None, help="use this Kafka, not an embedded one")
     faults.add_argument("--fuzz", type=int, default=100_000, help="fuzzed messages")
     faults.add_argument("--flood", type=int, default=1_000_000, help="new series in the flood")

@@ -669,6 +669,8 @@ async def run_faults(
     """Every fault in one go; prints the table."""
     import tempfile
 
+    from pipeline.bench.faults_input import oversized_input
+
     console = console or Console(width=max(Console().width, 160))
     results: list[FaultResult] = []
     broker = None
@@ -686,6 +688,7 @@ async def run_faults(
                 ("rebalance", lambda: rebalance(bootstrap, tansu=tansu)),
                 ("outage", lambda: webhook_outage(bootstrap, tansu=tansu)),
                 ("receiver down", lambda: receiver_down(bootstrap, tansu=tansu)),
+                ("oversized input", lambda: oversized_input(bootstrap, tansu=tansu)),
             ]
             if tansu:  # the cut needs a broker that advertises the proxy
                 faults.append(("broker cut", lambda: broker_cut()))
