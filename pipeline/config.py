@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.ingest import DEFAULT_LIMITS, LabelLimits
+from pipeline.ingest import DEFAULT_LIMITS, ItemLimits
 from pipeline.model import Signal
 from pipeline.timeutil import parse_duration
 
@@ -144,7 +144,8 @@ SERIES_KEY_CEILING = 262_144
 
 
 class IngestConfig(_Strict):
-    """Bounds on what one input item may carry (DLQ reason `too_large_label` beyond them)."""
+    """Bounds on what one input item may carry: a series identity beyond them is rejected
+    (`too_large_label`), a log line beyond `max_log_message_bytes` cut to its start."""
 
     max_name_bytes: int = Field(default=DEFAULT_LIMITS.max_name_bytes, ge=1)
     max_label_name_bytes: int = Field(default=DEFAULT_LIMITS.max_label_name_bytes, ge=1)
@@ -152,6 +153,9 @@ class IngestConfig(_Strict):
     max_labels: int = Field(default=DEFAULT_LIMITS.max_labels, ge=0, le=1000)
     max_series_key_bytes: int = Field(
         default=DEFAULT_LIMITS.max_series_key_bytes, ge=1, le=SERIES_KEY_CEILING
+    )
+    max_log_message_bytes: int = Field(
+        default=DEFAULT_LIMITS.max_log_message_bytes, ge=64, le=SERIES_KEY_CEILING
     )
 
     @model_validator(mode="after")
@@ -162,14 +166,15 @@ class IngestConfig(_Strict):
         return self
 
     @property
-    def limits(self) -> LabelLimits:
+    def limits(self) -> ItemLimits:
         """The bounds as `decode_message` takes them."""
-        return LabelLimits(
+        return ItemLimits(
             self.max_name_bytes,
             self.max_label_name_bytes,
             self.max_label_value_bytes,
             self.max_labels,
             self.max_series_key_bytes,
+            self.max_log_message_bytes,
         )
 
 

@@ -75,13 +75,16 @@ class Decoded:
 
 
 @dataclass(frozen=True, slots=True)
-class LabelLimits:
-    """Bounds on a series' identity, in UTF-8 bytes (`ingest:` in the config).
+class ItemLimits:
+    """Bounds on what one input item may carry, in UTF-8 bytes (`ingest:` in the config).
 
     Every series key is held in memory for as long as the series is tracked, written with its
     model to the detect changelog and repeated in each anomaly, so its size is what bounds
     per-series memory and keeps those records far under the producer's and a broker's
     limits. The defaults follow the limits hosted Prometheus back ends put on label sets.
+    A log line is cut to `max_log_message_bytes`: its template, and the raw lines the miner
+    remembers, would otherwise be as large as the message (a 900 KB line made a 1.8 MB log
+    stage checkpoint).
     """
 
     max_name_bytes: int = 1024
@@ -89,9 +92,10 @@ class LabelLimits:
     max_label_value_bytes: int = 2048
     max_labels: int = 30
     max_series_key_bytes: int = 4096
+    max_log_message_bytes: int = 4096
 
 
-DEFAULT_LIMITS = LabelLimits()
+DEFAULT_LIMITS = ItemLimits()
 
 
 #: An absent field, told apart from JSON null (`"value": null` is wrong_type, not missing).
@@ -109,7 +113,7 @@ def decode_message(
     raw: bytes,
     kind: StreamKind,
     max_bytes: int = 1_048_576,
-    limits: LabelLimits = DEFAULT_LIMITS,
+    limits: ItemLimits = DEFAULT_LIMITS,
 ) -> Decoded:
     """Decode one message from the metrics or logs stream (or guess per item with `auto`).
 
@@ -212,7 +216,7 @@ def _shown(text: str) -> str:
     return repr(text[:40] + "…" if len(text) > 40 else text)
 
 
-def _labels(item: Mapping[str, Any], limits: LabelLimits, name: str = "") -> dict[str, str]:
+def _labels(item: Mapping[str, Any], limits: ItemLimits, name: str = "") -> dict[str, str]:
     """The item's labels as strings, within `limits`; `name` (a metric's) counts towards the
     series key's size."""
     labels = item.get("labels", {})
@@ -280,7 +284,7 @@ def _timestamp(item: Mapping[str, Any]) -> float:
 
 
 def _metric_point(
-    item: Mapping[str, Any], limits: LabelLimits, keys: dict[_Received, SeriesKey]
+    item: Mapping[str, Any], limits: ItemLimits, keys: dict[_Received, SeriesKey]
 ) -> MetricPoint:
     name = item.get("name")
     if name is None:
@@ -322,12 +326,12 @@ _Received = tuple[str, tuple[tuple[str, Any], ...]]
 #: series share one key object, so the per-point dict and set lookups downstream match by
 #: identity instead of comparing label tuples. Bounded: when full it is emptied and refills;
 #: with keys of at most `max_series_key_bytes` that bounds its memory too.
-_SERIES_KEYS: dict[LabelLimits, dict[_Received, SeriesKey]] = {}
+_SERIES_KEYS: dict[ItemLimits, dict[_Received, SeriesKey]] = {}
 _SERIES_KEYS_MAX = 200_000
 
 
 def _series_key(
-    name: str, item: Mapping[str, Any], limits: LabelLimits, keys: dict[_Received, SeriesKey]
+    name: str, item: Mapping[str, Any], limits: ItemLimits, keys: dict[_Received, SeriesKey]
 ) -> SeriesKey:
     labels = item.get("labels")
     received: tuple[tuple[str, Any], ...] | None = None
@@ -353,7 +357,7 @@ def _series_key(
     return key
 
 
-def _log_record(item: Mapping[str, Any], limits: LabelLimits) -> LogRecord:
+def _log_record(item: Mapping[str, Any], limits: ItemLimits) -> LogRecord:
     if "ts" not in item or "labels" not in item:
         item = adapt_log_shipper(item)
     message = item.get("message")
@@ -361,6 +365,10 @@ def _log_record(item: Mapping[str, Any], limits: LabelLimits) -> LogRecord:
         raise _ItemError("missing_field", "message")
     if not isinstance(message, str):
         raise _ItemError("wrong_type", f"message is {type(message).__name__}, not a string")
+    cut = limits.max_log_message_bytes
+    if len(message) > cut // 4 and _utf8_len(message) > cut:
+        # The start of a line names its template; a character split by the cut is dropped.
+        message = message.encode("utf-8", "surrogatepass")[:cut].decode("utf-8", "ignore")
     level = item.get("level", "info")
     if not isinstance(level, str):
         raise _ItemError("wrong_type", f"level is {type(level).__name__}, not a string")

@@ -37,7 +37,7 @@ from pipeline.bench.faults import (
 )
 from pipeline.config import Config, DetectConfig, IngestConfig
 from pipeline.detect import DetectStage
-from pipeline.ingest import _SERIES_KEYS, DLQ_MAX_RECORD_BYTES, LabelLimits, decode_message
+from pipeline.ingest import _SERIES_KEYS, DLQ_MAX_RECORD_BYTES, ItemLimits, decode_message
 from pipeline.kafka import client_options, make_producer
 from pipeline.metrics import Metrics
 from pipeline.notify.sink import WebhookSink
@@ -167,10 +167,10 @@ class SeriesMemory:
         return self.rss_per_series * self.max_series / 1_048_576
 
 
-def worst_case_key(limits: LabelLimits) -> dict[str, Any]:
+def worst_case_key(limits: ItemLimits) -> dict[str, Any]:
     """A metric point whose series key meets `limits` exactly: all labels, every byte.
 
-    >>> item = worst_case_key(LabelLimits())
+    >>> item = worst_case_key(ItemLimits())
     >>> labels = item["labels"]
     >>> len(labels), len(item["name"]) + sum(len(k) + len(v) for k, v in labels.items())
     (30, 4096)

@@ -382,6 +382,8 @@ def test_a_zero_webhook_timeout_means_no_limit(tmp_path: Path) -> None:
         ),
         # not a number
         ({"max_labels": "many"}, "ingest.max_labels: Input should be a valid integer"),
+        # a log line cut shorter than this would lose its template
+        ({"max_log_message_bytes": 10}, "ingest.max_log_message_bytes: Input should be greater"),
     ],
 )
 def test_bad_ingest_limits(tmp_path: Path, ingest: dict[str, object], expected: str) -> None:

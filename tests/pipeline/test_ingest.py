@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.ingest import (
     DLQ_MAX_RECORD_BYTES,
     REJECT_REASONS,
-    LabelLimits,
+    ItemLimits,
     Reject,
     dead_letter,
     decode_message,
@@ -289,7 +289,7 @@ def test_auto_kind_recognises_shipper_logs() -> None:
     assert [r.message for r in decoded.logs] == ["x"]
 
 
-SMALL = LabelLimits(
+SMALL = ItemLimits(
     max_name_bytes=8,
     max_label_name_bytes=7,
     max_label_value_bytes=6,
@@ -389,3 +389,24 @@ def test_a_dead_letter_never_exceeds_the_record_bound(
         assert headers["qp.size"] == str(size).encode()
     else:
         assert letter.value == value
+
+
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        # within the bound: kept whole
+        ("x" * 64, "x" * 64),
+        # at the bound exactly
+        ("x" * 100, "x" * 100),
+        # one byte over: cut to the bound
+        ("y" * 101, "y" * 100),
+        # a two-byte character split by the cut is dropped, not mangled
+        ("a" + "é" * 60, "a" + "é" * 49),
+    ],
+)
+def test_a_long_log_line_is_cut_to_its_start(message: str, kept: str) -> None:
+    limits = ItemLimits(max_log_message_bytes=100)
+    item = {"ts": 1, "message": message, "labels": {"service": "web"}}
+    decoded = decode_message(orjson.dumps(item), "logs", limits=limits)
+    assert decoded.rejects == []
+    assert decoded.logs[0].message == kept

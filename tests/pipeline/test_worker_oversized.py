@@ -167,3 +167,28 @@ async def test_a_message_of_many_bad_items_writes_a_bounded_number_of_dlq_record
     )
     assert counted == 2000
     assert runner.core.stats.points == 1
+
+
+@pytest.mark.parametrize(
+    ("size", "count"),
+    [
+        # one valid 900 KB log line: its template made a 1.8 MB log stage checkpoint
+        (900_000, 1),
+        # four 300 KB lines, each a template of its own: a 2.4 MB checkpoint
+        (300_000, 4),
+    ],
+)
+async def test_long_log_lines_leave_no_oversized_checkpoint(size: int, count: int) -> None:
+    config = _config()
+    producer = FakeProducer(partitions=1)
+    runner = DetectRunner(config, producer, Metrics.create())
+    tp = TopicPartition(config.topics.logs, 0)
+    lines = [
+        orjson.dumps({"ts": T0 + i, "message": f"w{i} " + "x" * size, "labels": {"service": "a"}})
+        for i in range(count)
+    ]
+    await _handle_and_checkpoint(runner, tp, lines)
+    assert producer.refused == []
+    assert runner.log_stages[tp].templates_tracked == count
+    (checkpoint,) = [p for p in producer.sent if p["topic"] == config.topics.state_detect]
+    assert len(checkpoint["value"]) < 100_000
