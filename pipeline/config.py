@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.ingest import DEFAULT_LIMITS, ItemLimits
 from pipeline.model import Signal
 from pipeline.silence_limits import MAX_COMMENT_CHARS, MAX_CREATED_BY_CHARS, MAX_MATCHERS
 from pipeline.timeutil import parse_duration
@@ -131,6 +132,46 @@ class KafkaConfig(_Strict):
         if self.heartbeat_interval >= self.session_timeout:
             raise ValueError("heartbeat_interval must be shorter than session_timeout")
         return self
+
+
+#: No series key may exceed this, whatever the config says: a detect checkpoint holds the key
+#: about twice and an anomaly once, and both must stay far under a broker's 1 MB default.
+SERIES_KEY_CEILING = 262_144
+
+
+class IngestConfig(_Strict):
+    """Bounds on what one input item may carry: a series identity beyond them is rejected
+    (`too_large_label`), a log line beyond `max_log_message_bytes` cut to its start."""
+
+    max_name_bytes: int = Field(default=DEFAULT_LIMITS.max_name_bytes, ge=1)
+    max_label_name_bytes: int = Field(default=DEFAULT_LIMITS.max_label_name_bytes, ge=1)
+    max_label_value_bytes: int = Field(default=DEFAULT_LIMITS.max_label_value_bytes, ge=1)
+    max_labels: int = Field(default=DEFAULT_LIMITS.max_labels, ge=0, le=1000)
+    max_series_key_bytes: int = Field(
+        default=DEFAULT_LIMITS.max_series_key_bytes, ge=1, le=SERIES_KEY_CEILING
+    )
+    max_log_message_bytes: int = Field(
+        default=DEFAULT_LIMITS.max_log_message_bytes, ge=64, le=SERIES_KEY_CEILING
+    )
+
+    @model_validator(mode="after")
+    def _parts_fit_the_key(self) -> IngestConfig:
+        for part in ("max_name_bytes", "max_label_name_bytes", "max_label_value_bytes"):
+            if getattr(self, part) > self.max_series_key_bytes:
+                raise ValueError(f"{part} must not exceed max_series_key_bytes")
+        return self
+
+    @property
+    def limits(self) -> ItemLimits:
+        """The bounds as `decode_message` takes them."""
+        return ItemLimits(
+            self.max_name_bytes,
+            self.max_label_name_bytes,
+            self.max_label_value_bytes,
+            self.max_labels,
+            self.max_series_key_bytes,
+            self.max_log_message_bytes,
+        )
 
 
 class SignalRule(_Strict):
@@ -443,6 +484,7 @@ class Config(_Strict):
 
     kafka: KafkaConfig = KafkaConfig()
     topics: TopicsConfig = TopicsConfig()
+    ingest: IngestConfig = IngestConfig()
     detect: DetectConfig = DetectConfig()
     logs: LogsConfig = LogsConfig()
     correlate: CorrelateConfig = CorrelateConfig()

@@ -22,6 +22,7 @@ StreamKind = Literal["metrics", "logs", "auto"]
 #: Reasons a message or item is rejected; stable slugs, used as metric labels and DLQ headers.
 REJECT_REASONS = (
     "too_large",
+    "too_large_label",
     "not_utf8",
     "not_json",
     "not_object",
@@ -73,6 +74,30 @@ class Decoded:
     rejects: list[Reject] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class ItemLimits:
+    """Bounds on what one input item may carry, in UTF-8 bytes (`ingest:` in the config).
+
+    Every series key is held in memory for as long as the series is tracked, written with its
+    model to the detect changelog and repeated in each anomaly, so its size is what bounds
+    per-series memory and keeps those records far under the producer's and a broker's
+    limits. The defaults follow the limits hosted Prometheus back ends put on label sets.
+    A log line is cut to `max_log_message_bytes`: its template, and the raw lines the miner
+    remembers, would otherwise be as large as the message (a 900 KB line made a 1.8 MB log
+    stage checkpoint).
+    """
+
+    max_name_bytes: int = 1024
+    max_label_name_bytes: int = 1024
+    max_label_value_bytes: int = 2048
+    max_labels: int = 30
+    max_series_key_bytes: int = 4096
+    max_log_message_bytes: int = 4096
+
+
+DEFAULT_LIMITS = ItemLimits()
+
+
 #: An absent field, told apart from JSON null (`"value": null` is wrong_type, not missing).
 _MISSING: Any = object()
 
@@ -84,7 +109,12 @@ class _ItemError(Exception):
         self.detail = detail
 
 
-def decode_message(raw: bytes, kind: StreamKind, max_bytes: int = 1_048_576) -> Decoded:
+def decode_message(
+    raw: bytes,
+    kind: StreamKind,
+    max_bytes: int = 1_048_576,
+    limits: ItemLimits = DEFAULT_LIMITS,
+) -> Decoded:
     """Decode one message from the metrics or logs stream (or guess per item with `auto`).
 
     >>> d = decode_message(b'{"name":"up","value":1,"ts":10,"labels":{"service":"a"}}', "metrics")
@@ -122,6 +152,9 @@ def decode_message(raw: bytes, kind: StreamKind, max_bytes: int = 1_048_576) -> 
     else:
         out.rejects.append(Reject("not_object", f"top level is {type(document).__name__}"))
         return out
+    keys = _SERIES_KEYS.get(limits)
+    if keys is None:
+        keys = _SERIES_KEYS[limits] = {}
     for position, item in enumerate(items):
         index = position if indexed else None
         try:
@@ -129,9 +162,9 @@ def decode_message(raw: bytes, kind: StreamKind, max_bytes: int = 1_048_576) -> 
                 raise _ItemError("not_object", f"item is {type(item).__name__}")
             item_kind = kind if kind != "auto" else _guess_kind(item)
             if item_kind == "metrics":
-                out.points.append(_metric_point(item))
+                out.points.append(_metric_point(item, limits, keys))
             else:
-                out.logs.append(_log_record(item))
+                out.logs.append(_log_record(item, limits))
         except _ItemError as exc:
             out.rejects.append(Reject(exc.reason, exc.detail, index))
     return out
@@ -174,12 +207,31 @@ def _guess_kind(item: Mapping[str, Any]) -> Literal["metrics", "logs"]:
     raise _ItemError("unknown_shape", "item is neither a metric point nor a log record")
 
 
-def _labels(item: Mapping[str, Any]) -> dict[str, str]:
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _shown(text: str) -> str:
+    """The start of an oversized name, enough to find its sender in a DLQ detail."""
+    return repr(text[:40] + "…" if len(text) > 40 else text)
+
+
+def _labels(item: Mapping[str, Any], limits: ItemLimits, name: str = "") -> dict[str, str]:
+    """The item's labels as strings, within `limits`; `name` (a metric's) counts towards the
+    series key's size."""
     labels = item.get("labels", {})
     if labels is None:
-        return {}
+        labels = {}
     if not isinstance(labels, dict):
         raise _ItemError("bad_labels", f"labels is {type(labels).__name__}, not an object")
+    if len(labels) > limits.max_labels:
+        raise _ItemError("too_large_label", f"{len(labels)} labels > limit {limits.max_labels}")
+    total = _utf8_len(name)
+    if total > limits.max_name_bytes:
+        raise _ItemError(
+            "too_large_label",
+            f"name {_shown(name)} is {total} bytes > limit {limits.max_name_bytes}",
+        )
     out: dict[str, str] = {}
     for key, value in labels.items():
         if not key:
@@ -187,9 +239,29 @@ def _labels(item: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(value, str):
             out[key] = value
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = str(value)
+            out[key] = value = str(value)
         else:
-            raise _ItemError("bad_labels", f"label {key!r} is {type(value).__name__}")
+            raise _ItemError("bad_labels", f"label {_shown(key)} is {type(value).__name__}")
+        key_bytes = _utf8_len(key)
+        if key_bytes > limits.max_label_name_bytes:
+            raise _ItemError(
+                "too_large_label",
+                f"label name {_shown(key)} is {key_bytes} bytes "
+                f"> limit {limits.max_label_name_bytes}",
+            )
+        value_bytes = _utf8_len(value)
+        if value_bytes > limits.max_label_value_bytes:
+            raise _ItemError(
+                "too_large_label",
+                f"label {_shown(key)} value is {value_bytes} bytes "
+                f"> limit {limits.max_label_value_bytes}",
+            )
+        total += key_bytes + value_bytes
+    if total > limits.max_series_key_bytes:
+        raise _ItemError(
+            "too_large_label",
+            f"name and labels are {total} bytes > limit {limits.max_series_key_bytes}",
+        )
     return out
 
 
@@ -211,7 +283,9 @@ def _timestamp(item: Mapping[str, Any]) -> float:
     return ts
 
 
-def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
+def _metric_point(
+    item: Mapping[str, Any], limits: ItemLimits, keys: dict[_Received, SeriesKey]
+) -> MetricPoint:
     name = item.get("name")
     if name is None:
         raise _ItemError("missing_field", "name")
@@ -238,46 +312,52 @@ def _metric_point(item: Mapping[str, Any]) -> MetricPoint:
         signal = _SIGNALS.get(signal_text) if isinstance(signal_text, str) else None
         if signal is None:
             raise _ItemError("unknown_signal", f"signal {signal_text!r}")
-    return MetricPoint(_series_key(name, item), value, ts, signal)
+    return MetricPoint(_series_key(name, item, limits, keys), value, ts, signal)
 
 
 _SIGNALS = {signal.value: signal for signal in Signal}
 
 
-#: Series keys by metric name and labels as received (in the sender's order). A known
-#: series skips label validation, sorting and building its key, and all points of a series
-#: share one key object, so the per-point dict and set lookups downstream match by identity
-#: instead of comparing label tuples. Bounded: when full it is emptied and refills.
-_SERIES_KEYS: dict[tuple[str, tuple[tuple[str, Any], ...]], SeriesKey] = {}
+_Received = tuple[str, tuple[tuple[str, Any], ...]]
+
+#: Series keys by metric name and labels as received (in the sender's order), one cache per
+#: set of label limits (a key is only valid under the limits it was checked against). A
+#: known series skips label validation, sorting and building its key, and all points of a
+#: series share one key object, so the per-point dict and set lookups downstream match by
+#: identity instead of comparing label tuples. Bounded: when full it is emptied and refills;
+#: with keys of at most `max_series_key_bytes` that bounds its memory too.
+_SERIES_KEYS: dict[ItemLimits, dict[_Received, SeriesKey]] = {}
 _SERIES_KEYS_MAX = 200_000
 
 
-def _series_key(name: str, item: Mapping[str, Any]) -> SeriesKey:
+def _series_key(
+    name: str, item: Mapping[str, Any], limits: ItemLimits, keys: dict[_Received, SeriesKey]
+) -> SeriesKey:
     labels = item.get("labels")
     received: tuple[tuple[str, Any], ...] | None = None
     if labels is None or isinstance(labels, dict):
         received = tuple(labels.items()) if labels else ()
         try:
-            key = _SERIES_KEYS.get((name, received))
+            key = keys.get((name, received))
         except TypeError:  # a label value is an object or an array: rejected below
             received = None
         else:
             if key is not None:
                 return key
-    key = SeriesKey.of(name, _labels(item))
-    if len(_SERIES_KEYS) >= _SERIES_KEYS_MAX:
-        _SERIES_KEYS.clear()
+    key = SeriesKey.of(name, _labels(item, limits, name))
+    if len(keys) >= _SERIES_KEYS_MAX:
+        keys.clear()
     # The sorted form is itself a way to send the labels: one key object for either order.
-    key = _SERIES_KEYS.setdefault((name, key.labels), key)
+    key = keys.setdefault((name, key.labels), key)
     # Labels are cached as received only when all are strings: a hit then proves they are
     # valid again (no number equals a string), whereas 1, 1.0 and true are equal as dict
     # keys but are "1", "1.0" and bad_labels as labels.
     if received and all(type(value) is str for _, value in received):
-        _SERIES_KEYS[(name, received)] = key
+        keys[(name, received)] = key
     return key
 
 
-def _log_record(item: Mapping[str, Any]) -> LogRecord:
+def _log_record(item: Mapping[str, Any], limits: ItemLimits) -> LogRecord:
     if "ts" not in item or "labels" not in item:
         item = adapt_log_shipper(item)
     message = item.get("message")
@@ -285,6 +365,10 @@ def _log_record(item: Mapping[str, Any]) -> LogRecord:
         raise _ItemError("missing_field", "message")
     if not isinstance(message, str):
         raise _ItemError("wrong_type", f"message is {type(message).__name__}, not a string")
+    cut = limits.max_log_message_bytes
+    if len(message) > cut // 4 and _utf8_len(message) > cut:
+        # The start of a line names its template; a character split by the cut is dropped.
+        message = message.encode("utf-8", "surrogatepass")[:cut].decode("utf-8", "ignore")
     level = item.get("level", "info")
     if not isinstance(level, str):
         raise _ItemError("wrong_type", f"level is {type(level).__name__}, not a string")
@@ -292,7 +376,7 @@ def _log_record(item: Mapping[str, Any]) -> LogRecord:
     if level not in _LEVELS:
         level = "info"
     ts = _timestamp(item)
-    return LogRecord(ts, level, message, tuple(sorted(_labels(item).items())))
+    return LogRecord(ts, level, message, tuple(sorted(_labels(item, limits).items())))
 
 
 #: Syslog severities (RFC 5424) by number, for shippers that send them as digits.
@@ -352,12 +436,63 @@ def adapt_log_shipper(item: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in out.items() if value is not None}
 
 
+#: A DLQ record (value, key and headers) stays under this many bytes: under a broker's default
+#: `message.max.bytes` (1 MB and a few bytes, record batch included) and the producer's
+#: smallest `max_request_size` (1 MiB), whatever `kafka.max_message_bytes` lets in.
+DLQ_MAX_RECORD_BYTES = 1_000_000
+#: Of the source record's key, a DLQ record keeps at most this much.
+DLQ_MAX_KEY_BYTES = 1024
+# Room for the record batch's and each record's and header's own framing (varints, CRC).
+_DLQ_FRAMING = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A DLQ record ready to produce: a prefix of the rejected bytes, and headers saying why
+    and from where, with the original size when the value or key was cut."""
+
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(
+    reject: Reject,
+    value: bytes,
+    key: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+) -> DeadLetter:
+    """The DLQ record for a rejected input: the original bytes, or as much of their start as
+    keeps the record under `DLQ_MAX_RECORD_BYTES` (`qp.truncated: true`, `qp.size`: the
+    original value's size in bytes).
+
+    >>> letter = dead_letter(Reject("too_large", "3 MB"), b"x" * 3_000_000, None, "t", 0, 7)
+    >>> len(letter.value) < 1_000_000, dict(letter.headers)["qp.size"]
+    (True, b'3000000')
+    """
+    headers = dlq_headers(reject, topic, partition, offset)
+    cut = False
+    if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+        key, cut = key[:DLQ_MAX_KEY_BYTES], True
+    room = DLQ_MAX_RECORD_BYTES - _DLQ_FRAMING - len(key or b"")
+    room -= sum(len(name) + len(text) for name, text in headers)
+    room -= 64  # the two headers below
+    if len(value) > room:
+        cut = True
+    if cut:
+        headers.append(("qp.truncated", b"true"))
+        headers.append(("qp.size", str(len(value)).encode()))
+    return DeadLetter(value[:room], key, headers)
+
+
 def dlq_headers(reject: Reject, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
     """Kafka headers that explain a DLQ record; its value stays the original bytes."""
     headers = [
         ("qp.reason", reject.reason.encode()),
         ("qp.detail", reject.detail.encode("utf-8", "replace")[:1000]),
-        ("qp.topic", topic.encode()),
+        ("qp.topic", topic.encode()[:1000]),
         ("qp.partition", str(partition).encode()),
         ("qp.offset", str(offset).encode()),
     ]

@@ -89,6 +89,7 @@ class Metrics:
     events_in: Counter
     decode_errors: Counter
     dlq_records: Counter
+    dlq_write_failures: Counter
     anomalies: Counter
     decisions: Counter
     pages_sent: Counter
@@ -132,6 +133,12 @@ class Metrics:
                 "Records written to the DLQ topic, by reason (the record's qp.reason header): "
                 "input rejects, and pages the notify stage could not deliver.",
                 ["reason"],
+                registry=reg,
+            ),
+            dlq_write_failures=Counter(
+                "quietpager_dlq_write_failures",
+                "DLQ records the broker refused for good (logged, then skipped), by error.",
+                ["error"],
                 registry=reg,
             ),
             anomalies=Counter(

@@ -37,7 +37,7 @@ def replay_lines(
         line = raw.strip()
         if not line:
             continue
-        for delivery in pipeline.feed(decode_message(line, "auto", limit)):
+        for delivery in pipeline.feed(decode_message(line, "auto", limit, config.ingest.limits)):
             out.write(delivery_line(delivery))
     for delivery in pipeline.finish():
         out.write(delivery_line(delivery))

@@ -29,7 +29,13 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerClosed,
+)
 
 from pipeline.codec import MAX_RECORD_BYTES, RecordRejected, decode, encode, reading
 from pipeline.config import Config, KafkaConfig
@@ -42,7 +48,7 @@ from pipeline.correlate.incidents import (
 from pipeline.correlate.silence import Silencer
 from pipeline.detect import DetectStage
 from pipeline.errors import BrokerError, ConfigError
-from pipeline.ingest import Reject, StreamKind, decode_message, dlq_headers
+from pipeline.ingest import Reject, StreamKind, dead_letter, decode_message
 from pipeline.kafka import (
     client_options,
     committed_offsets,
@@ -213,7 +219,12 @@ class StageRunner(ABC):
         self, record: ConsumerRecord, reject: Reject, value: bytes | None = None
     ) -> None:
         """Write `value` (by default the record's own bytes) to the DLQ topic, explained by
-        `reject` and by where the record came from, and wait until the broker has it."""
+        `reject` and by where the record came from, and wait until the broker has it.
+
+        The value is cut to a prefix when the record would be too large for a broker
+        (`ingest.dead_letter`). A write the broker refuses for good is counted and logged,
+        and the input moves on; one that may succeed later raises, like any other output.
+        """
         self.metrics.dlq_records.labels(reject.reason).inc()
         log.info(
             "dead_letter",
@@ -224,13 +235,38 @@ class StageRunner(ABC):
             partition=record.partition,
             offset=record.offset,
         )
-        future = await self.producer.send(
-            self.config.topics.dlq,
+        letter = dead_letter(
+            reject,
             value if value is not None else (record.value or b""),
-            key=record.key,
-            headers=dlq_headers(reject, record.topic, record.partition, record.offset),
+            record.key,
+            record.topic,
+            record.partition,
+            record.offset,
         )
-        await future
+        try:
+            future = await self.producer.send(
+                self.config.topics.dlq, letter.value, key=letter.key, headers=letter.headers
+            )
+            await future
+        except KafkaError as exc:
+            if _may_succeed_later(exc):
+                raise  # the stage restarts and writes it again, as for any other output
+            # Raising would restart the stage on the same batch and fail again for ever,
+            # stalling every partition of the stage. Skipping loses nothing the DLQ would
+            # have held that the log line above and this one do not: the reason, detail and
+            # source topic/partition/offset are logged, and the input itself stays in its
+            # source topic at that offset (until its retention) for anyone to read again.
+            self.metrics.dlq_write_failures.labels(type(exc).__name__).inc()
+            log.error(
+                "dead_letter_failed",
+                stage=self.name,
+                reason=reject.reason,
+                error=repr(exc)[:500],
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                size=len(letter.value),
+            )
 
     def reset(self) -> None:  # noqa: B027 - stateless stages have nothing to drop
         """Drop all in-memory state; the next assignment restores it from the changelogs."""
@@ -345,12 +381,22 @@ CORRELATE_SCHEMA = 1
 PRODUCED_HEADER = "qp.produced_ms"
 
 
+#: DLQ records written for one input message at most; its other rejects are counted and
+#: logged (`DetectRunner._dead_letters`).
+DLQ_RECORDS_PER_MESSAGE = 10
+
 #: A metric point's event time (C-level, for keys and maps on the per-point path).
 _event_time = operator.attrgetter("ts")
 
 
 def _log_time(entry: tuple[LogRecord, int, TopicPartition]) -> float:
     return entry[0].ts
+
+
+def _may_succeed_later(exc: KafkaError) -> bool:
+    """Whether the broker may take the same write later (an outage, a leader moving), as
+    opposed to refusing it for good (too large, not authorised, no such topic name)."""
+    return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError | ProducerClosed)
 
 
 def _really_cancelled() -> bool:
@@ -445,6 +491,7 @@ class DetectRunner(StageRunner):
     async def handle(self, batch: Batch) -> None:
         topics = self.config.topics
         limit = self.config.kafka.max_message_bytes
+        label_limits = self.config.ingest.limits
         sends: list[Awaitable[Any]] = []
         partitions = sorted(await self.producer.partitions_for(topics.anomalies))
         # Each point keeps its message's produce time, passed on with its anomaly so the
@@ -475,12 +522,12 @@ class DetectRunner(StageRunner):
                 if raw is None:
                     sends.append(self._dead_letter(record, Reject("empty_message", "no value")))
                     continue
-                decoded = decode_message(raw, kind, limit)
-                for reject in decoded.rejects:
-                    sends.append(self._dead_letter(record, reject))
+                decoded = decode_message(raw, kind, limit, label_limits)
+                if decoded.rejects:
+                    sends.extend(self._dead_letters(record, decoded.rejects))
                 if decoded.logs and self._bounded:  # a log line can move event time too
                     decoded.logs, rejects = self._split_by_range(decoded.logs)
-                    sends.extend(self._dead_letter(record, reject) for reject in rejects)
+                    sends.extend(self._dead_letters(record, rejects))
                 if decoded.logs:
                     self.metrics.events_in.labels("logs").inc(len(decoded.logs))
                     if self.config.logs.enabled:
@@ -489,7 +536,7 @@ class DetectRunner(StageRunner):
                         self._note_partition_time(tp, record.key, newest, wall)
                 if decoded.points and self._bounded:
                     decoded.points, rejects = self._split_by_range(decoded.points)
-                    sends.extend(self._dead_letter(record, reject) for reject in rejects)
+                    sends.extend(self._dead_letters(record, rejects))
                 if decoded.points:
                     metric_events += len(decoded.points)
                     points += decoded.points
@@ -801,6 +848,32 @@ class DetectRunner(StageRunner):
     async def _dead_letter(self, record: ConsumerRecord, reject: Reject) -> None:
         self.metrics.decode_errors.labels(reject.reason).inc()
         await self.dead_letter(record, reject)
+
+    def _dead_letters(self, record: ConsumerRecord, rejects: list[Reject]) -> list[Awaitable[None]]:
+        """DLQ writes for one message's rejects: the first `DLQ_RECORDS_PER_MESSAGE`; the
+        rest are counted and summed up in one log line.
+
+        Each DLQ record carries the whole message, so one record per reject let a 1 MB
+        array of 500,000 bad items ask for 500 GB of DLQ writes (and as many log lines).
+        The records written already hold every byte of the message.
+        """
+        written = rejects[:DLQ_RECORDS_PER_MESSAGE]
+        skipped = rejects[DLQ_RECORDS_PER_MESSAGE:]
+        if skipped:
+            reasons: dict[str, int] = {}
+            for reject in skipped:
+                reasons[reject.reason] = reasons.get(reject.reason, 0) + 1
+            for reason, count in reasons.items():
+                self.metrics.decode_errors.labels(reason).inc(count)
+            log.warning(
+                "dead_letters_skipped",
+                stage=self.name,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reasons=reasons,
+            )
+        return [self._dead_letter(record, reject) for reject in written]
 
     def _export_state(self) -> None:
         stats = self.core.stats

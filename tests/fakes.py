@@ -8,18 +8,23 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from pipeline.config import Config
 
 
 class FakeProducer:
-    """Stands in for AIOKafkaProducer: every send is acknowledged at once and recorded."""
+    """Stands in for AIOKafkaProducer: every send is acknowledged at once and recorded,
+    except one larger than `max_request_size`, refused as aiokafka refuses it (the worker's
+    producer allows at least 1 MiB; a broker's default `message.max.bytes` is about that)."""
 
-    def __init__(self, partitions: int = 2) -> None:
+    def __init__(self, partitions: int = 2, max_request_size: int = 1_048_576) -> None:
         self.sent: list[dict[str, Any]] = []
         #: The same sends with their values as bytes, for tests that read records back.
         self.raw: list[dict[str, Any]] = []
+        self.refused: list[tuple[str, int]] = []  # (topic, size) of each send refused
+        self.max_request_size = max_request_size
         self._partitions = set(range(partitions))
 
     def pages(self, config: Config) -> list[dict[str, Any]]:
@@ -41,6 +46,10 @@ class FakeProducer:
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[None]:
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or [])
+        if size > self.max_request_size:
+            self.refused.append((topic, size))
+            raise MessageSizeTooLargeError(f"the message is {size} bytes when serialized")
         try:
             decoded: Any = None if value is None else orjson.loads(value)  # None: a tombstone
         except orjson.JSONDecodeError:

@@ -226,7 +226,7 @@ def run_scenario(
     pipeline = _CapturingPipeline(config)
     limit = config.kafka.max_message_bytes
     for message in simulate.messages(sim):
-        pipeline.feed(decode_message(message, "auto", limit))
+        pipeline.feed(decode_message(message, "auto", limit, config.ingest.limits))
     pipeline.finish()
     resolves = {
         page.dedup_key: page.at for page in pipeline.summary.pages if page.action == "resolve"

@@ -670,6 +670,7 @@ async def run_faults(
     import tempfile
 
     from pipeline.bench.faults_clock import skewed_clock  # it imports this module
+    from pipeline.bench.faults_input import oversized_input
     from pipeline.bench.faults_notify import slow_receiver
     from pipeline.bench.faults_silences import poison_silence
     from pipeline.bench.faults_state import poison_state_record, truncated_correlate_checkpoint
@@ -696,6 +697,7 @@ async def run_faults(
                 ("poison silence", lambda: poison_silence(bootstrap, tansu=tansu)),
                 ("skewed clock", lambda: skewed_clock(bootstrap, tansu=tansu)),
                 ("slow receiver", lambda: slow_receiver(bootstrap, tansu=tansu)),
+                ("oversized input", lambda: oversized_input(bootstrap, tansu=tansu)),
             ]
             if tansu:  # the cut needs a broker that advertises the proxy
                 faults.append(("broker cut", lambda: broker_cut()))

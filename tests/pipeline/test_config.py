@@ -371,3 +371,37 @@ def test_a_zero_webhook_timeout_means_no_limit(tmp_path: Path) -> None:
     receiver = {**MINIMAL["receivers"][0], "retry": {"timeout": "0s"}}  # type: ignore[index]
     config = load_config(_write(tmp_path, {**MINIMAL, "receivers": [receiver]}))
     assert config.receivers[0].retry.timeout == 0.0
+
+
+@pytest.mark.parametrize(
+    ("ingest", "expected"),
+    [
+        # an unknown key
+        ({"max_label_bytes": 10}, "ingest.max_label_bytes: unknown key"),
+        # a bound of zero bytes would reject every series
+        ({"max_label_value_bytes": 0}, "ingest.max_label_value_bytes: Input should be greater"),
+        # a key larger than the ceiling would make checkpoints too large for a broker
+        ({"max_series_key_bytes": 262_145}, "ingest.max_series_key_bytes: Input should be less"),
+        # a part larger than the whole key could never be used
+        (
+            {"max_label_value_bytes": 5000},
+            "max_label_value_bytes must not exceed max_series_key_bytes",
+        ),
+        # not a number
+        ({"max_labels": "many"}, "ingest.max_labels: Input should be a valid integer"),
+        # a log line cut shorter than this would lose its template
+        ({"max_log_message_bytes": 10}, "ingest.max_log_message_bytes: Input should be greater"),
+    ],
+)
+def test_bad_ingest_limits(tmp_path: Path, ingest: dict[str, object], expected: str) -> None:
+    path = _write(tmp_path, {**MINIMAL, "ingest": ingest})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert expected in str(caught.value)
+
+
+def test_ingest_limits_reach_the_decoder(tmp_path: Path) -> None:
+    path = _write(tmp_path, {**MINIMAL, "ingest": {"max_labels": 2, "max_name_bytes": 100}})
+    limits = load_config(path).ingest.limits
+    assert (limits.max_labels, limits.max_name_bytes) == (2, 100)
+    assert limits.max_series_key_bytes == 4096  # the default where not set

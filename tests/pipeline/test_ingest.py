@@ -6,10 +6,19 @@ import math
 
 import orjson
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.ingest import REJECT_REASONS, decode_message, dlq_headers
+from pipeline.ingest import (
+    DLQ_MAX_RECORD_BYTES,
+    REJECT_REASONS,
+    ItemLimits,
+    Reject,
+    dead_letter,
+    decode_message,
+    dlq_headers,
+)
 from pipeline.model import Signal
 
 GOOD = {
@@ -278,3 +287,126 @@ def test_log_shipper_json_is_adapted(
 def test_auto_kind_recognises_shipper_logs() -> None:
     decoded = decode_message(orjson.dumps({"log": "x", "@timestamp": 1.0}), "auto")
     assert [r.message for r in decoded.logs] == ["x"]
+
+
+SMALL = ItemLimits(
+    max_name_bytes=8,
+    max_label_name_bytes=7,
+    max_label_value_bytes=6,
+    max_labels=3,
+    max_series_key_bytes=21,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "labels", "reason"),
+    [
+        # every bound met exactly: 8 + (7 + 6) = 21 bytes
+        ("abcdefgh", {"abcdefg": "uvwxyz"}, None),
+        # a name one byte too long
+        ("abcdefghi", {}, "too_large_label"),
+        # a label name one byte too long
+        ("up", {"abcdefgh": "v"}, "too_large_label"),
+        # a label value one byte too long
+        ("up", {"a": "uvwxyzq"}, "too_large_label"),
+        # bytes, not characters: six characters, twelve bytes in UTF-8
+        ("up", {"a": "éééééé"}, "too_large_label"),
+        # a number as a label value is measured as the text it becomes
+        ("up", {"a": 1234567}, "too_large_label"),
+        # one label too many
+        ("up", {"a": "1", "b": "2", "c": "3", "d": "4"}, "too_large_label"),
+        # each part within its bound, the whole key over 21 bytes (2 + 3 x (4 + 3) = 23)
+        ("up", {"aaaa": "123", "bbbb": "123", "cccc": "123"}, "too_large_label"),
+        # a wrong type is still bad_labels, not a size problem
+        ("up", {"a": [1]}, "bad_labels"),
+    ],
+)
+def test_label_limits(name: str, labels: dict[str, object], reason: str | None) -> None:
+    item = {"name": name, "value": 1, "ts": 1, "labels": labels}
+    for _ in range(2):  # again, with the series known to the key cache
+        decoded = decode_message(orjson.dumps(item), "metrics", limits=SMALL)
+        assert [r.reason for r in decoded.rejects] == ([reason] if reason else [])
+
+
+def test_a_key_accepted_under_loose_limits_is_checked_again_under_strict_ones() -> None:
+    raw = orjson.dumps({"name": "up", "value": 1, "ts": 1, "labels": {"a": "uvwxyzq"}})
+    assert decode_message(raw, "metrics").rejects == []
+    assert [r.reason for r in decode_message(raw, "metrics", limits=SMALL).rejects] == [
+        "too_large_label"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        # DESIGN.md's shape with a label value over the bound
+        ({"ts": 1, "message": "m", "labels": {"service": "x" * 7}}, "too_large_label"),
+        # a shipper's service field becomes the service label, and is bounded too
+        ({"log": "m", "@timestamp": 1, "service": "x" * 7}, "too_large_label"),
+        # within the bounds
+        ({"ts": 1, "message": "m", "labels": {"service": "x" * 6}}, None),
+    ],
+)
+def test_log_record_labels_are_bounded(item: dict[str, object], reason: str | None) -> None:
+    decoded = decode_message(orjson.dumps(item), "logs", limits=SMALL)
+    assert [r.reason for r in decoded.rejects] == ([reason] if reason else [])
+
+
+def test_a_one_megabyte_label_is_rejected_with_the_default_limits() -> None:
+    raw = orjson.dumps({"name": "up", "value": 1, "ts": 1, "labels": {"blob": "x" * 1_000_000}})
+    decoded = decode_message(raw, "metrics")
+    assert [r.reason for r in decoded.rejects] == ["too_large_label"]
+    assert len(decoded.rejects[0].detail) < 200  # the detail names the label, not its value
+
+
+@pytest.mark.parametrize(
+    ("size", "key", "truncated"),
+    [
+        # small: kept whole, no size header
+        (100, b"k", False),
+        # just within the record bound once headers are counted
+        (990_000, None, False),
+        # a 3 MB message rejected as too_large: its start is kept
+        (3_000_000, None, True),
+        # a huge key is cut too, and the value still fits
+        (999_000, b"k" * 500_000, True),
+    ],
+)
+def test_a_dead_letter_never_exceeds_the_record_bound(
+    size: int, key: bytes | None, truncated: bool
+) -> None:
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    letter = dead_letter(Reject("too_large", "d" * 5000, 3), value, key, "t" * 249, 5, 10**12)
+    record = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        letter.key, letter.value, letter.headers
+    )
+    assert record <= DLQ_MAX_RECORD_BYTES
+    assert value.startswith(letter.value)
+    headers = dict(letter.headers)
+    assert ("qp.truncated" in headers) is truncated
+    if truncated:
+        assert headers["qp.truncated"] == b"true"
+        assert headers["qp.size"] == str(size).encode()
+    else:
+        assert letter.value == value
+
+
+@pytest.mark.parametrize(
+    ("message", "kept"),
+    [
+        # within the bound: kept whole
+        ("x" * 64, "x" * 64),
+        # at the bound exactly
+        ("x" * 100, "x" * 100),
+        # one byte over: cut to the bound
+        ("y" * 101, "y" * 100),
+        # a two-byte character split by the cut is dropped, not mangled
+        ("a" + "é" * 60, "a" + "é" * 49),
+    ],
+)
+def test_a_long_log_line_is_cut_to_its_start(message: str, kept: str) -> None:
+    limits = ItemLimits(max_log_message_bytes=100)
+    item = {"ts": 1, "message": message, "labels": {"service": "web"}}
+    decoded = decode_message(orjson.dumps(item), "logs", limits=limits)
+    assert decoded.rejects == []
+    assert decoded.logs[0].message == kept
