@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.correlate.incidents import Correlator, Decision
-from pipeline.correlate.silence import Silencer
-from pipeline.correlate.topology import Topology
-from pipeline.detect import DetectStage
+from pipeline.correlate.incidents import Decision
 from pipeline.ingest import Decoded
-from pipeline.logsignals import LogStage
 from pipeline.model import Anomaly, LogRecord, MetricPoint, Page
 from pipeline.notify.bodies import render_body
+from pipeline.stages import StageCores, build_correlator
+
+__all__ = ["Delivery", "OfflinePipeline", "OfflineSummary", "build_correlator", "render_deliveries"]
 
 REDACTED = "REDACTED"
 
@@ -42,21 +41,6 @@ class OfflineSummary:
     deliveries: int = 0
 
 
-def build_correlator(config: Config, silencer: Silencer | None = None) -> Correlator:
-    """The correlator a config describes (shared by the worker and the offline drivers).
-
-    The live worker passes one `silencer` shared by all its correlators, so silences
-    created or expired through the API apply everywhere at once.
-    """
-    return Correlator(
-        config.correlate,
-        Topology(config.topology),
-        silencer if silencer is not None else Silencer.from_config(config.silences),
-        receivers=tuple(config.route.receivers),
-        low_urgency_receivers=tuple(config.route.low_urgency),
-    )
-
-
 def render_deliveries(
     config: Config, page: Page, routing_keys: Mapping[str, str]
 ) -> list[Delivery]:
@@ -74,9 +58,10 @@ class OfflinePipeline:
 
     def __init__(self, config: Config, routing_keys: Mapping[str, str] | None = None) -> None:
         self.config = config
-        self.detect = DetectStage(config.detect, max_lead=config.max_lead)
-        self.logs = LogStage(config.logs, config.detect) if config.logs.enabled else None
-        self.correlator = build_correlator(config)
+        cores = StageCores.assemble(config)
+        self.detect = cores.detect
+        self.logs = cores.logs
+        self.correlator = cores.correlator
         self.routing_keys = dict(routing_keys or {})
         self.summary = OfflineSummary()
         self._last_tick = float("-inf")

@@ -46,7 +46,6 @@ from pipeline.correlate.incidents import (
     check_incident,
 )
 from pipeline.correlate.silence import Silencer
-from pipeline.detect import DetectStage
 from pipeline.errors import BrokerError, ConfigError
 from pipeline.ingest import Reject, StreamKind, dead_letter, decode_message
 from pipeline.kafka import (
@@ -61,9 +60,9 @@ from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, LogRecord, MetricPoint, Page, SeriesKey, Tick
 from pipeline.notify.bodies import render_body
 from pipeline.notify.sender import WebhookSender
-from pipeline.offline import build_correlator
 from pipeline.silences import SilenceStore
 from pipeline.skew import held_partitions
+from pipeline.stages import build_correlator, build_detect, build_log_stage
 from pipeline.state import last_values, owner, read_state, state_key, write_state
 from pipeline.watermark import EventClock
 
@@ -459,7 +458,7 @@ class DetectRunner(StageRunner):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(config, producer, metrics)
-        self.core = DetectStage(config.detect, max_lead=config.max_lead)
+        self.core = build_detect(config)
         self._clock = clock
         # One log stage per logs partition, so its templates move with the partition.
         self.log_stages: dict[TopicPartition, LogStage] = {}
@@ -706,7 +705,7 @@ class DetectRunner(StageRunner):
     def _log_stage(self, tp: TopicPartition) -> LogStage:
         stage = self.log_stages.get(tp)
         if stage is None:
-            stage = self.log_stages[tp] = LogStage(self.config.logs, self.config.detect)
+            stage = self.log_stages[tp] = build_log_stage(self.config)
         return stage
 
     async def _observe_log(
@@ -821,7 +820,7 @@ class DetectRunner(StageRunner):
                 )
 
     def reset(self) -> None:
-        self.core = DetectStage(self.config.detect, max_lead=self.config.max_lead)
+        self.core = build_detect(self.config)
         self._partition_clocks.clear()
         self._last_tick = float("-inf")
         self._evicted_seen = {"ttl": 0, "lru": 0}
