@@ -13,6 +13,7 @@ from pipeline.ingest import Decoded
 from pipeline.model import Anomaly, LogRecord, MetricPoint, Page
 from pipeline.notify.bodies import render_body
 from pipeline.stages import StageCores, build_correlator
+from pipeline.watermark import EventTime
 
 __all__ = ["Delivery", "OfflinePipeline", "OfflineSummary", "build_correlator", "render_deliveries"]
 
@@ -64,7 +65,10 @@ class OfflinePipeline:
         self.correlator = cores.correlator
         self.routing_keys = dict(routing_keys or {})
         self.summary = OfflineSummary()
-        self._last_tick = float("-inf")
+        # Replay has no wall clock: no input is ever quiet, no partition idle.
+        self.time = EventTime(
+            config.max_lead, config.detect.tick_every, config.worker.idle_advance, _no_wall
+        )
 
     def feed(self, decoded: Decoded) -> list[Delivery]:
         """Run one decoded message through the stages; return what would be sent."""
@@ -80,19 +84,21 @@ class OfflinePipeline:
             mixed.sort(key=_event_time)
             events = mixed
         detect = self.detect
-        tick_every = self.config.detect.tick_every
+        take_tick = self.time.take_tick
         for event in events:
             if isinstance(event, MetricPoint):
                 anomaly = detect.observe(event)
                 if anomaly is not None:
                     out.extend(self._observe(anomaly))
             elif logs is not None:
+                # A log line moves event time by the points' robust rule: one stamped minutes
+                # ahead must not make the real anomalies after it stale.
+                detect.observe_time(dict(event.labels), event.ts)
                 for log_anomaly in logs.observe(event):
                     out.extend(self._observe(log_anomaly))
             watermark = self.watermark
-            if watermark >= self._last_tick + tick_every:
+            if take_tick(watermark):
                 # Same cadence as the worker's ticks, so replay pages at the times live would.
-                self._last_tick = watermark
                 if logs is not None:
                     for log_anomaly in logs.advance(watermark):
                         out.extend(self._observe(log_anomaly))
@@ -103,11 +109,8 @@ class OfflinePipeline:
 
     @property
     def watermark(self) -> float:
-        """Event time: the detect stage's robust watermark (`pipeline.watermark`), or the
-        log stage's newest time when that is later."""
-        if self.logs is None:
-            return self.detect.watermark
-        return max(self.detect.watermark, self.logs.watermark)
+        """Event time: the robust watermark (`pipeline.watermark`) over points and log lines."""
+        return self.detect.watermark
 
     def _observe(self, anomaly: Anomaly) -> list[Delivery]:
         self.summary.anomalies += 1
@@ -134,3 +137,7 @@ class OfflinePipeline:
 
 def _event_time(event: MetricPoint | LogRecord) -> float:
     return event.ts
+
+
+def _no_wall() -> float:
+    return 0.0

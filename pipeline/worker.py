@@ -64,7 +64,7 @@ from pipeline.silences import SilenceStore
 from pipeline.skew import held_partitions
 from pipeline.stages import build_correlator, build_detect, build_log_stage
 from pipeline.state import last_values, owner, read_state, state_key, write_state
-from pipeline.watermark import EventClock
+from pipeline.watermark import EventTime
 
 log = structlog.get_logger("quietpager.worker")
 
@@ -456,7 +456,10 @@ class DetectRunner(StageRunner):
         metrics: Metrics,
         on_anomaly: Callable[[Anomaly], None] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: the wall clock (UNIX seconds) the `max_future`/`max_past` bounds read;
+        `monotonic`: the clock that measures how long an input has been quiet."""
         super().__init__(config, producer, metrics)
         self.core = build_detect(config)
         self._clock = clock
@@ -465,16 +468,15 @@ class DetectRunner(StageRunner):
         self._logs_dirty: set[TopicPartition] = set()
         # The log stage's changelog items last written or restored, per partition.
         self._log_items: dict[TopicPartition, set[str]] = {}
-        self._last_tick = float("-inf")
+        self._monotonic = monotonic
         self._on_anomaly = on_anomaly
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
-        # partition -> (its event time, wall clock when that last moved on). Its event time is
-        # a robust watermark over the record keys (the agents) that write to it, not the newest
-        # timestamp: one agent's clock running ahead must not hold the others back.
-        self._partition_time: dict[TopicPartition, tuple[float, float]] = {}
-        self._partition_clocks: dict[TopicPartition, EventClock] = {}
-        self._ceiling = math.inf
+        self._clock_seen = {"corrections": 0, "held": 0}
+        # Each input partition's event time is a robust watermark over the record keys (the
+        # agents) that write to it, not the newest timestamp: one agent's clock running ahead
+        # must not hold the others back. Ticks follow the slowest active partition.
+        self.time = self._new_event_time()
         self._last_fetched = -math.inf  # monotonic time of the last fetch with records
         # By input partition: the series that learned since the last checkpoint, and those
         # checkpointed before (moved there at each checkpoint, off the per-point path).
@@ -507,13 +509,12 @@ class DetectRunner(StageRunner):
         origins: list[tuple[int, TopicPartition]] = []
         logs: list[tuple[LogRecord, int, TopicPartition]] = []
         metric_events = 0
-        wall = time.monotonic()
+        wall = self._monotonic()
+        event_time = self.time
         if self.config.detect.max_future is not None:
             # Points are stamped near the wall clock: event time goes no further than now.
-            self._ceiling = self._clock() + self.config.max_lead
-            self.core.clock.ceiling = self._ceiling
-            for clock in self._partition_clocks.values():
-                clock.ceiling = self._ceiling
+            event_time.bound(self._clock() + self.config.max_lead)
+            self.core.clock.ceiling = event_time.ceiling
         for tp, records in batch.items():
             kind: StreamKind = "logs" if tp.topic == topics.logs else "metrics"
             for record in records:
@@ -532,7 +533,7 @@ class DetectRunner(StageRunner):
                     if self.config.logs.enabled:
                         logs.extend((entry, record.timestamp, tp) for entry in decoded.logs)
                         newest = max(r.ts for r in decoded.logs)
-                        self._note_partition_time(tp, record.key, newest, wall)
+                        event_time.note(tp, record.key, newest, wall)
                 if decoded.points and self._bounded:
                     decoded.points, rejects = self._split_by_range(decoded.points)
                     sends.extend(self._dead_letters(record, rejects))
@@ -542,7 +543,7 @@ class DetectRunner(StageRunner):
                     origins += [(record.timestamp, tp)] * len(decoded.points)
                     stamped = list(map(_event_time, decoded.points))
                     newest = max(stamped)
-                    now = self._note_partition_time(tp, record.key, newest, wall)
+                    now = event_time.note(tp, record.key, newest, wall)
                     times += stamped if newest <= now else [min(t, now) for t in stamped]
                     nows += [now] * len(stamped)
         if metric_events:
@@ -558,8 +559,7 @@ class DetectRunner(StageRunner):
         logs.sort(key=_log_time)
         next_log = 0
         next_log_ts = logs[0][0].ts if logs else math.inf
-        low_watermark = self._low_watermark(wall)
-        tick_every = self.config.detect.tick_every
+        low_watermark = event_time.low(self.core.watermark, wall)
         observe = self.core.observe
         last_tp: TopicPartition | None = None
         dirty: set[SeriesKey] = set()
@@ -580,14 +580,16 @@ class DetectRunner(StageRunner):
             # correlator sees the same sequence of times live and offline.
             # Event time as replay has it at this point: never a point stamped ahead.
             tick = min(point.ts, self.core.watermark, low_watermark)
-            if tick >= self._last_tick + tick_every:
+            if event_time.take_tick(tick):
                 sends.extend(await self._tick(tick, produced_ms, partitions))
         for entry in logs[next_log:]:
             sends.extend(await self._observe_log(*entry))
         if next_log < len(logs):
             # A batch of logs only still moves event time on, as points do.
             last, produced_ms, _ = logs[-1]
-            sends.extend(await self._tick(min(last.ts, low_watermark), produced_ms, partitions))
+            tick = min(last.ts, low_watermark)
+            if event_time.take_tick(tick):
+                sends.extend(await self._tick(tick, produced_ms, partitions))
         await _await_all(sends)
         self._export_state()
 
@@ -604,7 +606,7 @@ class DetectRunner(StageRunner):
         """
         paused: set[TopicPartition] = set(consumer.paused())
         held: frozenset[TopicPartition] = frozenset()
-        now = time.monotonic()
+        now = self._monotonic()
         if not fetched and now - self._last_fetched < self.config.worker.idle_advance:
             return  # a gap between two fetches: keep the hold as it is
         if fetched:
@@ -622,10 +624,7 @@ class DetectRunner(StageRunner):
                         backlogged.add(tp)
                 except IllegalStateError:  # revoked meanwhile
                     continue
-            newest = {
-                tp: self._partition_time[tp][0] if tp in self._partition_time else None
-                for tp in assigned
-            }
+            newest = {tp: self.time.partition_time(tp) for tp in assigned}
             held = held_partitions(newest, backlogged, self.config.max_skew)
         try:
             if held - paused:
@@ -641,20 +640,11 @@ class DetectRunner(StageRunner):
             )
         self.metrics.inputs_held.set(len(held))
 
-    def _note_partition_time(
-        self, tp: TopicPartition, source: bytes | None, newest: float, wall: float
-    ) -> float:
-        """One record's newest event time, from the agent that keyed it (`pipeline.watermark`);
-        returns the partition's event time."""
-        clock = self._partition_clocks.get(tp)
-        if clock is None:
-            clock = self._partition_clocks[tp] = EventClock(self.config.max_lead)
-            clock.ceiling = self._ceiling
-        clock.observe(source, newest)
-        seen = self._partition_time.get(tp)
-        if seen is None or clock.watermark > seen[0]:
-            self._partition_time[tp] = (clock.watermark, wall)
-        return clock.watermark
+    def _new_event_time(self) -> EventTime:
+        config = self.config
+        return EventTime(
+            config.max_lead, config.detect.tick_every, config.worker.idle_advance, self._monotonic
+        )
 
     @property
     def _bounded(self) -> bool:
@@ -684,11 +674,8 @@ class DetectRunner(StageRunner):
     async def _tick(
         self, tick: float, produced_ms: int, partitions: list[int]
     ) -> list[Awaitable[Any]]:
-        """At each `tick_every` of event time: log buckets, absences, and a tick downstream."""
-        # -inf before any partition has a time (`worker.idle_advance: 0` counts none as active)
-        if not math.isfinite(tick) or tick < self._last_tick + self.config.detect.tick_every:
-            return []
-        self._last_tick = tick
+        """At a tick of event time (`EventTime.take_tick`): log buckets, absences, and a tick
+        downstream."""
         sends = []
         for stage in self.log_stages.values():
             for anomaly in stage.advance(tick):
@@ -727,16 +714,6 @@ class DetectRunner(StageRunner):
             headers=[(PRODUCED_HEADER, str(produced_ms).encode())],
         )
         return future
-
-    def _low_watermark(self, wall: float) -> float:
-        """Event time every partition with recent data has reached; ticks may not pass it.
-
-        A partition that has been silent for `worker.idle_advance` stops holding time back,
-        as a source that stops reporting must not freeze the clock of all the others.
-        """
-        idle = self.config.worker.idle_advance
-        active = [ts for ts, seen in self._partition_time.values() if wall - seen < idle]
-        return min(active, default=self.core.watermark)
 
     async def checkpoint(self, partitions: set[TopicPartition] | None = None) -> None:
         """Write the models of series that learned since the last checkpoint.
@@ -821,11 +798,10 @@ class DetectRunner(StageRunner):
 
     def reset(self) -> None:
         self.core = build_detect(self.config)
-        self._partition_clocks.clear()
-        self._last_tick = float("-inf")
+        self.time = self._new_event_time()
         self._evicted_seen = {"ttl": 0, "lru": 0}
         self._out_of_order_seen = 0
-        self._partition_time.clear()
+        self._clock_seen = {"corrections": 0, "held": 0}
         self._last_fetched = -math.inf
         self._owned.clear()
         self._dirty.clear()
@@ -837,8 +813,7 @@ class DetectRunner(StageRunner):
         # Stop holding event time back for partitions this worker no longer owns, and drop
         # their series: the next owner restores them from the changelog.
         for tp in partitions:
-            self._partition_time.pop(tp, None)
-            self._partition_clocks.pop(tp, None)
+            self.time.forget(tp)
             self.core.drop_series(self._dirty.pop(tp, set()) | self._owned.pop(tp, set()))
             self.log_stages.pop(tp, None)
             self._logs_dirty.discard(tp)
@@ -885,6 +860,14 @@ class DetectRunner(StageRunner):
         if stats.out_of_order > self._out_of_order_seen:
             self.metrics.out_of_order.inc(stats.out_of_order - self._out_of_order_seen)
             self._out_of_order_seen = stats.out_of_order
+        seen = self._clock_seen
+        for handle, name, count in (
+            (self.metrics.clock_corrections, "corrections", stats.clock_corrections),
+            (self.metrics.watermark_held, "held", self.time.held),
+        ):
+            if count > seen[name]:
+                handle.inc(count - seen[name])
+                seen[name] = count
 
 
 class CorrelateRunner(StageRunner):
@@ -909,9 +892,9 @@ class CorrelateRunner(StageRunner):
         self.cores: dict[TopicPartition, Correlator] = {}
         # Shared by every partition's correlator, so API silences apply to all of them.
         self._silencer = silencer if silencer is not None else Silencer.from_config(config.silences)
-        self._clock = clock
-        self._event_time = float("-inf")
-        self._wall_at_event = clock()
+        # Event time is the newest anomaly or tick seen; `time` moves it on while input is quiet.
+        worker = config.worker
+        self.time = EventTime(config.max_lead, config.detect.tick_every, worker.idle_advance, clock)
         self._on_decision = on_decision
         self._dirty: set[TopicPartition] = set()
         # The incident items last written or restored, per partition (closed ones are deleted).
@@ -938,7 +921,7 @@ class CorrelateRunner(StageRunner):
                     data = orjson.loads(record.value or b"")
                     if data.get("kind") == "tick":
                         ts = float(data["ts"])
-                        self._note_event_time(ts)
+                        self.time.advance(ts)
                         decisions.extend(core.advance(ts))
                         continue
                     anomaly = Anomaly.from_dict(data)
@@ -948,25 +931,15 @@ class CorrelateRunner(StageRunner):
                         "bad_anomaly_record", partition=record.partition, offset=record.offset
                     )
                     continue
-                self._note_event_time(anomaly.ts)
+                self.time.advance(anomaly.ts)
                 decisions.extend(core.observe(anomaly))
         await self._emit(decisions)
 
-    def _note_event_time(self, ts: float) -> None:
-        if ts > self._event_time:
-            self._event_time = ts
-            self._wall_at_event = self._clock()
-
     async def on_idle(self) -> None:
         # A quiet input must still let holds expire and incidents resolve.
-        if self._event_time == float("-inf"):
+        now = self.time.idle_time()
+        if now is None:
             return
-        quiet_for = self._clock() - self._wall_at_event
-        if quiet_for < self.config.worker.idle_advance:
-            return
-        now = self._event_time + quiet_for
-        self._event_time = now
-        self._wall_at_event = self._clock()
         async with self._lock:
             decisions: list[Decision] = []
             for tp, core in self.cores.items():
@@ -1064,7 +1037,7 @@ class CorrelateRunner(StageRunner):
             self.cores[tp] = core
             self._incident_items[tp] = {INCIDENT_PREFIX + str(i["id"]) for i in incidents}
             if core.now is not None:
-                self._note_event_time(core.now)
+                self.time.advance(core.now)
             self.metrics.restored.labels(self.name).inc()
             log.info("state_restored", stage=self.name, partition=name, incidents=core.open_count)
         if lost:
@@ -1084,7 +1057,7 @@ class CorrelateRunner(StageRunner):
             if not pages or pages[-1].action != "trigger":
                 continue
             trigger = pages[-1]
-            at = max(trigger.at, self._event_time)
+            at = max(trigger.at, self.time.newest)
             resolve = replace(
                 trigger,
                 action="resolve",
@@ -1330,6 +1303,9 @@ class Worker:
     #: The wall clock (UNIX seconds) every part of the worker reads: silences' expiry and
     #: retention, the detect stage's `max_future`/`max_past` bounds. Tests inject a fixed one.
     clock: Callable[[], float] = time.time
+    #: The clock that measures how long an input has been quiet (seconds, never set back):
+    #: idle partitions stop holding ticks back, a quiet correlator moves event time on.
+    monotonic: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         # From the first scrape, before any stage runs: `increase()` needs the zero.
@@ -1465,7 +1441,14 @@ class Worker:
         runners: list[StageRunner] = []
         if "detect" in self.stages:
             runners.append(
-                DetectRunner(self.config, producer, self.metrics, self.on_anomaly, clock=self.clock)
+                DetectRunner(
+                    self.config,
+                    producer,
+                    self.metrics,
+                    self.on_anomaly,
+                    clock=self.clock,
+                    monotonic=self.monotonic,
+                )
             )
         if "correlate" in self.stages:
             runners.append(
@@ -1473,6 +1456,7 @@ class Worker:
                     self.config,
                     producer,
                     self.metrics,
+                    clock=self.monotonic,
                     on_decision=self.on_decision,
                     silencer=self.silences.silencer if self.silences is not None else None,
                 )
