@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 STREAMS: Final = ("metrics", "logs")
 #: Records of the worker's own topics that do not decode (counted, never dead-lettered).
 BAD_ANOMALY: Final = "bad_anomaly"
-#: Reasons the notify stage writes a page to the DLQ (pipeline/worker.py, `NotifyRunner`).
+#: Reasons the notify stage writes a page to the DLQ (pipeline/shell/notify.py, `NotifyRunner`).
 BAD_PAGE: Final = "bad_page"
 UNKNOWN_RECEIVER: Final = "unknown_receiver"
 UNDELIVERABLE: Final = "undeliverable"
