@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import structlog
 from aiokafka import (
     AIOKafkaConsumer,
@@ -33,7 +32,7 @@ from aiokafka.errors import (
     ProducerClosed,
 )
 
-from pipeline.codec import MAX_RECORD_BYTES, RecordRejected
+from pipeline.codec import RecordRejected
 from pipeline.config import Config, KafkaConfig
 from pipeline.ingest import Reject, dead_letter
 from pipeline.kafka import (
@@ -379,19 +378,6 @@ def state_rejected(
         reason=exc.reason,
         error=exc.detail,
     )
-
-
-def _legacy_snapshot(blob: bytes) -> dict[str, Any]:
-    """A correlator snapshot as versions before the codec wrote it: one JSON object."""
-    if len(blob) > MAX_RECORD_BYTES:
-        raise RecordRejected("too_large", f"record of {len(blob)} bytes")
-    try:
-        data = orjson.loads(blob)
-    except orjson.JSONDecodeError as exc:
-        raise RecordRejected("malformed", f"not JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("incidents"), list):
-        raise RecordRejected("malformed", "no incidents")
-    return data
 
 
 async def await_all(futures: Iterable[Awaitable[Any]]) -> None:
