@@ -309,3 +309,23 @@ async def test_one_log_line_inside_max_future_makes_nothing_stale_live() -> None
         ("resolve", "payments-db"),
     ]
     assert await _live_pages(_config(), stream) == await _live_pages(_config(), honest) == want
+
+
+async def test_held_records_and_clock_corrections_are_counted_on_metrics() -> None:
+    """b's record 9 minutes ahead is held (its partition's time stays), then its clock is
+    back: /metrics counts both, from zero."""
+    config = _runner("10m")[1].config
+    metrics = Metrics.create()
+    runner = DetectRunner(config, FakeProducer(partitions=1), metrics, clock=lambda: WALL)
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    assert sample("quietpager_watermark_held_total") == 0.0
+    assert sample("quietpager_clock_corrections_total") == 0.0
+    stamps = [("a", 0), ("b", 0), ("a", 10), ("b", 10), ("b", 550), ("a", 20), ("b", 20)]
+    records = [_record(s.encode(), i, [_cpu(s, WALL + ts)]) for i, (s, ts) in enumerate(stamps)]
+    for record in records:
+        await runner.handle({TopicPartition(METRICS, 0): [record]})
+    assert sample("quietpager_watermark_held_total") == 1.0
+    assert sample("quietpager_clock_corrections_total") == 1.0
