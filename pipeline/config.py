@@ -28,6 +28,7 @@ from pydantic import (
 
 from pipeline.errors import ConfigError
 from pipeline.ingest import DEFAULT_LIMITS, ItemLimits
+from pipeline.labels import parse_matcher
 from pipeline.model import Signal
 from pipeline.silence_limits import MAX_COMMENT_CHARS, MAX_CREATED_BY_CHARS, MAX_MATCHERS
 from pipeline.timeutil import parse_duration
@@ -337,8 +338,6 @@ class Silence(_Strict):
     @field_validator("matchers")
     @classmethod
     def _parse_matchers(cls, value: list[str]) -> list[str]:
-        from pipeline.correlate.silence import parse_matcher
-
         matchers = [parse_matcher(text) for text in value]
         if all(m.matches({}) for m in matchers):
             raise ValueError(

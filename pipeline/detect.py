@@ -23,7 +23,7 @@ anomaly, series `quietpager_series_absent`, for every service not heard from for
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, KeysView
+from collections.abc import Callable, Iterable, KeysView, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
@@ -389,9 +389,20 @@ class DetectStage:
         self.stats.absences += len(out)
         return out
 
+    def observe_time(self, labels: Mapping[str, str], ts: float) -> None:
+        """Let a record that is not a metric point (a log line) move event time, by the
+        points' robust rule (`pipeline.watermark`), its (scope, service) the source."""
+        clock = self.clock
+        before = clock.watermark
+        clock.observe(self._source_of(labels), ts, len(self._services))
+        if clock.watermark > before:
+            self._sweep_ttl(clock.watermark)
+
     def _source(self, point: MetricPoint) -> tuple[str, str]:
         """(scope, service) of a point's series: who stamps it, for the watermark."""
-        labels = point.series.label_map()
+        return self._source_of(point.series.label_map())
+
+    def _source_of(self, labels: Mapping[str, str]) -> tuple[str, str]:
         # An empty label names nothing: it counts as absent (a page read ": latency ...").
         service = labels.get(self.config.service_label) or "unknown"
         scope_label = self.config.scope_label

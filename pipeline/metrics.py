@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 STREAMS: Final = ("metrics", "logs")
 #: Records of the worker's own topics that do not decode (counted, never dead-lettered).
 BAD_ANOMALY: Final = "bad_anomaly"
-#: Reasons the notify stage writes a page to the DLQ (pipeline/worker.py, `NotifyRunner`).
+#: Reasons the notify stage writes a page to the DLQ (pipeline/shell/notify.py, `NotifyRunner`).
 BAD_PAGE: Final = "bad_page"
 UNKNOWN_RECEIVER: Final = "unknown_receiver"
 UNDELIVERABLE: Final = "undeliverable"
@@ -102,6 +102,8 @@ class Metrics:
     series_evicted: Counter
     open_incidents: Gauge
     out_of_order: Counter
+    clock_corrections: Counter
+    watermark_held: Counter
     checkpoints: Counter
     restored: Counter
     state_rejected: Counter
@@ -216,6 +218,18 @@ class Metrics:
                 "quietpager_out_of_order_points",
                 "Metric points skipped (not dead-lettered) because they are not newer than "
                 "their series' last point.",
+                registry=reg,
+            ),
+            clock_corrections=Counter(
+                "quietpager_clock_corrections",
+                "Points taken although older than their series' last, because that last was "
+                "stamped ahead of event time and the source's clock has come back.",
+                registry=reg,
+            ),
+            watermark_held=Counter(
+                "quietpager_watermark_held",
+                "Input records stamped more than detect.max_lead ahead of their partition's "
+                "event time, which did not move it (pipeline.watermark).",
                 registry=reg,
             ),
             checkpoints=Counter(

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.correlate.incidents import Correlator, Decision
-from pipeline.correlate.silence import Silencer
-from pipeline.correlate.topology import Topology
-from pipeline.detect import DetectStage
+from pipeline.correlate.incidents import Decision
 from pipeline.ingest import Decoded
-from pipeline.logsignals import LogStage
 from pipeline.model import Anomaly, LogRecord, MetricPoint, Page
 from pipeline.notify.bodies import render_body
+from pipeline.stages import StageCores, build_correlator
+from pipeline.watermark import EventTime
+
+__all__ = ["Delivery", "OfflinePipeline", "OfflineSummary", "build_correlator", "render_deliveries"]
 
 REDACTED = "REDACTED"
 
@@ -42,21 +42,6 @@ class OfflineSummary:
     deliveries: int = 0
 
 
-def build_correlator(config: Config, silencer: Silencer | None = None) -> Correlator:
-    """The correlator a config describes (shared by the worker and the offline drivers).
-
-    The live worker passes one `silencer` shared by all its correlators, so silences
-    created or expired through the API apply everywhere at once.
-    """
-    return Correlator(
-        config.correlate,
-        Topology(config.topology),
-        silencer if silencer is not None else Silencer.from_config(config.silences),
-        receivers=tuple(config.route.receivers),
-        low_urgency_receivers=tuple(config.route.low_urgency),
-    )
-
-
 def render_deliveries(
     config: Config, page: Page, routing_keys: Mapping[str, str]
 ) -> list[Delivery]:
@@ -74,12 +59,16 @@ class OfflinePipeline:
 
     def __init__(self, config: Config, routing_keys: Mapping[str, str] | None = None) -> None:
         self.config = config
-        self.detect = DetectStage(config.detect, max_lead=config.max_lead)
-        self.logs = LogStage(config.logs, config.detect) if config.logs.enabled else None
-        self.correlator = build_correlator(config)
+        cores = StageCores.assemble(config)
+        self.detect = cores.detect
+        self.logs = cores.logs
+        self.correlator = cores.correlator
         self.routing_keys = dict(routing_keys or {})
         self.summary = OfflineSummary()
-        self._last_tick = float("-inf")
+        # Replay has no wall clock: no input is ever quiet, no partition idle.
+        self.time = EventTime(
+            config.max_lead, config.detect.tick_every, config.worker.idle_advance, _no_wall
+        )
 
     def feed(self, decoded: Decoded) -> list[Delivery]:
         """Run one decoded message through the stages; return what would be sent."""
@@ -95,19 +84,21 @@ class OfflinePipeline:
             mixed.sort(key=_event_time)
             events = mixed
         detect = self.detect
-        tick_every = self.config.detect.tick_every
+        take_tick = self.time.take_tick
         for event in events:
             if isinstance(event, MetricPoint):
                 anomaly = detect.observe(event)
                 if anomaly is not None:
                     out.extend(self._observe(anomaly))
             elif logs is not None:
+                # A log line moves event time by the points' robust rule: one stamped minutes
+                # ahead must not make the real anomalies after it stale.
+                detect.observe_time(dict(event.labels), event.ts)
                 for log_anomaly in logs.observe(event):
                     out.extend(self._observe(log_anomaly))
             watermark = self.watermark
-            if watermark >= self._last_tick + tick_every:
+            if take_tick(watermark):
                 # Same cadence as the worker's ticks, so replay pages at the times live would.
-                self._last_tick = watermark
                 if logs is not None:
                     for log_anomaly in logs.advance(watermark):
                         out.extend(self._observe(log_anomaly))
@@ -118,11 +109,8 @@ class OfflinePipeline:
 
     @property
     def watermark(self) -> float:
-        """Event time: the detect stage's robust watermark (`pipeline.watermark`), or the
-        log stage's newest time when that is later."""
-        if self.logs is None:
-            return self.detect.watermark
-        return max(self.detect.watermark, self.logs.watermark)
+        """Event time: the robust watermark (`pipeline.watermark`) over points and log lines."""
+        return self.detect.watermark
 
     def _observe(self, anomaly: Anomaly) -> list[Delivery]:
         self.summary.anomalies += 1
@@ -149,3 +137,7 @@ class OfflinePipeline:
 
 def _event_time(event: MetricPoint | LogRecord) -> float:
     return event.ts
+
+
+def _no_wall() -> float:
+    return 0.0

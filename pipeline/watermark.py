@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["CONFIRM_LEADS", "DEFAULT_MAX_LEAD", "EventClock"]
+__all__ = ["CONFIRM_LEADS", "DEFAULT_MAX_LEAD", "EventClock", "EventTime"]
 
 #: How far ahead of the watermark a point may be and still move it, unless configured
 #: (`pipeline.config.DEFAULT_MAX_LEAD` is the same figure).
@@ -137,3 +137,154 @@ class EventClock:
             present = ts + self.max_lead
             for source in [s for s, e in self._ahead.items() if e.latest <= present]:
                 del self._ahead[source]
+
+
+class EventTime:
+    """Event time as a driver keeps it: one robust watermark per input partition, the tick
+    cadence, and the advance from the wall clock while the input is quiet.
+
+    Both drivers own one: `replay` (`pipeline.offline`) ticks through it at its watermark,
+    the live detect runner at the lowest watermark of its active partitions, the live
+    correlate runner advances its quiet correlators through it. `wall` is the driver's
+    injected monotonic clock (seconds); offline it never reads it.
+
+    >>> wall = [0.0]
+    >>> now = EventTime(max_lead=60.0, tick_every=10.0, idle_advance=5.0, wall=lambda: wall[0])
+    >>> now.note("p0", "a", 100.0), now.note("p1", "b", 130.0)
+    (100.0, 130.0)
+    >>> now.low(default=0.0)  # the slowest active partition holds ticks back
+    100.0
+    >>> wall[0] = 6.0
+    >>> now.note("p1", "b", 140.0), now.low(default=0.0)  # p0 has been quiet for 6 s
+    (140.0, 140.0)
+    >>> now.take_tick(100.0), now.take_tick(105.0), now.take_tick(110.0)
+    (True, False, True)
+    """
+
+    __slots__ = (
+        "_gone",
+        "_moved",
+        "_quiet_since",
+        "ceiling",
+        "idle_advance",
+        "last_tick",
+        "max_lead",
+        "newest",
+        "partitions",
+        "tick_every",
+        "wall",
+    )
+
+    def __init__(
+        self,
+        max_lead: float,
+        tick_every: float,
+        idle_advance: float,
+        wall: Callable[[], float],
+    ) -> None:
+        self.max_lead = max_lead
+        self.tick_every = tick_every
+        self.idle_advance = idle_advance
+        self.wall = wall
+        self.ceiling = math.inf
+        self.partitions: dict[Hashable, EventClock] = {}
+        # partition -> (its watermark, wall time when that last moved on)
+        self._moved: dict[Hashable, tuple[float, float]] = {}
+        self._gone = [0, 0]  # corrections, held: of partitions forgotten since
+        self.last_tick = -math.inf
+        self.newest = -math.inf  # the newest event time the driver was handed (`advance`)
+        self._quiet_since = wall()
+
+    # ----------------------------------------------------------------- per partition
+
+    def note(
+        self, partition: Hashable, source: Hashable, ts: float, at: float | None = None
+    ) -> float:
+        """A record of `source` in `partition`, stamped `ts` (its newest time), read at wall
+        time `at` (now when None); returns the partition's watermark."""
+        clock = self.partitions.get(partition)
+        if clock is None:
+            clock = self.partitions[partition] = EventClock(self.max_lead)
+            clock.ceiling = self.ceiling
+        clock.observe(source, ts)
+        seen = self._moved.get(partition)
+        if seen is None or clock.watermark > seen[0]:
+            self._moved[partition] = (clock.watermark, self.wall() if at is None else at)
+        return clock.watermark
+
+    def partition_time(self, partition: Hashable) -> float | None:
+        """A partition's watermark (None before its first record)."""
+        seen = self._moved.get(partition)
+        return seen[0] if seen is not None else None
+
+    def low(self, default: float, at: float | None = None) -> float:
+        """Event time every partition with recent data has reached; ticks may not pass it.
+
+        A partition whose watermark has not moved for `idle_advance` stops holding time
+        back, as a source that stops reporting must not freeze the clock of all the others.
+        """
+        wall = self.wall() if at is None else at
+        idle = self.idle_advance
+        active = [ts for ts, seen in self._moved.values() if wall - seen < idle]
+        return min(active, default=default)
+
+    def bound(self, ceiling: float) -> None:
+        """Let no watermark pass `ceiling` (the live wall clock plus `max_lead`)."""
+        self.ceiling = ceiling
+        for clock in self.partitions.values():
+            clock.ceiling = ceiling
+
+    def forget(self, partition: Hashable) -> None:
+        """Stop holding time back for a partition this driver no longer reads."""
+        clock = self.partitions.pop(partition, None)
+        if clock is not None:
+            self._gone[0] += clock.corrections
+            self._gone[1] += clock.held
+        self._moved.pop(partition, None)
+
+    @property
+    def corrections(self) -> int:
+        """Clock corrections of the partitions' watermarks (forgotten ones included)."""
+        return self._gone[0] + sum(c.corrections for c in self.partitions.values())
+
+    @property
+    def held(self) -> int:
+        """Records too far ahead to move their partition's watermark (forgotten ones included)."""
+        return self._gone[1] + sum(c.held for c in self.partitions.values())
+
+    # ----------------------------------------------------------------- ticks
+
+    def take_tick(self, ts: float) -> bool:
+        """Whether a tick is due at `ts` (a `tick_every` after the last); notes it when so.
+        The one cadence rule of both drivers, so replay ticks where the live worker does."""
+        if not math.isfinite(ts) or ts < self.last_tick + self.tick_every:
+            return False
+        self.last_tick = ts
+        return True
+
+    # ----------------------------------------------------------------- quiet input
+
+    def advance(self, ts: float) -> None:
+        """The driver has reached event time `ts` (only forward moves count)."""
+        if ts > self.newest:
+            self.newest = ts
+            self._quiet_since = self.wall()
+
+    def idle_time(self) -> float | None:
+        """Event time moved on by the wall time the input has been quiet, once that is at
+        least `idle_advance` (None before any event time, or while the input is not quiet):
+        silence itself can be the incident, so holds expire and incidents resolve."""
+        if self.newest == -math.inf:
+            return None
+        quiet_for = self.wall() - self._quiet_since
+        if quiet_for < self.idle_advance:
+            return None
+        self.newest += quiet_for
+        self._quiet_since = self.wall()
+        return self.newest
+
+    def reset(self) -> None:
+        """Forget every partition and the cadence (a stage restart)."""
+        self.partitions.clear()
+        self._moved.clear()
+        self.last_tick = -math.inf

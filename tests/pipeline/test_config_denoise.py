@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
-from pipeline.offline import build_correlator
+from pipeline.stages import build_correlator
 
 
 def _data(**sections: Any) -> dict[str, Any]:

@@ -15,10 +15,12 @@ from pipeline.bench.faults_clock import SKEW_SCENARIO, replay_pages, skew, skewe
 from pipeline.config import Config, DetectConfig, parse_config
 from pipeline.detect import DetectStage
 from pipeline.errors import ConfigError
+from pipeline.ingest import decode_message
 from pipeline.metrics import Metrics
 from pipeline.model import MetricPoint, SeriesKey
+from pipeline.offline import OfflinePipeline
 from pipeline.watermark import EventClock
-from pipeline.worker import DetectRunner
+from pipeline.worker import CorrelateRunner, DetectRunner
 from tests.fakes import FakeProducer
 
 TANSU = not os.environ.get("QUIETPAGER_TEST_BOOTSTRAP")
@@ -228,3 +230,102 @@ def test_max_lead(detect: dict[str, str], correlate: dict[str, str], max_lead: f
 def test_max_lead_refused(detect: dict[str, str], correlate: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _limits(detect, correlate)
+
+
+def _log_line(service: str, ts: float, message: str = "cache warmed") -> bytes:
+    labels = {"service": service, "region": SKEW_SCENARIO.region}
+    return orjson.dumps([{"ts": ts, "level": "info", "message": message, "labels": labels}])
+
+
+def _with_early_log_line() -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """The skew scenario's honest stream, and the same with one log line of the root's
+    agent stamped 9 minutes ahead (inside `max_future`) a minute before its fault."""
+    honest = messages(SKEW_SCENARIO)
+    at = next(
+        i
+        for i, (_, v) in enumerate(honest)
+        if orjson.loads(v)[0]["ts"] >= 600 + SKEW_SCENARIO.start
+    )
+    early = _log_line("payments-db", SKEW_SCENARIO.start + 600 + 540)
+    return honest, [*honest[:at], (b"logs", early), *honest[at:]]
+
+
+def test_one_log_line_inside_max_future_makes_nothing_stale_in_replay() -> None:
+    """A log line used to move replay's event time as the largest log timestamp: 9 minutes
+    on, and the faults after it were `stale`. It goes through the points' robust clock."""
+    honest, stream = _with_early_log_line()
+    config = _config()
+    assert config.logs.enabled
+
+    def pages(stream: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+        offline = OfflinePipeline(config)
+        for key, value in stream:
+            offline.feed(decode_message(value, "logs" if key == b"logs" else "metrics"))
+        offline.finish()
+        return [(p.action, p.root_service) for p in offline.summary.pages]
+
+    assert (
+        pages(stream)
+        == pages(honest)
+        == [
+            ("trigger", "payments-db"),
+            ("trigger", "auth"),
+            ("resolve", "auth"),
+            ("resolve", "payments-db"),
+        ]
+    )
+
+
+async def _live_pages(config: Config, stream: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The live detect and correlate runners chained in-process, one message per batch."""
+    detect_out = FakeProducer(partitions=1)
+    wall = [0.0]
+    detect = DetectRunner(config, detect_out, Metrics.create(), monotonic=lambda: wall[0])
+    for offset, (key, value) in enumerate(stream):
+        wall[0] += 0.05  # reading takes time: the logs partition goes idle after its one line
+        topic = config.topics.logs if key == b"logs" else config.topics.metrics
+        record = ConsumerRecord(topic, 0, offset, 0, 0, key, value, None, 0, len(value), [])
+        await detect.handle({TopicPartition(topic, 0): [record]})
+    pages_out = FakeProducer(partitions=1)
+    correlate = CorrelateRunner(config, pages_out, Metrics.create(), clock=lambda: 0.0)
+    tp = TopicPartition(config.topics.anomalies, 0)
+    anomalies = [p["value"] for p in detect_out.sent if p["topic"] == tp.topic]
+    records = [
+        ConsumerRecord(tp.topic, 0, i, 0, 0, None, orjson.dumps(a), None, 0, 0, [])
+        for i, a in enumerate(anomalies)
+    ]
+    await correlate.handle({tp: records})
+    return [(p["value"]["action"], p["value"]["root_service"]) for p in pages_out.pages(config)]
+
+
+async def test_one_log_line_inside_max_future_makes_nothing_stale_live() -> None:
+    """The worker's partitions keep robust watermarks over record keys: the early log line
+    moves no tick, and the faults after it page as without it."""
+    honest, stream = _with_early_log_line()
+    want = [
+        ("trigger", "payments-db"),
+        ("trigger", "auth"),
+        ("resolve", "auth"),
+        ("resolve", "payments-db"),
+    ]
+    assert await _live_pages(_config(), stream) == await _live_pages(_config(), honest) == want
+
+
+async def test_held_records_and_clock_corrections_are_counted_on_metrics() -> None:
+    """b's record 9 minutes ahead is held (its partition's time stays), then its clock is
+    back: /metrics counts both, from zero."""
+    config = _runner("10m")[1].config
+    metrics = Metrics.create()
+    runner = DetectRunner(config, FakeProducer(partitions=1), metrics, clock=lambda: WALL)
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    assert sample("quietpager_watermark_held_total") == 0.0
+    assert sample("quietpager_clock_corrections_total") == 0.0
+    stamps = [("a", 0), ("b", 0), ("a", 10), ("b", 10), ("b", 550), ("a", 20), ("b", 20)]
+    records = [_record(s.encode(), i, [_cpu(s, WALL + ts)]) for i, (s, ts) in enumerate(stamps)]
+    for record in records:
+        await runner.handle({TopicPartition(METRICS, 0): [record]})
+    assert sample("quietpager_watermark_held_total") == 1.0
+    assert sample("quietpager_clock_corrections_total") == 1.0

@@ -91,7 +91,7 @@ def test_every_stage_consumer_gets_the_configured_fetch_wait(
         built.append((group_id, overrides))
         raise _Built
 
-    monkeypatch.setattr("pipeline.worker.make_consumer", fake_consumer)
+    monkeypatch.setattr("pipeline.shell.runner.make_consumer", fake_consumer)
     for runner in _runners(config):
         with pytest.raises(_Built):
             asyncio.run(runner._consume(asyncio.Event()))

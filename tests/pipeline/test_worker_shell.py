@@ -400,8 +400,8 @@ async def test_a_lost_incident_record_loses_one_incident_and_is_resolved_at_the_
         {"topic": config.topics.state_correlate, "key": lost_key, "value": good[:40]}
     )
     fake = _FakeTopics(producer)
-    monkeypatch.setattr("pipeline.worker.read_state", fake.read_state)
-    monkeypatch.setattr("pipeline.worker.last_values", fake.last_values)
+    monkeypatch.setattr("pipeline.shell.correlate.read_state", fake.read_state)
+    monkeypatch.setattr("pipeline.shell.correlate.last_values", fake.last_values)
     metrics = Metrics.create()
     successor = CorrelateRunner(config, producer, metrics, clock=FakeClock())
     await successor.restore({tp})
@@ -456,7 +456,7 @@ async def test_a_snapshot_written_before_the_codec_still_restores(
             "value": legacy,
         }
     )
-    monkeypatch.setattr("pipeline.worker.read_state", _FakeTopics(producer).read_state)
+    monkeypatch.setattr("pipeline.shell.correlate.read_state", _FakeTopics(producer).read_state)
     successor = CorrelateRunner(config, producer, Metrics.create(), clock=FakeClock())
     await successor.restore({tp})
     assert successor.cores[tp].open_count == 1
