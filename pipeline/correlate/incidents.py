@@ -194,10 +194,6 @@ class Correlator:
         self._folder = Folder(config, topology)
 
     @property
-    def _incidents(self) -> dict[str, Incident]:
-        return self._open.by_id
-
-    @property
     def _closed(self) -> dict[str, float]:
         """Series id -> when its paged incident closed (see `StaleMuter`)."""
         return self._stale.closed
