@@ -208,6 +208,7 @@ class Correlator:
         if muted is not None and muted.kind == "suppress":
             decisions.append(self._suppress(anomaly, muted, now))
             return decisions
+        # A muter that lets the anomaly fold (flapping) mutes its streak: it holds to no page.
         flapping = muted is not None
         target = self._match(anomaly)
         if target is None:
