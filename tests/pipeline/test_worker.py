@@ -25,7 +25,7 @@ from pipeline.kafka import client_options, ensure_topics, make_consumer
 from pipeline.metrics import Metrics
 from pipeline.model import Page
 from pipeline.notify.sink import WebhookSink
-from pipeline.synthetic import Blip, Fault, Scenario, agent_messages
+from pipeline.simulate import Blip, Fault, Scenario, agent_messages
 from pipeline.worker import Worker
 from tests.conftest import TopicNames
 from tests.live import run_until
