@@ -19,8 +19,8 @@ import pytest
 import yaml
 from aiokafka import ConsumerRecord, TopicPartition
 
-from pipeline.bench.faults import create_topics, produce
 from pipeline.config import Config
+from pipeline.harness import create_topics, produce
 from pipeline.kafka import client_options, ensure_topics, make_consumer
 from pipeline.metrics import Metrics
 from pipeline.model import Page
