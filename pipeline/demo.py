@@ -24,7 +24,7 @@ from pipeline.correlate.incidents import Decision
 from pipeline.kafka import client_options, ensure_topics, make_producer
 from pipeline.metrics import Metrics
 from pipeline.notify.sink import PAGERDUTY_PATH, WebhookSink
-from pipeline.synthetic import Scenario, affected_services, generate
+from pipeline.simulate import Scenario, affected_services, generate
 from pipeline.timeutil import format_timestamp
 from pipeline.worker import DetectRunner, Worker
 

@@ -34,7 +34,7 @@ from pipeline.offline import Delivery, OfflinePipeline
 from pipeline.simulate import PAGEABLE, Simulation, TrueIncident
 
 MATCH_GRACE_S: Final = 600.0
-DEFAULT_SCENARIOS: Final = simulate.SCENARIOS
+DEFAULT_SCENARIOS: Final = simulate.FLEET_SCENARIOS
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import Config, parse_config
 from pipeline.replay import replay_lines
-from pipeline.synthetic import Blip, Fault, Scenario, generate
+from pipeline.simulate import Blip, Fault, Scenario, generate
 
 SCENARIO = Scenario(
     duration_s=1500.0,

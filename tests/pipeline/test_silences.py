@@ -265,7 +265,7 @@ async def test_api_updates_a_silence_by_id_and_filters_the_list(
 async def test_api_silence_mutes_the_incident(
     kafka_bootstrap: str, unique_topics: TopicNames, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.bench.faults import FAULT_SCENARIO, create_topics, messages, produce, wait_for
+    from pipeline.harness import FAULT_SCENARIO, create_topics, messages, produce, wait_for
     from pipeline.notify.sink import WebhookSink
 
     monkeypatch.setenv("QUIETPAGER_TEST_ROUTING_KEY", "k")

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from pipeline.bench.faults import fault_config, messages
 from pipeline.bench.faults_clock import SKEW_SCENARIO, replay_pages, skew, skewed_clock
 from pipeline.config import Config, DetectConfig, parse_config
 from pipeline.detect import DetectStage
 from pipeline.errors import ConfigError
+from pipeline.harness import fault_config, messages
 from pipeline.ingest import decode_message
 from pipeline.metrics import Metrics
 from pipeline.model import MetricPoint, SeriesKey

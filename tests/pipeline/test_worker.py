@@ -19,13 +19,13 @@ import pytest
 import yaml
 from aiokafka import ConsumerRecord, TopicPartition
 
-from pipeline.bench.faults import create_topics, produce
 from pipeline.config import Config
+from pipeline.harness import create_topics, produce
 from pipeline.kafka import client_options, ensure_topics, make_consumer
 from pipeline.metrics import Metrics
 from pipeline.model import Page
 from pipeline.notify.sink import WebhookSink
-from pipeline.synthetic import Blip, Fault, Scenario, agent_messages
+from pipeline.simulate import Blip, Fault, Scenario, agent_messages
 from pipeline.worker import Worker
 from tests.conftest import TopicNames
 from tests.live import run_until

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline import simulate
-from pipeline.bench.faults import create_topics, produce
 from pipeline.config import Config
+from pipeline.harness import create_topics, produce
 from pipeline.ingest import decode_message
 from pipeline.metrics import Metrics
 from pipeline.notify.sink import WebhookSink

@@ -17,17 +17,19 @@ import pytest
 from pipeline.bench.faults import (
     broker_cut,
     cardinality_flood,
-    create_topics,
-    fault_config,
     fuzz_decoder,
-    messages,
     process_restart,
-    produce,
     rebalance,
     receiver_down,
+    webhook_outage,
+)
+from pipeline.harness import (
+    create_topics,
+    fault_config,
+    messages,
+    produce,
     spawn_worker,
     wait_for,
-    webhook_outage,
     worker_command,
 )
 from pipeline.notify.sink import WebhookSink

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.bench.faults import produce
 from pipeline.config import Config, parse_config
+from pipeline.harness import produce
 from pipeline.ingest import decode_message
 from pipeline.kafka import client_options, ensure_topics, make_producer
 from pipeline.metrics import Metrics
@@ -239,7 +239,7 @@ async def test_worker_pages_once_with_the_template(
 
 @pytest.mark.broker
 async def test_log_templates_move_with_their_partition(kafka_bootstrap: str) -> None:
-    from pipeline.bench.faults import create_topics, fault_config, wait_for
+    from pipeline.harness import create_topics, fault_config, wait_for
     from pipeline.worker import DetectRunner
 
     config = fault_config(kafka_bootstrap, "http://127.0.0.1:9/unused", checkpoint_every="100ms")

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from pipeline.bench.faults import received_pages
 from pipeline.config import Config, parse_config
 from pipeline.errors import ConfigError
+from pipeline.harness import received_pages
 from pipeline.metrics import Metrics
 from pipeline.model import Page
 from pipeline.notify.sender import DeliveryResult, WebhookSender
