@@ -10,8 +10,13 @@ objects and costs 8 µs or more on its own and about 16 µs among thousands of s
 worker; compiled, a point costs about a microsecond, mostly the call itself, and a series'
 state is one contiguous block of 474 floats (3.7 KB).
 
+Each part of the specification describes its parameters and its state (`parameter_fields()`,
+`state_fields()`, see `detectors.layout`); the parameter vector, the state array and the
+kernel's offsets into both are laid out from those descriptions when this module is imported.
+
 The kernel is compiled on first use (a few seconds) and cached next to this module, so later
-processes load it.
+processes load it. Why one module of about 1,000 lines: Numba compiles the offsets into the
+kernel as this module's globals, and keys its cache on this file.
 
 >>> import random
 >>> rng = random.Random(7)
@@ -35,7 +40,7 @@ import numpy as np
 from numba import njit
 
 from detectors.golden import DIRECTION_CODES, Direction, signal_direction
-from detectors.layout import Field, Layout, lay_out
+from detectors.layout import Described, Field, Layout, lay_out
 from detectors.likelihood import TAME_SPREADS, LikelihoodDetector, Parts
 from detectors.scoring import AnomalyLikelihood, t_confidence
 from detectors.views import ABSURD_SPREADS, Gate, SeasonalLikelihood
@@ -62,29 +67,42 @@ def _absent(fields: Sequence[Field]) -> tuple[Field, ...]:
     return tuple(Field(field.name, 0.0, field.size) for field in fields)
 
 
-def _optional(part: Any, default: Any) -> tuple[Field, ...]:
+def _optional(part: Described | None, default: Described | None) -> tuple[Field, ...]:
     """`present` (1 or 0), then the part's parameters (the default part's names, zero, if
     it is left out)."""
     if part is None:
-        return (Field("present", 0.0), *_absent(default.parameter_fields()))
+        return (Field("present", 0.0), *_absent(_given(default).parameter_fields()))
     return (Field("present", 1.0), *part.parameter_fields())
+
+
+_Part = TypeVar("_Part")
+
+
+def _given(part: _Part | None, default: _Part | None = None) -> _Part:
+    """`part`, or where its settings leave it out, the default model's (all are there)."""
+    found = part if part is not None else default
+    if found is None:
+        raise AssertionError("the default model lacks a part")
+    return found
 
 
 def _fixed_state(parts: Parts) -> list[tuple[str, Sequence[Field]]]:
     """The slots every series keeps, a left-out part's as its default's (never read)."""
     return [
         ("golden", parts.golden.state_fields()),
-        ("range", (parts.breach or _DEFAULT.breach).state_fields()),  # type: ignore[union-attr]
+        ("range", _given(parts.breach, _DEFAULT.breach).state_fields()),
         ("refractory", parts.refractory.state_fields()),
         ("drift_gate", parts.drift_gate.state_fields()),
-        ("persistence", (parts.persistence or _DEFAULT.persistence).state_fields()),  # type: ignore[union-attr]
+        ("persistence", _given(parts.persistence, _DEFAULT.persistence).state_fields()),
         ("quiet", parts.quiet.state_fields()),
-        ("novelty", (parts.novelty or _DEFAULT.novelty).state_fields()),  # type: ignore[union-attr]
+        ("novelty", _given(parts.novelty, _DEFAULT.novelty).state_fields()),
         ("novelty_gate", parts.novelty_gate.state_fields()),
     ]
 
 
-def _seasonal_state(prefix: str, view: SeasonalLikelihood, gate: Gate) -> list[Any]:
+def _seasonal_state(
+    prefix: str, view: SeasonalLikelihood, gate: Gate
+) -> list[tuple[str, Sequence[Field]]]:
     """A seasonal view's state: its own slots and its gate's, its likelihood, its profile,
     then its bins' residual powers (where they have always been, so records keep their shape)."""
     own = view.state_fields()
@@ -125,8 +143,7 @@ def _seasonal_parameters(
 ) -> list[tuple[str, Sequence[Field]]]:
     """A seasonal view's parameter block: present, where its state's parts start, its
     profile's, its own and its gate's parameters, its likelihood's block last."""
-    part = view or _DEFAULT.daily
-    assert part is not None
+    part = _given(view, _DEFAULT.daily)
     present = view is not None
 
     def where(name: str, group: str) -> Field:
@@ -156,8 +173,7 @@ def _seasonal_parameters(
 def _parameter_layout(model: LikelihoodDetector, state: Layout) -> Layout:
     """The parameter vector of a (fresh) model whose state is laid out as `state`."""
     parts = model.parts()
-    drift = parts.drift or _DEFAULT.drift
-    assert drift is not None
+    drift = _given(parts.drift, _DEFAULT.drift)
     return lay_out(
         [
             ("model", model.parameter_fields()),
@@ -204,8 +220,7 @@ _LIKELIHOOD = lay_out([("", _DEFAULT.likelihood.state_fields())])
 _L_LEN, _L_NEXT, _L_SUM = (_LIKELIHOOD.offset(n) for n in ("length", "next", "sum"))
 _L_N, _L_MEAN, _L_POWER = (_LIKELIHOOD.offset(n) for n in ("n_seen", "mean", "power"))
 _L_SPREAD, _L_RING = _LIKELIHOOD.offset("spread"), _LIKELIHOOD.offset("recent")
-assert _DEFAULT.daily is not None
-_SEASONAL = lay_out(_seasonal_state("", _DEFAULT.daily, _DEFAULT.daily_gate))
+_SEASONAL = lay_out(_seasonal_state("", _given(_DEFAULT.daily), _DEFAULT.daily_gate))
 _SS_POWER, _SS_RESID = _SEASONAL.offset("power"), _SEASONAL.offset("residuals")
 _SS_LEFT = _SEASONAL.offset("gate.left")
 
@@ -256,18 +271,24 @@ _SP_BIN_POWER, _SP_LIK = _within("daily", "at.bin_power"), _within("daily", "lik
 
 
 def _block_names(block: str) -> list[str]:
+    """The names laid out in a block, relative to it."""
     return [name[len(block) + 1 :] for name in _PARAMETERS.offsets if name.startswith(block + ".")]
 
 
-# The kernel reads both views, and every likelihood, through one set of relative offsets.
-assert all(
-    _within("weekly", name) == _within("daily", name) for name in _block_names("daily")
-), "the seasonal views' parameter blocks differ"
-assert all(
-    _within(block, name) == _within("likelihood", name)
-    for block in ("drift.likelihood", "daily.likelihood", "weekly.likelihood")
-    for name in _block_names("likelihood")
-), "the likelihoods' parameter blocks differ"
+def _check_blocks() -> None:
+    """The kernel reads both views, and every likelihood, through one set of relative
+    offsets (those of the daily view and of the point likelihood): they must all agree."""
+    for family, blocks in (
+        ("daily", ("weekly",)),
+        ("likelihood", ("drift.likelihood", "daily.likelihood", "weekly.likelihood")),
+    ):
+        for block in blocks:
+            for name in _block_names(family) + _block_names(block):
+                if _within(block, name) != _within(family, name):
+                    raise AssertionError(f"{block} and {family} lay out {name} apart")
+
+
+_check_blocks()
 _BOTH, _UP, _DOWN = (DIRECTION_CODES[d] for d in ("both", "up", "down"))
 
 

@@ -7,7 +7,7 @@ settings and the levels derived from them) and what it keeps between points
 parameter vector and its state array out from these descriptions, so a part's shape is
 written down once, beside the part.
 
->>> layout = lay_out([("range", (Field("low", math.inf), Field("high", -math.inf))),
+>>> layout = lay_out([("range", (Field("low", float("inf")), Field("high", float("-inf")))),
 ...                   ("ring", (Field("recent", 0.0, 3),))])
 >>> layout.offset("range.high"), layout.offset("ring"), layout.offset("ring.recent")
 (1, 2, 2)
@@ -19,11 +19,11 @@ written down once, beside the part.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Field", "Layout", "lay_out"]
+__all__ = ["Described", "Field", "Layout", "lay_out"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,14 @@ class Field:
     name: str
     value: float = 0.0
     size: int = 1
+
+
+class Described(Protocol):
+    """A model part that says which parameters its per-point arithmetic reads."""
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """The part's parameters, in the order a layout keeps them."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -626,6 +626,7 @@ class LikelihoodDetector(base.Base):
     def expected(self) -> float:
         """The baseline forecast of the next value."""
         return self._golden.expected
+
     def parts(self) -> Parts:
         """The parts this model is made of, as they are now."""
         drift, drift_gate, daily, daily_gate, weekly, weekly_gate = self._views
@@ -655,7 +656,6 @@ class LikelihoodDetector(base.Base):
             Field("early_scores", 1.0 if self.early_scores else 0.0),
             Field("power", self._power),
         )
-
 
     @property
     def n_seen(self) -> int:
