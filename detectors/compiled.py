@@ -10,8 +10,13 @@ objects and costs 8 µs or more on its own and about 16 µs among thousands of s
 worker; compiled, a point costs about a microsecond, mostly the call itself, and a series'
 state is one contiguous block of 474 floats (3.7 KB).
 
+Each part of the specification describes its parameters and its state (`parameter_fields()`,
+`state_fields()`, see `detectors.layout`); the parameter vector, the state array and the
+kernel's offsets into both are laid out from those descriptions when this module is imported.
+
 The kernel is compiled on first use (a few seconds) and cached next to this module, so later
-processes load it.
+processes load it. Why one module of about 1,000 lines: Numba compiles the offsets into the
+kernel as this module's globals, and keys its cache on this file.
 
 >>> import random
 >>> rng = random.Random(7)
@@ -27,60 +32,264 @@ processes load it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import numpy as np
 from numba import njit
 
-from detectors.golden import Direction, signal_direction
-from detectors.likelihood import TAME_SPREADS, LikelihoodDetector
+from detectors.golden import DIRECTION_CODES, Direction, signal_direction
+from detectors.layout import Described, Field, Layout, lay_out
+from detectors.likelihood import TAME_SPREADS, LikelihoodDetector, Parts
 from detectors.scoring import AnomalyLikelihood, t_confidence
 from detectors.views import ABSURD_SPREADS, Gate, SeasonalLikelihood
 
 __all__ = ["CompiledLikelihood", "compiled_layout", "detector_for_signal", "warm_up"]
 
-# --- the state layout: fixed slots, then likelihood blocks and seasonal blocks ---
-_G_N, _G_EXP, _G_ABOVE, _G_BELOW, _G_PA, _G_PB = 0, 1, 2, 3, 4, 5  # golden model
-_WL_N, _WL_M, _WA_N, _WA_M, _WB_N, _WB_M = 6, 7, 8, 9, 10, 11  # its warm-up means
-_R_LOW, _R_HIGH, _R_N = 12, 13, 14  # range breach
-_REF_QUIET, _DG_LEFT = 15, 16  # refractory and the drift gate
-_AR_PREV, _AR_N, _AR_SXY, _AR_SXX = 17, 18, 19, 20  # persistence forecast
-_AR_BASE, _AR_POWER, _AR_ABOVE, _AR_BELOW = 21, 22, 23, 24  # ... and its mean squares
-_QUIET = 25  # the whole model's quiet period after an alarm
-# The novelty view: its grid's lower edge and bin width, the visited bits 0-31 and 32-63
-# (each word a whole number below 2**32, exact in a float), values learned, its gate.
-_NV_ORIGIN, _NV_WIDTH, _NV_LOW, _NV_HIGH, _NV_N, _NV_LEFT = 26, 27, 28, 29, 30, 31
-_FIXED = 32
-# A likelihood block: these slots, then its ring of `window - 1` surprises.
-_L_LEN, _L_NEXT, _L_SUM, _L_N, _L_MEAN, _L_POWER, _L_SPREAD, _L_RING = 0, 1, 2, 3, 4, 5, 6, 7
-# A seasonal view's own slots: residual power, residuals seen, its gate's countdown.
-_SS_POWER, _SS_RESID, _SS_LEFT, _SS_SIZE = 0, 1, 2, 3
+# --- the layout, generated from the parts' descriptions (`detectors.layout`) ---
+# The state array: the slots every series keeps whatever its settings leave out, then a block
+# per likelihood (its slots, then its ring) and per seasonal view. The parameter vector: each
+# part's `parameter_fields()` (an optional part's behind a `present` flag), where the blocks of
+# one series' state start, and the state's size. The offsets below are module constants, so
+# Numba compiles them into the kernel; they are computed here from a default model, whose
+# parts are all present. Numba's cache is keyed on this file alone: after changing a part's
+# fields elsewhere, delete the cached kernel (`__pycache__/compiled.*.nb*`).
+_DEFAULT = LikelihoodDetector().parts()
 
-# --- the parameter vector (shared by every series with the same parameters) ---
-_P_DIR, _P_HAS_CEIL, _P_CEIL, _P_WARMUP, _P_ALPHA, _P_SPREAD_ALPHA = 0, 1, 2, 3, 4, 5
-_P_CLIP, _P_G_DF, _P_MIN_REL, _P_MIN_SPREAD, _P_CEIL_START = 6, 7, 8, 9, 10
-_P_CAP, _P_HAS_RANGE, _P_RANGE_TOL, _P_RANGE_YOUNG = 11, 12, 13, 14
-_P_REF_PERIOD, _P_REF_LEVEL, _P_HOLD, _P_EARLY = 15, 16, 17, 18
-_P_HAS_DRIFT, _P_DRIFT_CAP, _P_DRIFT_SIGN, _P_DG_LEVEL, _P_DG_QUIET = 19, 20, 21, 22, 23
-_P_HAS_AR, _P_AR_RATIO, _P_AR_ALPHA = 24, 25, 26
-_P_QUIET, _P_POWER = 27, 28
-_P_HAS_NV, _P_NV_BINS, _P_NV_AFTER, _P_NV_LEVEL, _P_NV_QUIET = 29, 30, 31, 32, 33
-# A likelihood's parameter block, `_LP_SIZE` slots.
-_LP_OFF, _LP_RING, _LP_WARMUP, _LP_ALPHA, _LP_MIN_SPREAD, _LP_TWO, _LP_DF = 0, 1, 2, 3, 4, 5, 6
-_LP_SIZE = 8
-# A seasonal view's parameter block, `_SP_SIZE` slots, its likelihood's block last.
-_SP_HAS, _SP_PERIOD, _SP_BINS, _SP_ALPHA, _SP_SPREAD_ALPHA, _SP_CAP = 0, 1, 2, 3, 4, 5
-_SP_MIN_RESID, _SP_GATE_LEVEL, _SP_GATE_QUIET, _SP_HAS_BIN, _SP_BIN_PRIOR = 6, 7, 8, 9, 10
-_SP_BIN_ALPHA, _SP_STATE, _SP_MEANS, _SP_COUNTS, _SP_BIN_POWER, _SP_LIK = 11, 12, 13, 14, 15, 16
-_SP_SIZE = _SP_LIK + _LP_SIZE
-_P_LIK = 34
-_P_DRIFT_LIK = _P_LIK + _LP_SIZE
-_P_DAILY = _P_DRIFT_LIK + _LP_SIZE
-_P_WEEKLY = _P_DAILY + _SP_SIZE
-_P_SIZE = _P_WEEKLY + _SP_SIZE
-_P_LEN = _P_SIZE + 1
+
+def _group(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _absent(fields: Sequence[Field]) -> tuple[Field, ...]:
+    """A left-out part's parameters: there, so that every block keeps its place, but zero."""
+    return tuple(Field(field.name, 0.0, field.size) for field in fields)
+
+
+def _optional(part: Described | None, default: Described | None) -> tuple[Field, ...]:
+    """`present` (1 or 0), then the part's parameters (the default part's names, zero, if
+    it is left out)."""
+    if part is None:
+        return (Field("present", 0.0), *_absent(_given(default).parameter_fields()))
+    return (Field("present", 1.0), *part.parameter_fields())
+
+
+_Part = TypeVar("_Part")
+
+
+def _given(part: _Part | None, default: _Part | None = None) -> _Part:
+    """`part`, or where its settings leave it out, the default model's (all are there)."""
+    found = part if part is not None else default
+    if found is None:
+        raise AssertionError("the default model lacks a part")
+    return found
+
+
+def _fixed_state(parts: Parts) -> list[tuple[str, Sequence[Field]]]:
+    """The slots every series keeps, a left-out part's as its default's (never read)."""
+    return [
+        ("golden", parts.golden.state_fields()),
+        ("range", _given(parts.breach, _DEFAULT.breach).state_fields()),
+        ("refractory", parts.refractory.state_fields()),
+        ("drift_gate", parts.drift_gate.state_fields()),
+        ("persistence", _given(parts.persistence, _DEFAULT.persistence).state_fields()),
+        ("quiet", parts.quiet.state_fields()),
+        ("novelty", _given(parts.novelty, _DEFAULT.novelty).state_fields()),
+        ("novelty_gate", parts.novelty_gate.state_fields()),
+    ]
+
+
+def _seasonal_state(
+    prefix: str, view: SeasonalLikelihood, gate: Gate
+) -> list[tuple[str, Sequence[Field]]]:
+    """A seasonal view's state: its own slots and its gate's, its likelihood, its profile,
+    then its bins' residual powers (where they have always been, so records keep their shape)."""
+    own = view.state_fields()
+    return [
+        (prefix, tuple(field for field in own if field.name != "bin_power")),
+        (_group(prefix, "gate"), gate.state_fields()),
+        (_group(prefix, "likelihood"), view.likelihood.state_fields()),
+        (_group(prefix, "profile"), view.profile.state_fields()),
+        (_group(prefix, "bin_spreads"), tuple(field for field in own if field.name == "bin_power")),
+    ]
+
+
+def _state_layout(parts: Parts) -> Layout:
+    """One series' state array: fixed slots, then the blocks of the parts that are there."""
+    groups = _fixed_state(parts)
+    groups.append(("likelihood", parts.likelihood.state_fields()))
+    if parts.drift is not None:
+        groups.append(("drift.likelihood", parts.drift.likelihood.state_fields()))
+    for name, view, gate in (
+        ("daily", parts.daily, parts.daily_gate),
+        ("weekly", parts.weekly, parts.weekly_gate),
+    ):
+        if view is not None:
+            groups.extend(_seasonal_state(name, view, gate))
+    return lay_out(groups)
+
+
+def _likelihood_parameters(
+    prefix: str, likelihood: AnomalyLikelihood, state: Layout
+) -> tuple[str, tuple[Field, ...]]:
+    """A likelihood's parameter block: where its state starts (0 if not there), its fields."""
+    start = state.offsets.get(prefix, 0)
+    return prefix, (Field("state", start), *likelihood.parameter_fields())
+
+
+def _seasonal_parameters(
+    prefix: str, view: SeasonalLikelihood | None, gate: Gate, state: Layout
+) -> list[tuple[str, Sequence[Field]]]:
+    """A seasonal view's parameter block: present, where its state's parts start, its
+    profile's, its own and its gate's parameters, its likelihood's block last."""
+    part = _given(view, _DEFAULT.daily)
+    present = view is not None
+
+    def where(name: str, group: str) -> Field:
+        return Field(name, state.offset(group) if present else 0.0)
+
+    def given(fields: tuple[Field, ...]) -> tuple[Field, ...]:
+        return fields if present else _absent(fields)
+
+    likelihood = _likelihood_parameters(_group(prefix, "likelihood"), part.likelihood, state)
+    return [
+        (prefix, (Field("present", 1.0 if present else 0.0), *given(part.parameter_fields()))),
+        (
+            _group(prefix, "at"),
+            (
+                where("state", prefix),
+                where("means", _group(prefix, "profile.means")),
+                where("counts", _group(prefix, "profile.counts")),
+                where("bin_power", _group(prefix, "bin_spreads.bin_power")),
+            ),
+        ),
+        (_group(prefix, "profile"), given(part.profile.parameter_fields())),
+        (_group(prefix, "gate"), given(gate.parameter_fields())),
+        (likelihood[0], given(likelihood[1])),
+    ]
+
+
+def _parameter_layout(model: LikelihoodDetector, state: Layout) -> Layout:
+    """The parameter vector of a (fresh) model whose state is laid out as `state`."""
+    parts = model.parts()
+    drift = _given(parts.drift, _DEFAULT.drift)
+    return lay_out(
+        [
+            ("model", model.parameter_fields()),
+            ("golden", parts.golden.parameter_fields()),
+            ("range", _optional(parts.breach, _DEFAULT.breach)),
+            ("refractory", parts.refractory.parameter_fields()),
+            ("quiet", parts.quiet.parameter_fields()),
+            ("persistence", _optional(parts.persistence, _DEFAULT.persistence)),
+            ("novelty", _optional(parts.novelty, _DEFAULT.novelty)),
+            ("novelty_gate", parts.novelty_gate.parameter_fields()),
+            ("drift", _optional(parts.drift, _DEFAULT.drift)),
+            ("drift_gate", parts.drift_gate.parameter_fields()),
+            _likelihood_parameters("likelihood", parts.likelihood, state),
+            _likelihood_parameters("drift.likelihood", drift.likelihood, state),
+            *_seasonal_parameters("daily", parts.daily, parts.daily_gate, state),
+            *_seasonal_parameters("weekly", parts.weekly, parts.weekly_gate, state),
+            ("state", (Field("size", state.size),)),
+        ]
+    )
+
+
+_STATE = _state_layout(_DEFAULT)
+_PARAMETERS = _parameter_layout(LikelihoodDetector(), _STATE)
+_state, _param = _STATE.offset, _PARAMETERS.offset
+
+_G_N, _G_EXP = _state("golden.n_seen"), _state("golden.expected")  # golden model
+_G_ABOVE, _G_BELOW = _state("golden.spread_above"), _state("golden.spread_below")
+_G_PA, _G_PB = _state("golden.power_above"), _state("golden.power_below")
+_WL_N, _WL_M = _state("golden.warm_level_n"), _state("golden.warm_level")  # its warm-up means
+_WA_N, _WA_M = _state("golden.warm_above_n"), _state("golden.warm_above")
+_WB_N, _WB_M = _state("golden.warm_below_n"), _state("golden.warm_below")
+_R_LOW, _R_HIGH, _R_N = _state("range.low"), _state("range.high"), _state("range.n_seen")
+_REF_QUIET, _DG_LEFT = _state("refractory.quiet"), _state("drift_gate.left")
+_AR_PREV, _AR_N = _state("persistence.previous"), _state("persistence.n_seen")
+_AR_SXY, _AR_SXX = _state("persistence.sxy"), _state("persistence.sxx")
+_AR_BASE, _AR_POWER = _state("persistence.base_power"), _state("persistence.power")
+_AR_ABOVE, _AR_BELOW = _state("persistence.above"), _state("persistence.below")
+_QUIET = _state("quiet.quiet")  # the whole model's quiet period after an alarm
+_NV_ORIGIN, _NV_WIDTH = _state("novelty.origin"), _state("novelty.width")
+_NV_LOW, _NV_HIGH = _state("novelty.visited_low"), _state("novelty.visited_high")
+_NV_N, _NV_LEFT = _state("novelty.n_seen"), _state("novelty_gate.left")
+# Offsets inside a likelihood's state block, and inside a seasonal view's own slots.
+_LIKELIHOOD = lay_out([("", _DEFAULT.likelihood.state_fields())])
+_L_LEN, _L_NEXT, _L_SUM = (_LIKELIHOOD.offset(n) for n in ("length", "next", "sum"))
+_L_N, _L_MEAN, _L_POWER = (_LIKELIHOOD.offset(n) for n in ("n_seen", "mean", "power"))
+_L_SPREAD, _L_RING = _LIKELIHOOD.offset("spread"), _LIKELIHOOD.offset("recent")
+_SEASONAL = lay_out(_seasonal_state("", _given(_DEFAULT.daily), _DEFAULT.daily_gate))
+_SS_POWER, _SS_RESID = _SEASONAL.offset("power"), _SEASONAL.offset("residuals")
+_SS_LEFT = _SEASONAL.offset("gate.left")
+
+_P_CAP, _P_HOLD = _param("model.surprise_cap"), _param("model.hold_sigmas")
+_P_EARLY, _P_POWER = _param("model.early_scores"), _param("model.power")
+_P_DIR, _P_HAS_CEIL = _param("golden.direction"), _param("golden.has_ceiling")
+_P_CEIL, _P_WARMUP = _param("golden.ceiling"), _param("golden.warmup")
+_P_ALPHA, _P_SPREAD_ALPHA = _param("golden.alpha"), _param("golden.spread_alpha")
+_P_CLIP, _P_G_DF = _param("golden.clip_sigmas"), _param("golden.tail_df")
+_P_MIN_REL, _P_MIN_SPREAD = _param("golden.min_relative_spread"), _param("golden.min_spread")
+_P_CEIL_START = _param("golden.ceiling_start")
+_P_HAS_RANGE, _P_RANGE_TOL = _param("range.present"), _param("range.tolerance")
+_P_RANGE_YOUNG = _param("range.young")
+_P_REF_PERIOD, _P_REF_LEVEL = _param("refractory.period"), _param("refractory.level")
+_P_QUIET, _P_QUIET_LEVEL = _param("quiet.period"), _param("quiet.level")
+_P_HAS_AR, _P_AR_RATIO = _param("persistence.present"), _param("persistence.ratio")
+_P_AR_ALPHA = _param("persistence.alpha")
+_P_HAS_NV, _P_NV_BINS, _P_NV_AFTER = (_param(f"novelty.{n}") for n in ("present", "bins", "after"))
+_P_NV_LEVEL, _P_NV_QUIET = _param("novelty_gate.level"), _param("novelty_gate.quiet")
+_P_HAS_DRIFT, _P_DRIFT_CAP = _param("drift.present"), _param("drift.cap")
+_P_DRIFT_SIGN = _param("drift.sign")
+_P_DG_LEVEL, _P_DG_QUIET = _param("drift_gate.level"), _param("drift_gate.quiet")
+_P_LIK, _P_DRIFT_LIK = _param("likelihood"), _param("drift.likelihood")
+_P_DAILY, _P_WEEKLY = _param("daily"), _param("weekly")
+_P_SIZE = _param("state.size")  # the state's length
+_P_LEN = _PARAMETERS.size
+
+
+def _within(block: str, name: str) -> int:
+    """Where a parameter of the block starting at `_param(block)` lies in that block."""
+    return _param(f"{block}.{name}") - _param(block)
+
+
+# Offsets inside a likelihood's parameter block, and inside a seasonal view's.
+_LP_OFF, _LP_RING = _within("likelihood", "state"), _within("likelihood", "capacity")
+_LP_WARMUP, _LP_ALPHA = _within("likelihood", "warmup"), _within("likelihood", "alpha")
+_LP_MIN_SPREAD = _within("likelihood", "min_spread")
+_LP_TWO, _LP_DF = _within("likelihood", "two_sided"), _within("likelihood", "tail_df")
+_SP_HAS, _SP_PERIOD = _within("daily", "present"), _within("daily", "profile.period")
+_SP_BINS, _SP_ALPHA = _within("daily", "profile.bins"), _within("daily", "profile.alpha")
+_SP_SPREAD_ALPHA, _SP_CAP = _within("daily", "spread_alpha"), _within("daily", "cap")
+_SP_MIN_RESID = _within("daily", "min_residuals")
+_SP_GATE_LEVEL, _SP_GATE_QUIET = _within("daily", "gate.level"), _within("daily", "gate.quiet")
+_SP_HAS_BIN, _SP_BIN_PRIOR = _within("daily", "has_bin_prior"), _within("daily", "bin_prior")
+_SP_BIN_ALPHA, _SP_STATE = _within("daily", "bin_alpha"), _within("daily", "at.state")
+_SP_MEANS, _SP_COUNTS = _within("daily", "at.means"), _within("daily", "at.counts")
+_SP_BIN_POWER, _SP_LIK = _within("daily", "at.bin_power"), _within("daily", "likelihood")
+
+
+def _block_names(block: str) -> list[str]:
+    """The names laid out in a block, relative to it."""
+    return [name[len(block) + 1 :] for name in _PARAMETERS.offsets if name.startswith(block + ".")]
+
+
+def _check_blocks() -> None:
+    """The kernel reads both views, and every likelihood, through one set of relative
+    offsets (those of the daily view and of the point likelihood): they must all agree."""
+    for family, blocks in (
+        ("daily", ("weekly",)),
+        ("likelihood", ("drift.likelihood", "daily.likelihood", "weekly.likelihood")),
+    ):
+        for block in blocks:
+            for name in _block_names(family) + _block_names(block):
+                if _within(block, name) != _within(family, name):
+                    raise AssertionError(f"{block} and {family} lay out {name} apart")
+
+
+_check_blocks()
+_BOTH, _UP, _DOWN = (DIRECTION_CODES[d] for d in ("both", "up", "down"))
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -97,7 +306,6 @@ def _jit(function: _F) -> _F:
     return cast(_F, compiled)
 
 
-_DIRECTIONS: dict[str, float] = {"both": 0.0, "up": 1.0, "down": 2.0}
 _SIGMAS_AT_CEILING = 6.0  # as in detectors.golden
 
 
@@ -177,9 +385,9 @@ def _golden_score(p: Any, s: Any, x: float) -> float:  # golden.score_one
     residual = x - s[_G_EXP]
     direction = p[_P_DIR]
     score = 0.0
-    if residual > 0 and direction != 2.0:
+    if residual > 0 and direction != _DOWN:
         score = _two_sided(residual / s[_G_ABOVE], int(p[_P_G_DF]))
-    elif residual < 0 and direction != 1.0:
+    elif residual < 0 and direction != _UP:
         score = _two_sided(residual / s[_G_BELOW], int(p[_P_G_DF]))
     if p[_P_HAS_CEIL] != 0.0:
         score = max(score, _ceiling_pressure(p, s, x))
@@ -269,7 +477,7 @@ def _range_step(p: Any, s: Any, x: float) -> float:  # likelihood.RangeBreach.st
         return 0.0
     margin = max(p[_P_RANGE_TOL], p[_P_RANGE_YOUNG] / n) * (high - low)
     direction = p[_P_DIR]
-    if (x > high + margin and direction != 2.0) or (x < low - margin and direction != 1.0):
+    if (x > high + margin and direction != _DOWN) or (x < low - margin and direction != _UP):
         return 1.0
     return 0.0
 
@@ -301,9 +509,9 @@ def _persistence_step(p: Any, s: Any, x: float, expected: float, surprise: float
         if power > 0:
             direction = p[_P_DIR]
             z = 0.0
-            if residual > 0 and direction != 2.0:
+            if residual > 0 and direction != _DOWN:
                 z = residual / math.sqrt(power)
-            elif residual < 0 and direction != 1.0:
+            elif residual < 0 and direction != _UP:
                 z = -residual / math.sqrt(power)
             cap: float = p[_P_CAP]
             z = z if z < cap else cap
@@ -419,7 +627,7 @@ def _seasonal_step(p: Any, s: Any, v: int, t: float, x: float) -> float:
     if known:
         direction = p[_P_DIR]
         surprise = 0.0
-        harmless = (residual > 0 and direction == 2.0) or (residual < 0 and direction == 1.0)
+        harmless = (residual > 0 and direction == _DOWN) or (residual < 0 and direction == _UP)
         if not harmless and scale > 0.0:
             z = abs(residual) / math.sqrt(scale)
             z = z if z < cap else cap
@@ -527,12 +735,12 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
         cap = p[_P_CAP]
         if residual > 0:
             signed = residual / s[_G_ABOVE]
-            if direction != 2.0:
+            if direction != _DOWN:
                 z = signed if signed < cap else cap
                 surprise = z * z
         else:
             signed = residual / s[_G_BELOW]
-            if residual < 0 and direction != 1.0:
+            if residual < 0 and direction != _UP:
                 z = -signed if -signed < cap else cap
                 surprise = z * z
     held = surprise  # the baseline's: `continues` reads it
@@ -576,8 +784,8 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
                 out = out if out > opinion else opinion
     if p[_P_HAS_NV] != 0.0:
         fresh = _novelty_step(p, s, x)
-        alarming = signed > 0 if direction == 1.0 else signed < 0
-        if not (live and not breach and (direction == 0.0 or alarming)):
+        alarming = signed > 0 if direction == _UP else signed < 0
+        if not (live and not breach and (direction == _BOTH or alarming)):
             fresh = 0.0
         opinion = _gate(p, s, _NV_LEFT, _P_NV_LEVEL, _P_NV_QUIET, fresh)
         out = out if out > opinion else opinion
@@ -588,7 +796,7 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
             out = 0.0
         if s[_QUIET] > 0:
             s[_QUIET] -= 1.0
-        elif p[_P_QUIET] != 0.0 and out >= p[_P_REF_LEVEL]:
+        elif p[_P_QUIET] != 0.0 and out >= p[_P_QUIET_LEVEL]:
             s[_QUIET] = p[_P_QUIET]
         out = out ** p[_P_POWER]
     if p[_P_HAS_CEIL] != 0.0:
@@ -597,131 +805,24 @@ def _step(p: Any, s: Any, x: float, t: float, has_t: bool) -> tuple[float, bool]
     return out, going_on
 
 
-def _likelihood_block(
-    p: np.ndarray[Any, Any], at: int, offset: int, likelihood: AnomalyLikelihood
-) -> int:
-    """Fill one likelihood's parameter block; return where the next state block starts."""
-    ring = likelihood.short_window - 1
-    p[at + _LP_OFF] = offset
-    p[at + _LP_RING] = ring
-    p[at + _LP_WARMUP] = likelihood.warmup
-    p[at + _LP_ALPHA] = likelihood.alpha
-    p[at + _LP_MIN_SPREAD] = likelihood.min_spread
-    p[at + _LP_TWO] = 1.0 if likelihood.two_sided else 0.0
-    p[at + _LP_DF] = likelihood.tail_df
-    return offset + _L_RING + ring
-
-
-def _seasonal_block(
-    p: np.ndarray[Any, Any], at: int, offset: int, view: SeasonalLikelihood, gate: Gate
-) -> int:
-    """Fill one seasonal view's parameter block; return where the next state block starts."""
-    profile = view._profile
-    p[at + _SP_HAS] = 1.0
-    p[at + _SP_PERIOD] = profile.period
-    p[at + _SP_BINS] = profile.bins
-    p[at + _SP_ALPHA] = profile.alpha
-    p[at + _SP_SPREAD_ALPHA] = view.spread_alpha
-    p[at + _SP_CAP] = view.cap
-    p[at + _SP_MIN_RESID] = view.min_residuals
-    p[at + _SP_GATE_LEVEL] = gate.level
-    p[at + _SP_GATE_QUIET] = gate.quiet
-    p[at + _SP_HAS_BIN] = 0.0 if view.bin_prior is None else 1.0
-    p[at + _SP_BIN_PRIOR] = view.bin_prior or 0.0
-    p[at + _SP_BIN_ALPHA] = view.bin_alpha
-    p[at + _SP_STATE] = offset
-    offset = _likelihood_block(p, at + _SP_LIK, offset + _SS_SIZE, view._likelihood)
-    p[at + _SP_MEANS] = offset
-    p[at + _SP_COUNTS] = offset + profile.bins
-    offset += 2 * profile.bins
-    if view.bin_prior is not None:
-        p[at + _SP_BIN_POWER] = offset
-        offset += profile.bins
-    return offset
-
-
-def _parameters(reference: LikelihoodDetector) -> np.ndarray[Any, Any]:
-    """The parameter vector of a (fresh) reference model: its parts' settings and the layout."""
-    golden = reference._golden
-    drift, drift_gate, seasonal, seasonal_gate, weekly, weekly_gate = reference._views
-    p = np.zeros(_P_LEN)
-    p[_P_DIR] = _DIRECTIONS[reference.direction]
-    p[_P_HAS_CEIL] = 0.0 if golden.ceiling is None else 1.0
-    p[_P_CEIL] = golden.ceiling or 0.0
-    p[_P_WARMUP] = golden.warmup
-    p[_P_ALPHA] = golden.alpha
-    p[_P_SPREAD_ALPHA] = golden.spread_alpha
-    p[_P_CLIP] = golden.clip_sigmas
-    p[_P_G_DF] = golden.tail_df
-    p[_P_MIN_REL] = golden.min_relative_spread
-    p[_P_MIN_SPREAD] = golden.min_spread
-    p[_P_CEIL_START] = golden.ceiling_start
-    p[_P_CAP] = reference.surprise_cap
-    breach = reference._range
-    p[_P_HAS_RANGE] = 0.0 if breach is None else 1.0
-    p[_P_RANGE_TOL] = breach.tolerance if breach is not None else 0.0
-    p[_P_RANGE_YOUNG] = breach.young if breach is not None else 0.0
-    p[_P_REF_PERIOD] = reference._refractory.period
-    p[_P_REF_LEVEL] = reference._refractory.level
-    p[_P_QUIET] = reference._quiet.period
-    p[_P_POWER] = reference._power
-    p[_P_HOLD] = reference.hold_sigmas
-    p[_P_EARLY] = 1.0 if reference.early_scores else 0.0
-    p[_P_DG_LEVEL] = drift_gate.level
-    p[_P_DG_QUIET] = drift_gate.quiet
-    novelty = reference._novelty
-    if novelty is not None:
-        p[_P_HAS_NV] = 1.0
-        p[_P_NV_BINS] = novelty.bins
-        p[_P_NV_AFTER] = novelty.after
-    p[_P_NV_LEVEL] = reference._novelty_gate.level
-    p[_P_NV_QUIET] = reference._novelty_gate.quiet
-    persistence = reference._persistence
-    if persistence is not None:
-        p[_P_HAS_AR] = 1.0
-        p[_P_AR_RATIO] = persistence.ratio
-        p[_P_AR_ALPHA] = persistence.alpha
-    end = _likelihood_block(p, _P_LIK, _FIXED, reference._likelihood)
-    if drift is not None:
-        p[_P_HAS_DRIFT] = 1.0
-        p[_P_DRIFT_CAP] = drift.cap
-        p[_P_DRIFT_SIGN] = drift._sign
-        end = _likelihood_block(p, _P_DRIFT_LIK, end, drift._likelihood)
-    for block, view, gate in (
-        (_P_DAILY, seasonal, seasonal_gate),
-        (_P_WEEKLY, weekly, weekly_gate),
-    ):
-        if view is not None:
-            end = _seasonal_block(p, block, end, view, gate)
-    p[_P_SIZE] = end
+def _parameters(reference: LikelihoodDetector) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The parameter vector of a (fresh) reference model, and its fresh state (both read-only)."""
+    state = _state_layout(reference.parts())
+    parameters = _parameter_layout(reference, state)
+    if parameters.offsets != _PARAMETERS.offsets:  # every setting keeps the kernel's offsets
+        raise AssertionError("the parameter layout depends on the settings")
+    p = np.array(parameters.values)
+    s = np.array(state.values)
     p.setflags(write=False)
-    return p
-
-
-def _fresh_state(p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    s = np.zeros(int(p[_P_SIZE]))
-    min_spread = p[_P_MIN_SPREAD]
-    s[_G_ABOVE] = s[_G_BELOW] = min_spread
-    s[_R_LOW] = math.inf
-    s[_R_HIGH] = -math.inf
-    s[_AR_PREV] = math.nan
-    blocks = (
-        (_P_LIK, 1.0),
-        (_P_DRIFT_LIK, p[_P_HAS_DRIFT]),
-        (_P_DAILY + _SP_LIK, p[_P_DAILY + _SP_HAS]),
-        (_P_WEEKLY + _SP_LIK, p[_P_WEEKLY + _SP_HAS]),
-    )
-    for block, present in blocks:
-        if present:
-            s[int(p[block + _LP_OFF]) + _L_SPREAD] = p[block + _LP_MIN_SPREAD]
-    return s
+    s.setflags(write=False)
+    return p, s
 
 
 Settings = tuple[tuple[str, Any], ...]  # a model's keyword settings, sorted by name
 
 
 @lru_cache(maxsize=64)
-def _parameters_for(settings: Settings) -> np.ndarray[Any, Any]:
+def _parameters_for(settings: Settings) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     return _parameters(LikelihoodDetector(**dict(settings)))
 
 
@@ -741,10 +842,10 @@ def compiled_layout(**settings: Any) -> tuple[int, int]:
     """(parameters, state floats per series) for a model with these settings.
 
     >>> compiled_layout()
-    (99, 474)
+    (96, 474)
     """
-    p = _parameters_for(tuple(sorted(settings.items())))
-    return len(p), int(p[_P_SIZE])
+    p, s = _parameters_for(tuple(sorted(settings.items())))
+    return len(p), len(s)
 
 
 class CompiledLikelihood:
@@ -768,8 +869,8 @@ class CompiledLikelihood:
 
     def __init__(self, **settings: Any) -> None:
         self._settings = _shared(tuple(sorted(settings.items())))
-        self._p = _parameters_for(self._settings)  # validates through LikelihoodDetector
-        self._s = _fresh_state(self._p)
+        self._p, fresh = _parameters_for(self._settings)  # validates through LikelihoodDetector
+        self._s = fresh.copy()
 
     @property
     def direction(self) -> Direction:
@@ -852,11 +953,11 @@ class CompiledLikelihood:
     def __setstate__(self, state: tuple[Settings, bytes]) -> None:
         settings, data = state
         self._settings = _shared(settings)
-        self._p = _parameters_for(self._settings)
+        self._p, fresh = _parameters_for(self._settings)
         values = np.frombuffer(data, dtype=np.float64).copy()
-        if len(values) != int(self._p[_P_SIZE]):
+        if len(values) != len(fresh):
             raise ValueError(
-                f"state of {len(values)} floats does not fit this layout ({int(self._p[_P_SIZE])})"
+                f"state of {len(values)} floats does not fit this layout ({len(fresh)})"
             )
         self._s = values
 

@@ -8,9 +8,11 @@ from typing import Any, Literal, get_args
 
 from river import base, stats
 
+from detectors.layout import Field
 from detectors.scoring import two_sided_confidence
 
 __all__ = [
+    "DIRECTION_CODES",
     "Direction",
     "GoldenSignalDetector",
     "golden_for_signal",
@@ -19,6 +21,8 @@ __all__ = [
 ]
 
 Direction = Literal["up", "down", "both"]
+#: A direction as a number, for a model's parameters laid out as floats (`parameter_fields`).
+DIRECTION_CODES: dict[Direction, float] = {"both": 0.0, "up": 1.0, "down": 2.0}
 
 # At the ceiling, saturation scores like a residual of this many spreads, i.e. well past
 # any sensible threshold (0.99987 with the default tail), whatever the recent history was.
@@ -162,6 +166,41 @@ class GoldenSignalDetector(base.Base):
     def n_seen(self) -> int:
         """How many finite values the detector has learned."""
         return self._n_seen
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What the per-point arithmetic reads: the settings as floats (the direction as its
+        `DIRECTION_CODES`, a missing ceiling as `has_ceiling` 0)."""
+        return (
+            Field("direction", DIRECTION_CODES[self.direction]),
+            Field("has_ceiling", 0.0 if self.ceiling is None else 1.0),
+            Field("ceiling", self.ceiling or 0.0),
+            Field("warmup", self.warmup),
+            Field("alpha", self.alpha),
+            Field("spread_alpha", self.spread_alpha),
+            Field("clip_sigmas", self.clip_sigmas),
+            Field("tail_df", self.tail_df),
+            Field("min_relative_spread", self.min_relative_spread),
+            Field("min_spread", self.min_spread),
+            Field("ceiling_start", self.ceiling_start),
+        )
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the count, the forecast, both floored spreads, both
+        residual powers, then the warm-up's three plain means (count and mean each)."""
+        return (
+            Field("n_seen"),
+            Field("expected"),
+            Field("spread_above", self.min_spread),
+            Field("spread_below", self.min_spread),
+            Field("power_above"),
+            Field("power_below"),
+            Field("warm_level_n"),
+            Field("warm_level"),
+            Field("warm_above_n"),
+            Field("warm_above"),
+            Field("warm_below_n"),
+            Field("warm_below"),
+        )
 
     def score_one(self, x: float) -> float:
         """How unusual `x` is given what was learned so far, in [0, 1]; does not learn it."""

@@ -15,11 +15,13 @@ anomaly likelihood, Ahmad et al. 2017, here over a Gaussian residual model).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from river import base
 
 from detectors.golden import Direction, GoldenSignalDetector
+from detectors.layout import Field
 from detectors.scoring import AnomalyLikelihood, one_sided_confidence
 from detectors.views import ABSURD_SPREADS, DriftLikelihood, Gate, Novelty, SeasonalLikelihood
 
@@ -37,6 +39,7 @@ __all__ = [
     "AnomalyLikelihood",
     "LikelihoodDetector",
     "Part",
+    "Parts",
     "Persistence",
     "RangeBreach",
     "Refractory",
@@ -96,6 +99,14 @@ class RangeBreach:
         self._low = math.inf
         self._high = -math.inf
         self._n_seen = 0
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `step` reads besides the model's direction: the margin's two settings."""
+        return (Field("tolerance", self.tolerance), Field("young", self.young))
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the running minimum and maximum, the count."""
+        return (Field("low", math.inf), Field("high", -math.inf), Field("n_seen"))
 
     def score_one(self, x: float) -> float:
         """1.0 when `x` breaks out of the range seen so far (by the margin), else 0.0."""
@@ -167,6 +178,14 @@ class Refractory:
         self.period = period
         self.level = level
         self._quiet = 0
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `learn_one` reads: the period and the level that starts it."""
+        return (Field("period", self.period), Field("level", self.level))
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the muted points left."""
+        return (Field("quiet"),)
 
     @property
     def muted(self) -> bool:
@@ -256,6 +275,24 @@ class Persistence:
         self._above = 0.0  # EW mean square of this forecast's residuals above it
         self._below = 0.0  # ... and below it
 
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `surprise` and `learn_one` read: the smoothness ratio and the weight."""
+        return (Field("ratio", self.ratio), Field("alpha", self.alpha))
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the last value (NaN before one), the residuals
+        learned, `phi`'s two sums, both forecasts' mean squares, this one's on each side."""
+        return (
+            Field("previous", math.nan),
+            Field("n_seen"),
+            Field("sxy"),
+            Field("sxx"),
+            Field("base_power"),
+            Field("power"),
+            Field("above"),
+            Field("below"),
+        )
+
     @property
     def phi(self) -> float:
         """How much of the last value's deviation from the baseline carries to the next."""
@@ -338,6 +375,27 @@ class Persistence:
         """Keep `x` (finite) as the last value without learning from it (the baseline's
         warm-up, when it has no forecast yet)."""
         self._previous = x
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """A `LikelihoodDetector`'s parts (None: left out by its settings), for reading their
+    `parameter_fields()` and `state_fields()` (`detectors.compiled` lays itself out from them)."""
+
+    golden: GoldenSignalDetector
+    likelihood: AnomalyLikelihood
+    breach: RangeBreach | None
+    refractory: Refractory
+    quiet: Refractory
+    persistence: Persistence | None
+    drift: DriftLikelihood | None
+    drift_gate: Gate
+    daily: SeasonalLikelihood | None
+    daily_gate: Gate
+    weekly: SeasonalLikelihood | None
+    weekly_gate: Gate
+    novelty: Novelty | None
+    novelty_gate: Gate
 
 
 class LikelihoodDetector(base.Base):
@@ -568,6 +626,36 @@ class LikelihoodDetector(base.Base):
     def expected(self) -> float:
         """The baseline forecast of the next value."""
         return self._golden.expected
+
+    def parts(self) -> Parts:
+        """The parts this model is made of, as they are now."""
+        drift, drift_gate, daily, daily_gate, weekly, weekly_gate = self._views
+        return Parts(
+            golden=self._golden,
+            likelihood=self._likelihood,
+            breach=self._range,
+            refractory=self._refractory,
+            quiet=self._quiet,
+            persistence=self._persistence,
+            drift=drift,
+            drift_gate=drift_gate,
+            daily=daily,
+            daily_gate=daily_gate,
+            weekly=weekly,
+            weekly_gate=weekly_gate,
+            novelty=self._novelty,
+            novelty_gate=self._novelty_gate,
+        )
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What the whole model's step reads besides its parts': the surprise cap, the
+        `continues` level, whether young series score early (1), the alarm-level power."""
+        return (
+            Field("surprise_cap", self.surprise_cap),
+            Field("hold_sigmas", self.hold_sigmas),
+            Field("early_scores", 1.0 if self.early_scores else 0.0),
+            Field("power", self._power),
+        )
 
     @property
     def n_seen(self) -> int:

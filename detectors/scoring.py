@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from array import array
 
+from detectors.layout import Field
+
 __all__ = [
     "AnomalyLikelihood",
     "one_sided_confidence",
@@ -166,6 +168,32 @@ class AnomalyLikelihood:
         self._mean = 0.0
         self._power = 0.0
         self._spread = min_spread
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `step` reads: the ring's capacity (`short_window - 1`), the warm-up, the
+        weight, the spread's floor, whether it is two-sided (1) and the tail's df."""
+        return (
+            Field("capacity", self.short_window - 1),
+            Field("warmup", self.warmup),
+            Field("alpha", self.alpha),
+            Field("min_spread", self.min_spread),
+            Field("two_sided", 1.0 if self.two_sided else 0.0),
+            Field("tail_df", self.tail_df),
+        )
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the ring's fill, next slot and sum, the count, the
+        long-term mean, power and spread, then the ring of recent surprises."""
+        return (
+            Field("length"),
+            Field("next"),
+            Field("sum"),
+            Field("n_seen"),
+            Field("mean"),
+            Field("power"),
+            Field("spread", self.min_spread),
+            Field("recent", 0.0, self.short_window - 1),
+        )
 
     @property
     def n_seen(self) -> int:

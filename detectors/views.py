@@ -17,6 +17,7 @@ import math
 from array import array
 
 from detectors.golden import Direction
+from detectors.layout import Field
 from detectors.scoring import AnomalyLikelihood, one_sided_confidence
 
 __all__ = ["DriftLikelihood", "Gate", "Novelty", "SeasonalLikelihood", "SeasonalProfile"]
@@ -45,6 +46,14 @@ class Gate:
         self.tail_df = tail_df
         self.level = one_sided_confidence(sigmas, tail_df)
         self._left = 0
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `step` reads: the level a score must reach and the quiet period after it."""
+        return (Field("level", self.level), Field("quiet", self.quiet))
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the quiet points left."""
+        return (Field("left"),)
 
     def score_one(self, score: float) -> float:
         """What `step(score)` would return; changes nothing."""
@@ -114,6 +123,16 @@ class DriftLikelihood:
             window, long_alpha, warmup, tail_df, two_sided=direction == "both"
         )
 
+    @property
+    def likelihood(self) -> AnomalyLikelihood:
+        """The likelihood over the clipped residuals' mean (its state is this view's)."""
+        return self._likelihood
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `step` reads besides its likelihood's: the clip and the residual's sign (-1
+        for a downward direction)."""
+        return (Field("cap", self.cap), Field("sign", self._sign))
+
     def _clip(self, z: float) -> float:
         cap = self.cap
         z *= self._sign
@@ -166,6 +185,14 @@ class SeasonalProfile:
         self.alpha = alpha
         self._means = array("d", bytes(8 * bins))
         self._counts = array("d", bytes(8 * bins))  # the weight each bin has been given
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `step` reads: the period, the number of bins and the weight."""
+        return (Field("period", self.period), Field("bins", self.bins), Field("alpha", self.alpha))
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the bins' means, then the weight each was given."""
+        return (Field("means", 0.0, self.bins), Field("counts", 0.0, self.bins))
 
     def _place(self, t: float) -> tuple[int, int, float]:
         """The bins before and after `t` and how far `t` lies from the first, in bins."""
@@ -319,6 +346,35 @@ class SeasonalLikelihood:
         # Each bin's mean squared residual (weighted by the profile's own bin weights).
         self._bin_power = array("d", bytes(8 * bins)) if bin_prior is not None else None
 
+    @property
+    def profile(self) -> SeasonalProfile:
+        """The usual value by time of the period (its state is this view's)."""
+        return self._profile
+
+    @property
+    def likelihood(self) -> AnomalyLikelihood:
+        """The likelihood over the residuals' surprise (its state is this view's)."""
+        return self._likelihood
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `step` reads besides its profile's and likelihood's (a missing `bin_prior`
+        as `has_bin_prior` 0)."""
+        return (
+            Field("spread_alpha", self.spread_alpha),
+            Field("cap", self.cap),
+            Field("min_residuals", self.min_residuals),
+            Field("has_bin_prior", 0.0 if self.bin_prior is None else 1.0),
+            Field("bin_prior", self.bin_prior or 0.0),
+            Field("bin_alpha", self.bin_alpha),
+        )
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its own state as floats, fresh (besides its profile's and likelihood's): the
+        residual power, the residuals seen, and each bin's residual power (none without a
+        `bin_prior`)."""
+        bins = self.bins if self.bin_prior is not None else 0
+        return (Field("power"), Field("residuals"), Field("bin_power", 0.0, bins))
+
     def _scale(self, low: int, high: int, weight: float) -> float:
         """The squared spread a residual at this place is read against (before learning it)."""
         bin_power, prior = self._bin_power, self.bin_prior
@@ -449,6 +505,21 @@ class Novelty:
         self._width = 0.0  # a bin's width; 0 until two distinct values were seen
         self._visited = 0  # bit i: some value fell in bin i
         self._n = 0  # values learned
+
+    def parameter_fields(self) -> tuple[Field, ...]:
+        """What `step` reads: the number of bins and the values learned before it speaks."""
+        return (Field("bins", self.bins), Field("after", self.after))
+
+    def state_fields(self) -> tuple[Field, ...]:
+        """Its state as floats, fresh: the grid's lower edge and bin width, the visited bits
+        0-31 and 32-63 (each word a whole number below 2**32, exact in a float), the count."""
+        return (
+            Field("origin"),
+            Field("width"),
+            Field("visited_low"),
+            Field("visited_high"),
+            Field("n_seen"),
+        )
 
     @property
     def n_seen(self) -> int:

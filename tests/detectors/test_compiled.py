@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from typing import Any
 
 import pytest
 
 from detectors.compiled import CompiledLikelihood, compiled_layout, detector_for_signal
-from detectors.likelihood import LikelihoodDetector
+from detectors.likelihood import LikelihoodDetector, Persistence, RangeBreach
+from detectors.views import Novelty
 from tests.builders import SIGNAL_MODELS
 
 
@@ -211,6 +213,28 @@ def test_state_is_one_small_array() -> None:
     assert size < 8 * floats + 200
     assert size < 4096  # the issue's aim per series
     assert compiled_layout(seasonal_bins=None, weekly_bins=None, drift_window=None)[1] == 32 + 16
+
+
+def _floats(part: Any) -> int:
+    return sum(field.size for field in part.state_fields())
+
+
+@pytest.mark.parametrize("settings", SETTINGS)
+def test_the_layout_is_what_the_parts_describe(settings: dict[str, Any]) -> None:
+    parts = LikelihoodDetector(**settings).parts()
+    # every series keeps the fixed parts' slots, a left-out part's too (as a default one's)
+    fixed = [parts.golden, parts.refractory, parts.drift_gate, parts.quiet, parts.novelty_gate]
+    fixed += [parts.breach or RangeBreach(), parts.persistence or Persistence()]
+    fixed += [parts.novelty or Novelty(), parts.likelihood]
+    floats = sum(_floats(part) for part in fixed)
+    if parts.drift is not None:
+        floats += _floats(parts.drift.likelihood)
+    for view, gate in ((parts.daily, parts.daily_gate), (parts.weekly, parts.weekly_gate)):
+        if view is not None:
+            floats += _floats(view) + _floats(gate) + _floats(view.likelihood)
+            floats += _floats(view.profile)
+    # the parameter vector has one shape for every setting: the kernel's offsets are constants
+    assert compiled_layout(**settings) == (compiled_layout()[0], floats)
 
 
 def test_series_with_the_same_settings_share_one_settings_tuple() -> None:

@@ -6,6 +6,7 @@ import math
 import pickle
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from detectors.golden import (
     golden_for_signal,
     series_nbytes,
 )
-from tests.builders import SIGNAL_MODELS, feed
+from tests.builders import SIGNAL_MODELS, described_parameters_match, feed, fresh_values
 
 SIGNALS = ["latency", "errors", "traffic", "saturation", "generic"]
 THRESHOLD = 0.99  # the shipped default threshold for every signal
@@ -342,3 +343,33 @@ def test_step_is_score_then_learn() -> None:
         called.learn_one(x)
         assert stepped.step(x) == (expected, False)
     assert stepped.expected == called.expected
+
+
+@pytest.mark.parametrize(
+    ("settings", "codes"),
+    [
+        # the defaults: both directions, no ceiling
+        ({}, {"direction": 0.0, "has_ceiling": 0.0, "ceiling": 0.0}),
+        # upward with a ceiling
+        (
+            {"direction": "up", "ceiling": 2.0},
+            {"direction": 1.0, "has_ceiling": 1.0, "ceiling": 2.0},
+        ),
+        # downward, a floor on the spreads that the fresh state starts at
+        ({"direction": "down", "min_spread": 0.25}, {"direction": 2.0, "has_ceiling": 0.0}),
+    ],
+)
+def test_the_golden_model_describes_its_settings_and_fresh_state(
+    settings: dict[str, Any], codes: dict[str, float]
+) -> None:
+    detector = GoldenSignalDetector(**settings)
+    described = {field.name: field.value for field in detector.parameter_fields()}
+    assert codes.items() <= described.items()
+    assert described_parameters_match(detector)
+    warm = detector._warm
+    assert warm is not None
+    means = [warm.level, warm.above, warm.below]
+    spec = [detector._n_seen, detector._expected, detector._above, detector._below]
+    spec += [detector._power_above, detector._power_below]
+    spec += [number for mean in means for number in (mean.n, mean._mean)]
+    assert fresh_values(detector.state_fields()) == [float(x) for x in spec]

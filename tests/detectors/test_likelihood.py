@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from river import stats
@@ -19,7 +21,7 @@ from detectors.likelihood import (
     Refractory,
     one_sided_confidence,
 )
-from tests.builders import feed
+from tests.builders import described_parameters_match, feed, fresh_values, same_floats
 
 
 def _noise(seed: int, n: int, level: float = 100.0, sd: float = 5.0) -> list[float]:
@@ -635,3 +637,71 @@ def test_last_part_is_the_point_model_or_nothing_otherwise() -> None:
         seen.add(model.last_part)
     assert seen == {"point", ""}
     assert set(PARTS) == {"point", "breach", "drift", "daily", "weekly", "novelty", "ceiling"}
+
+
+# --- descriptions (the compiled model's layout is generated from them) -----------------------
+
+PERSISTENCE_STATE = ("_previous", "_n", "_sxy", "_sxx", "_base_power", "_power", "_above", "_below")
+
+
+@pytest.mark.parametrize(
+    ("part", "fresh"),
+    [
+        # the range: no values yet, so an empty one (low above high)
+        (RangeBreach(), lambda r: [r._low, r._high, r._n_seen]),
+        (RangeBreach(tolerance=0.5, young=0.0), lambda r: [r._low, r._high, r._n_seen]),
+        # a refractory period's clock
+        (Refractory(period=7, level=0.9), lambda r: [r._quiet]),
+        # a likelihood's ring fill, next slot, sum and count, its long-term statistics (the
+        # spread at its floor), then its ring of `short_window - 1` surprises
+        (
+            AnomalyLikelihood(short_window=4, min_spread=0.5, two_sided=True),
+            lambda a: (
+                [len(a._recent), a._next, a._sum, a._n_seen, a._mean, a._power, a._spread]
+                + [0.0] * (a.short_window - 1)
+            ),
+        ),
+        # a one-point window keeps no ring at all
+        (
+            AnomalyLikelihood(short_window=1),
+            lambda a: [len(a._recent), a._next, a._sum, a._n_seen, a._mean, a._power, a._spread],
+        ),
+        # the persistence forecast: no last value (NaN), no statistics
+        (
+            Persistence(ratio=0.5, alpha=0.1),
+            lambda p: [getattr(p, name) for name in PERSISTENCE_STATE],
+        ),
+    ],
+)
+def test_parts_describe_their_fresh_state_and_settings(
+    part: RangeBreach | Refractory | Persistence | AnomalyLikelihood,
+    fresh: Callable[[Any], list[float]],
+) -> None:
+    assert same_floats(fresh_values(part.state_fields()), [float(x) for x in fresh(part)])
+    assert described_parameters_match(part)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # every part there
+        {},
+        # parts left out: the model still names its own parameters
+        {"range_tolerance": None, "persistence_ratio": None, "novelty_bins": None},
+        # no alarm-level power
+        {"alarm_level": None, "early_scores": False},
+    ],
+)
+def test_the_model_describes_its_own_parameters_and_parts(settings: dict[str, Any]) -> None:
+    model = LikelihoodDetector(**settings)
+    parts = model.parts()
+    assert (parts.breach is None) == ("range_tolerance" in settings)
+    assert (parts.persistence is None) == ("persistence_ratio" in settings)
+    assert parts.golden.n_seen == parts.likelihood.n_seen == 0
+    described = {field.name: field.value for field in model.parameter_fields()}
+    assert described["surprise_cap"] == model.surprise_cap
+    assert described["hold_sigmas"] == model.hold_sigmas
+    assert described["early_scores"] == float(model.early_scores)
+    # the power takes the refractory level to the alarm level (1: the likelihood's scale)
+    alarm_level = model.alarm_level or parts.refractory.level
+    assert math.isclose(parts.refractory.level ** described["power"], alarm_level)

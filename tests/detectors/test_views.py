@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import pickle
 import random
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from detectors.golden import Direction
 from detectors.likelihood import LikelihoodDetector
 from detectors.scoring import one_sided_confidence
 from detectors.views import DriftLikelihood, Gate, Novelty, SeasonalLikelihood, SeasonalProfile
+from tests.builders import described_parameters_match, fresh_values
 
 DAY = 86400.0
 STEP = 300.0  # five-minute points, as in NAB
@@ -433,3 +436,67 @@ def test_the_detector_alarms_on_novelty_on_its_alarming_side(
     # Only a range breach or the novelty view scores exactly 1.0; neither probe breaks the
     # range, so 1.0 is the novelty view's alarm.
     assert (_idle_spike_dip(direction, probe) == 1.0) is novel
+
+
+# --- descriptions (the compiled model's layout is generated from them) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("part", "fresh"),
+    [
+        # a gate's countdown
+        (Gate(sigmas=5.0, quiet=3), lambda g: [g._left]),
+        # a profile's means, then its weights, one per bin
+        (SeasonalProfile(bins=6), lambda p: [*p._means, *p._counts]),
+        # a seasonal view's own numbers, then each bin's residual power (with a prior)
+        (
+            SeasonalLikelihood(bins=5, bin_prior=2.0),
+            lambda v: [v._power, v._residuals, *v._bin_power],
+        ),
+        # ... and none without one
+        (SeasonalLikelihood(bins=5), lambda v: [v._power, v._residuals]),
+        # the novelty grid: no edge, no width, no bit visited, no value
+        (
+            Novelty(bins=16, after=5),
+            lambda n: [n._origin, n._width, n._visited & 0xFFFFFFFF, n._visited >> 32, n._n],
+        ),
+    ],
+)
+def test_parts_describe_their_fresh_state_and_settings(
+    part: Gate | SeasonalProfile | SeasonalLikelihood | Novelty,
+    fresh: Callable[[Any], list[float]],
+) -> None:
+    assert fresh_values(part.state_fields()) == [float(x) for x in fresh(part)]
+    assert described_parameters_match(part)
+
+
+@pytest.mark.parametrize(
+    ("view", "parts"),
+    [
+        # a seasonal view's profile and likelihood, as it built them
+        (SeasonalLikelihood(bins=5, window=4), ("_profile", "_likelihood")),
+        # a drift view's likelihood
+        (DriftLikelihood(window=4), ("_likelihood",)),
+    ],
+)
+def test_views_show_their_parts(
+    view: SeasonalLikelihood | DriftLikelihood, parts: tuple[str, ...]
+) -> None:
+    for name in parts:
+        assert getattr(view, name.lstrip("_")) is getattr(view, name)
+    assert described_parameters_match(view)
+
+
+@pytest.mark.parametrize(
+    ("direction", "sign"),
+    [
+        # an upward or two-sided drift reads z as it is
+        ("up", 1.0),
+        ("both", 1.0),
+        # a downward one reads -z
+        ("down", -1.0),
+    ],
+)
+def test_a_drift_view_describes_its_sign(direction: Direction, sign: float) -> None:
+    described = {f.name: f.value for f in DriftLikelihood(direction=direction).parameter_fields()}
+    assert described == {"cap": 3.0, "sign": sign}
