@@ -1,0 +1,49 @@
+"""The chaos row of `bench faults`: its stream, and a short run against a real broker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.bench.faults_chaos import INCIDENT_EVERY_S, WARMUP_S, chaos, chaos_scenario
+
+TANSU = not os.environ.get("QUIETPAGER_TEST_BOOTSTRAP")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "steps_per_s", "incidents"),
+    [
+        (45.0, 1.0, 1),  # the suite's short run: one incident, however short the run
+        (10.0, 1.0, 1),  # shorter than one incident: still one, the stream made long enough
+        (300.0, 1.0, 6),  # the default five minutes: 3,000 s of event time, 450 s each
+        (300.0, 0.5, 3),  # half the pace, half the event time
+    ],
+)
+def test_the_stream_has_an_incident_per_block_each_over_before_it_ends(
+    seconds: float, steps_per_s: float, incidents: int
+) -> None:
+    scenario = chaos_scenario(seconds, steps_per_s)
+    assert len(scenario.faults) == incidents
+    for fault in scenario.faults:
+        assert fault.onset_s >= WARMUP_S  # the detectors have learned
+    last = scenario.faults[-1]
+    # Room after the last fault for its hold and resolve, as in every block.
+    assert scenario.duration_s - (last.onset_s + last.duration_s) >= INCIDENT_EVERY_S / 2
+    assert len({f.root for f in scenario.faults}) == min(incidents, 4)
+
+
+@pytest.mark.broker
+async def test_random_kills_lose_no_page(kafka_bootstrap: str, tmp_path: Path) -> None:
+    result = await chaos(
+        kafka_bootstrap, tmp_path, minutes=0.75, kill_every=(8.0, 12.0), tansu=TANSU
+    )
+    assert result.kills >= 3
+    assert result.pages_expected == 2  # one trigger, one resolve
+    assert result.lost == 0
+    assert "unexpected" not in result.note  # every page delivered is one `replay` sends
+    # At-least-once: a kill redelivers at most the page its notify stage had in flight
+    # (delivered, not yet committed) or the pages its correlate stage had decided since its
+    # last checkpoint; with two pages in the run, more copies than kills would be a bug.
+    assert result.duplicates <= result.kills
