@@ -24,8 +24,10 @@ import contextlib
 import random
 import signal
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.bench.faults import (
     ROUTING_KEY,
@@ -41,11 +43,14 @@ from pipeline.bench.faults import (
     worker_command,
 )
 from pipeline.config import Config
+from pipeline.correlate.incidents import incident_id
 from pipeline.ingest import decode_message
 from pipeline.kafka import client_options, make_producer
+from pipeline.model import Page
 from pipeline.notify.sink import WebhookSink
 from pipeline.offline import OfflinePipeline
 from pipeline.synthetic import Fault, Scenario, agent_messages
+from pipeline.timeutil import parse_timestamp
 
 WORKERS = 3
 PARTITIONS = 6
@@ -57,6 +62,8 @@ FAULT_FOR_S = 120.0
 #: Roots in turn, each a different part of the shop's call graph.
 ROOTS = ("payments-db", "auth", "inventory-db", "catalog")
 STEPS_PER_S = 1.0
+#: Every anomaly's scope: `fault_config` names no `detect.scope_label`.
+SCOPE = "default"
 
 
 def chaos_scenario(seconds: float, steps_per_s: float = STEPS_PER_S) -> Scenario:
@@ -77,13 +84,62 @@ def chaos_scenario(seconds: float, steps_per_s: float = STEPS_PER_S) -> Scenario
     return Scenario(duration_s=duration, faults=faults, blips=())
 
 
-def replay_times(config: Config, stream: list[Message]) -> dict[PageId, float]:
-    """(action, dedup key) of every page `replay` sends for the stream, with its event time."""
+def replay_pages(config: Config, stream: list[Message]) -> dict[PageId, Page]:
+    """Every page `replay` sends for the stream, by (action, dedup key)."""
     offline = OfflinePipeline(config, {"oncall": ROUTING_KEY})
     for _, value in stream:
         offline.feed(decode_message(value, "metrics"))
     offline.finish()
-    return {(p.action, p.dedup_key): p.at for p in offline.summary.pages}
+    return {(p.action, p.dedup_key): p for p in offline.summary.pages}
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """Who opened an incident, and when: what its dedup_key is made of."""
+
+    root: str
+    service: str
+    onset: float
+
+
+def opened(dedup_key: str, details: Mapping[str, Any], services: Iterable[str]) -> Opened:
+    """The root, opening service and onset of a page's incident (from its custom details);
+    the opening service is found by hashing each candidate as `incident_id` does."""
+    onset = parse_timestamp(details["onset"])
+    first = next((s for s in services if incident_id(SCOPE, s, onset) == dedup_key), "?")
+    return Opened(str(details["suspected_root_cause"]), first, onset)
+
+
+def rekeyed(
+    missing: Mapping[PageId, Opened], unexpected: Mapping[PageId, Opened]
+) -> list[tuple[PageId, PageId]]:
+    """Pairs (expected, delivered) of the same action and root whose incidents opened within
+    `INCIDENT_EVERY_S / 2` of each other: the same fault under another dedup_key, because
+    the first anomaly the live correlator saw was not the first in event time.
+
+    >>> a, b = Opened("auth", "auth", 100.0), Opened("auth", "frontend", 130.0)
+    >>> rekeyed({("trigger", "qp-a"): a}, {("trigger", "qp-b"): b})
+    [(('trigger', 'qp-a'), ('trigger', 'qp-b'))]
+    >>> rekeyed({("trigger", "qp-a"): a}, {("resolve", "qp-b"): b})
+    []
+    """
+    pairs = []
+    left = dict(unexpected)
+    for want, was in sorted(missing.items(), key=lambda kv: kv[1].onset):
+        match = next(
+            (
+                got
+                for got, now in left.items()
+                if got[0] == want[0]
+                and now.root == was.root
+                and abs(now.onset - was.onset) < INCIDENT_EVERY_S / 2
+            ),
+            None,
+        )
+        if match is not None:
+            pairs.append((want, match))
+            del left[match]
+    return pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +147,8 @@ class ChaosResult(FaultResult):
     """The chaos row, with how many times a worker was killed."""
 
     kills: int = 0
+    #: Expected pages delivered under another dedup_key (the same fault, the same root).
+    rekeyed: int = 0
 
 
 @dataclass(slots=True)
@@ -140,32 +198,28 @@ async def chaos(
     warmup = [s for s in steps if s[0] < scenario.start + WARMUP_S]
     steady = steps[len(warmup) :]
     stream = [m for _, batch in steps for m in batch]
-    arrived: dict[tuple[str, str], float] = {}
+    arrived: dict[PageId, float] = {}
 
-    def on_receive(_: str, body: dict[str, object]) -> None:
-        arrived.setdefault((str(body["event_action"]), str(body["dedup_key"])), time.monotonic())
+    def on_receive(_: str, body: dict[str, Any]) -> None:
+        arrived.setdefault((body["event_action"], body["dedup_key"]), time.monotonic())
 
     sink = WebhookSink(on_receive=on_receive)
     await sink.start()
     workers: list[asyncio.subprocess.Process] = []
     kills: list[float] = []
+    paced = _Paced()
     try:
         config = fault_config(
             bootstrap, sink.pagerduty_url, partitions=PARTITIONS, tansu=tansu, scenario=scenario
         )
-        at = replay_times(config, stream)
-        want = list(at)
+        expected = replay_pages(config, stream)
         await create_topics(config)
         command = worker_command(config, workdir)
         workers = [await spawn_worker(command) for _ in range(WORKERS)]
         await produce(config, [m for _, batch in warmup for m in batch])
-        paced = _Paced()
         producing = asyncio.create_task(_produce_paced(config, steady, steps_per_s, paced))
-        started = time.monotonic()
-        while True:
-            pause = rng.uniform(*kill_every)
-            if time.monotonic() + pause > started + len(steady) / steps_per_s:
-                break
+        ends = time.monotonic() + len(steady) / steps_per_s
+        while time.monotonic() + (pause := rng.uniform(*kill_every)) < ends:
             await asyncio.sleep(pause)
             victim = rng.randrange(WORKERS)
             workers[victim].send_signal(signal.SIGKILL)
@@ -173,9 +227,8 @@ async def chaos(
             await workers[victim].wait()
             workers[victim] = await spawn_worker(command)
         await producing
-        wanted = set(want)
-        with contextlib.suppress(TimeoutError):  # what never came is counted as lost
-            await wait_for(lambda: set(arrived) >= wanted, 120, "every page")
+        with contextlib.suppress(TimeoutError):  # what never came is counted below
+            await wait_for(lambda: set(arrived) >= set(expected), 120, "every page")
         await asyncio.sleep(2.0)  # anything extra would arrive now
     finally:
         for worker in workers:
@@ -188,36 +241,68 @@ async def chaos(
                 worker.kill()
                 await worker.wait()
         await sink.stop()
-    delays = [
-        arrived[page] - due
-        for page, ts in at.items()
-        if page in arrived and (due := paced.due(ts)) is not None
-    ]
-    after_kill = [
-        arrived[page] - due
-        for page, ts in at.items()
-        if page in arrived
-        and (due := paced.due(ts)) is not None
-        and any(0 <= due - k < kill_every[0] for k in kills)
-    ]
-    got = [(b["event_action"], b["dedup_key"]) for _, b in sink.received]
-    unexpected = sorted(set(got) - set(want))
-    note = (
-        f"{len(kills)} kills over {minutes:g} min, {len(steady) / steps_per_s:.0f}s steady at "
-        f"{steps_per_s * 8:g} msg/s; page delay worst {max(delays, default=0.0):.1f}s, "
-        f"worst of {len(after_kill)} due within {kill_every[0]:g}s of a kill "
-        f"{max(after_kill, default=0.0):.1f}s"
-        + (f"; unexpected {unexpected}" if unexpected else "")
+    return _result(
+        scenario, expected, sink.received, arrived, paced, kills, kill_every, _points(stream)
     )
+
+
+def _result(
+    scenario: Scenario,
+    expected: Mapping[PageId, Page],
+    received: list[tuple[str, dict[str, Any]]],
+    arrived: Mapping[PageId, float],
+    paced: _Paced,
+    kills: list[float],
+    kill_every: tuple[float, float],
+    events: int,
+) -> ChaosResult:
+    services = sorted(scenario.topology)
+    bodies = {(b["event_action"], b["dedup_key"]): b for _, b in received}
+    live = {
+        page: opened(page[1], b["payload"]["custom_details"], services)
+        for page, b in bodies.items()
+    }
+    replayed = {page: opened(page[1], p.custom_details, services) for page, p in expected.items()}
+    pairs = rekeyed(
+        {page: o for page, o in replayed.items() if page not in bodies},
+        {page: o for page, o in live.items() if page not in expected},
+    )
+    unexpected = sorted(set(bodies) - set(expected) - {got for _, got in pairs})
+    delays: list[float] = []
+    after_kill: list[float] = []
+    for want, got in [(page, page) for page in expected if page in arrived] + pairs:
+        due = paced.due(expected[want].at)
+        if due is None:
+            continue
+        delays.append(arrived[got] - due)
+        if any(0 <= due - kill < kill_every[0] for kill in kills):
+            after_kill.append(arrived[got] - due)
+    start = scenario.start
+    note = "; ".join(
+        [
+            f"{len(kills)} kills, {len(paced.sent)} s steady at 8 msg/s",
+            f"page delay worst {max(delays, default=0.0):.1f}s, of the {len(after_kill)} due "
+            f"within {kill_every[0]:g}s of a kill {max(after_kill, default=0.0):.1f}s",
+            *(
+                f"{want[0]} {want[1]} came as {got[1]} (opened by {live[got].service} at "
+                f"{live[got].onset - start:.0f}s; replay: {replayed[want].service} at "
+                f"{replayed[want].onset - start:.0f}s)"
+                for want, got in pairs
+            ),
+            *([f"unexpected {unexpected}"] if unexpected else []),
+        ]
+    )
+    got_all = [(b["event_action"], b["dedup_key"]) for _, b in received]
     return ChaosResult(
         fault=f"chaos: {WORKERS} workers, {PARTITIONS} partitions, a random one SIGKILLed every "
         f"{kill_every[0]:g}-{kill_every[1]:g}s",
-        events_in=_points(stream),
-        pages_expected=len(want),
-        pages_delivered=len(set(got)),
-        duplicates=len(got) - len(set(got)),
-        lost=len(set(want) - set(got)),
+        events_in=events,
+        pages_expected=len(expected),
+        pages_delivered=len(set(got_all)),
+        duplicates=len(got_all) - len(set(got_all)),
+        lost=len(set(expected) - set(bodies)) - len(pairs),
         recovery_s=max(delays, default=None),
         note=note,
         kills=len(kills),
+        rekeyed=len(pairs),
     )
