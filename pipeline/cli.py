@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     tput.add_argument("--bootstrap", default=None, help="use this Kafka instead of an embedded one")
     faults = bench_sub.add_parser(
         "faults",
-        help="kill, stop, rebalance, outage, poison state and silence, skewed clock, fuzz, flood",
+        help="kill, stop, rebalance, outage, poison state and silence, skewed clock, chaos, fuzz, "
+        "flood",
     )
     faults.add_argument("--bootstrap", default=None, help="use this Kafka, not an embedded one")
     faults.add_argument("--fuzz", type=int, default=100_000, help="fuzzed messages")

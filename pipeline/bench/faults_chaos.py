@@ -228,7 +228,7 @@ async def chaos(
             workers[victim] = await spawn_worker(command)
         await producing
         with contextlib.suppress(TimeoutError):  # what never came is counted below
-            await wait_for(lambda: set(arrived) >= set(expected), 120, "every page")
+            await wait_for(lambda: _settled(expected, arrived), 120, "every page")
         await asyncio.sleep(2.0)  # anything extra would arrive now
     finally:
         for worker in workers:
@@ -246,6 +246,14 @@ async def chaos(
     )
 
 
+def _settled(expected: Mapping[PageId, Page], arrived: Mapping[PageId, float]) -> bool:
+    """As many pages as expected came (some perhaps under other keys), and every incident
+    triggered at the pager was resolved there."""
+    triggered = {key for action, key in arrived if action == "trigger"}
+    closed = all(("resolve", key) in arrived for key in triggered)
+    return closed and len(arrived) >= len(expected)
+
+
 def _result(
     scenario: Scenario,
     expected: Mapping[PageId, Page],
@@ -258,10 +266,13 @@ def _result(
 ) -> ChaosResult:
     services = sorted(scenario.topology)
     bodies = {(b["event_action"], b["dedup_key"]): b for _, b in received}
-    live = {
-        page: opened(page[1], b["payload"]["custom_details"], services)
-        for page, b in bodies.items()
+    # A PagerDuty resolve carries no payload: its incident is its trigger's.
+    incidents = {
+        key: opened(key, b["payload"]["custom_details"], services)
+        for (action, key), b in bodies.items()
+        if action == "trigger"
     }
+    live = {page: incidents[page[1]] for page in bodies if page[1] in incidents}
     replayed = {page: opened(page[1], p.custom_details, services) for page, p in expected.items()}
     pairs = rekeyed(
         {page: o for page, o in replayed.items() if page not in bodies},
