@@ -38,8 +38,8 @@ TANSU = not os.environ.get("QUIETPAGER_TEST_BOOTSTRAP")
     [
         (45.0, 1.0, 1),  # the suite's short run: one incident, however short the run
         (10.0, 1.0, 1),  # shorter than one incident: still one, the stream made long enough
-        (300.0, 1.0, 6),  # the default five minutes: 3,000 s of event time, 450 s each
-        (300.0, 0.5, 3),  # half the pace, half the event time
+        (300.0, 0.5, 3),  # the default five minutes: 1,500 s of event time, 450 s each
+        (300.0, 1.0, 6),  # twice the pace, twice the event time
     ],
 )
 def test_the_stream_has_an_incident_per_block_each_over_before_it_ends(
@@ -87,8 +87,14 @@ def test_a_page_under_another_key_is_paired_only_with_its_own_incident(
 
 @pytest.mark.broker
 async def test_random_kills_lose_no_page(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # Twice the default pace, so one incident fits in 45 s; a kill every 8 to 12 s.
     result = await chaos(
-        kafka_bootstrap, tmp_path, minutes=0.75, kill_every=(8.0, 12.0), tansu=TANSU
+        kafka_bootstrap,
+        tmp_path,
+        minutes=0.75,
+        kill_every=(8.0, 12.0),
+        steps_per_s=1.0,
+        tansu=TANSU,
     )
     assert result.kills >= 3
     assert result.pages_expected == 2  # one trigger, one resolve
