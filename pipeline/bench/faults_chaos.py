@@ -16,7 +16,7 @@ than `correlate.resolve_after` (2 min here) late is `stale`, and an incident who
 anomaly arrives late opens under another dedup_key. At 5x real time a stall of 24 s stays
 inside that; at 10x (one step a second) two 5-minute runs each lost or re-keyed one incident.
 The first `WARMUP_S` of the stream (the detectors learn) is
-produced at once, before the steady part and the kills.
+produced at once; the steady part and the kills start once the workers have read it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aiokafka import TopicPartition
 
 from pipeline.bench.faults import (
     ROUTING_KEY,
@@ -47,7 +49,7 @@ from pipeline.bench.faults import (
 from pipeline.config import Config
 from pipeline.correlate.incidents import incident_id
 from pipeline.ingest import decode_message
-from pipeline.kafka import client_options, make_producer
+from pipeline.kafka import client_options, committed_offsets, make_producer
 from pipeline.model import Page
 from pipeline.notify.sink import WebhookSink
 from pipeline.offline import OfflinePipeline
@@ -219,6 +221,7 @@ async def chaos(
         command = worker_command(config, workdir)
         workers = [await spawn_worker(command) for _ in range(WORKERS)]
         await produce(config, [m for _, batch in warmup for m in batch])
+        await _consumed(config, sum(len(batch) for _, batch in warmup))
         producing = asyncio.create_task(_produce_paced(config, steady, steps_per_s, paced))
         ends = time.monotonic() + len(steady) / steps_per_s
         while time.monotonic() + (pause := rng.uniform(*kill_every)) < ends:
@@ -246,6 +249,23 @@ async def chaos(
     return _result(
         scenario, expected, sink.received, arrived, paced, kills, kill_every, _points(stream)
     )
+
+
+async def _consumed(config: Config, count: int, limit_s: float = 120.0) -> None:
+    """Wait until the detect group has committed `count` messages of the metrics topic.
+
+    The three workers join while the warm-up is produced; the partitions they take first run
+    ahead and move the correlator's clock, and the others' first anomalies come `stale`. So
+    the steady part and the kills start once the group has settled and read the warm-up.
+    """
+    options = client_options(config.kafka)
+    group = f"{config.kafka.group_prefix}-detect"
+    partitions = [TopicPartition(config.topics.metrics, p) for p in range(PARTITIONS)]
+    deadline = time.monotonic() + limit_s
+    while sum((await committed_offsets(options, group, partitions)).values()) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for the workers to read the warm-up")
+        await asyncio.sleep(0.5)
 
 
 def _settled(expected: Mapping[PageId, Page], arrived: Mapping[PageId, float]) -> bool:
