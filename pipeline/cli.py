@@ -103,11 +103,22 @@ def _parser() -> argparse.ArgumentParser:
     faults = bench_sub.add_parser(
         "faults",
         help="kill, stop, rebalance, outage, poison state and silence, skewed clock, "
-        "oversized input, slow receiver, fuzz, flood",
+        "oversized input, slow receiver, chaos, fuzz, flood",
     )
     faults.add_argument("--bootstrap", default=None, help="use this Kafka, not an embedded one")
     faults.add_argument("--fuzz", type=int, default=100_000, help="fuzzed messages")
     faults.add_argument("--flood", type=int, default=1_000_000, help="new series in the flood")
+    faults.add_argument(
+        "--chaos-minutes", type=float, default=5.0, help="length of the chaos row (0: skip it)"
+    )
+    faults.add_argument(
+        "--chaos-kill-every",
+        type=float,
+        nargs=2,
+        default=(20.0, 40.0),
+        metavar=("MIN_S", "MAX_S"),
+        help="seconds between two kills in the chaos row, drawn uniformly (seeded)",
+    )
     logs = bench_sub.add_parser(
         "logs", help="Loghub: template grouping accuracy, BGL alert detection, lines/s"
     )
@@ -301,7 +312,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.logs import configure_logging
 
         configure_logging("warning", json=False, stream=sys.stderr)
-        results = asyncio.run(run_faults(args.bootstrap, fuzz=args.fuzz, flood=args.flood))
+        results = asyncio.run(
+            run_faults(
+                args.bootstrap,
+                fuzz=args.fuzz,
+                flood=args.flood,
+                chaos_minutes=args.chaos_minutes,
+                chaos_kill_every=tuple(args.chaos_kill_every),
+            )
+        )
         return 0 if all(r.lost == 0 for r in results) else 1
     if args.command == "bench" and args.bench == "throughput":
         from pipeline.bench.throughput import run_throughput

@@ -546,10 +546,13 @@ async def run_faults(
     console: Console | None = None,
     fuzz: int = 100_000,
     flood: int = 1_000_000,
+    chaos_minutes: float = 5.0,
+    chaos_kill_every: tuple[float, float] = (20.0, 40.0),
 ) -> list[FaultResult]:
-    """Every fault in one go; prints the table."""
+    """Every fault in one go (the chaos row for `chaos_minutes`, none at 0); prints the table."""
     import tempfile
 
+    from pipeline.bench.faults_chaos import chaos
     from pipeline.bench.faults_clock import skewed_clock  # it imports this module
     from pipeline.bench.faults_input import oversized_input
     from pipeline.bench.faults_notify import slow_receiver
@@ -580,6 +583,15 @@ async def run_faults(
                 ("slow receiver", lambda: slow_receiver(bootstrap, tansu=tansu)),
                 ("oversized input", lambda: oversized_input(bootstrap, tansu=tansu)),
             ]
+            if chaos_minutes > 0:
+                faults.append(
+                    (
+                        "chaos",
+                        lambda: chaos(
+                            bootstrap, where, chaos_minutes, chaos_kill_every, tansu=tansu
+                        ),
+                    )
+                )
             if tansu:  # the cut needs a broker that advertises the proxy
                 faults.append(("broker cut", lambda: broker_cut()))
             for name, run in faults:
