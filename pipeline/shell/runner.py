@@ -191,6 +191,16 @@ class StageRunner(ABC):
         self._last_commit = self.monotonic()
         return committed
 
+    async def commit_if_due(self) -> None:
+        """On a quiet input, checkpoint and commit the work done since the last commit once
+        `commit_every` has passed: otherwise the last batch before a lull stays uncommitted
+        until more input comes, and a restart meanwhile does that work again."""
+        if not self._pending or self.monotonic() - self._last_commit < self.commit_every:
+            return
+        async with self._lock:
+            await self.checkpoint()
+            await self._commit()
+
     def processed(self, batch: Batch) -> None:
         """Record a handled batch's offsets for the next commit."""
         for tp, records in batch.items():
@@ -307,6 +317,7 @@ class StageRunner(ABC):
                 self.status.connected = True
                 if not batch:
                     await self.on_idle()
+                    await self.commit_if_due()
                     await self.steer(consumer, fetched=False)
                     continue
                 started = time.perf_counter()

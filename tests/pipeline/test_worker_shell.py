@@ -13,7 +13,7 @@ from pipeline.config import Config, LogsConfig, parse_config
 from pipeline.metrics import Metrics
 from pipeline.model import Anomaly, SeriesKey, Signal
 from pipeline.worker import PRODUCED_HEADER, CorrelateRunner, DetectRunner
-from tests.fakes import FakeConsumer, FakeProducer
+from tests.fakes import FakeCommitter, FakeConsumer, FakeProducer
 
 T0 = 1_795_683_600.0
 
@@ -461,3 +461,33 @@ async def test_a_snapshot_written_before_the_codec_still_restores(
     await successor.restore({tp})
     assert successor.cores[tp].open_count == 1
     assert successor.cores[tp].snapshot() == runner.cores[tp].snapshot()
+
+
+@pytest.mark.parametrize(
+    ("quiet_for", "commits"),
+    [
+        # a lull shorter than the cadence: the offsets wait for the next commit
+        (0.5, []),
+        # a lull past the cadence: the last batch's offsets are committed without more input
+        (1.5, [{"topic": 0, "offset": 21}]),
+    ],
+)
+async def test_a_quiet_input_commits_its_last_batch_once_the_cadence_has_passed(
+    quiet_for: float, commits: list[dict[str, int]]
+) -> None:
+    config = _config()
+    producer = FakeProducer(partitions=1)
+    now = [100.0]
+    runner = DetectRunner(config, producer, Metrics.create(), monotonic=lambda: now[0])
+    runner.commit_every = 1.0
+    committer = FakeCommitter()
+    runner.consumer = committer
+    tp = TopicPartition(config.topics.metrics, 0)
+    batch = {tp: [_record(tp.topic, 0, i, _points("a", i, i + 1), 5_000 + i) for i in range(21)]}
+    await runner.handle(batch)
+    runner.processed(batch)
+    now[0] += quiet_for
+    await runner.commit_if_due()
+    assert [
+        {"topic": p.partition, "offset": o} for c in committer.commits for p, o in c.items()
+    ] == commits
