@@ -382,8 +382,10 @@ def test_anomaly_detail_round_trips_and_stays_out_of_identity() -> None:
 def test_doctests() -> None:
     import doctest
 
-    import pipeline.logsignals
+    import pipeline.logmask
+    import pipeline.logstate
 
-    result = doctest.testmod(pipeline.logsignals)
-    assert result.attempted > 0
-    assert result.failed == 0
+    for module in (pipeline.logmask, pipeline.logstate):
+        result = doctest.testmod(module)
+        assert result.attempted > 0
+        assert result.failed == 0
