@@ -26,7 +26,6 @@ from pipeline.bench.faults import (
     Message,
     _detect,
     _points,
-    _rss_mib,
     create_topics,
     expected_pages,
     fault_config,
@@ -35,6 +34,7 @@ from pipeline.bench.faults import (
     received_pages,
     wait_for,
 )
+from pipeline.bench.faults_load import _rss_mib
 from pipeline.config import Config, DetectConfig, IngestConfig
 from pipeline.detect import DetectStage
 from pipeline.ingest import _SERIES_KEYS, DLQ_MAX_RECORD_BYTES, ItemLimits, decode_message
