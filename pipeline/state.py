@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from pipeline.codec import MAX_RECORD_BYTES
 from pipeline.kafka import make_consumer
@@ -87,38 +87,17 @@ async def read_state(
     out = {tp: found[name] for name, tp in wanted.items()}
     if not wanted:
         return out
-    client_id = f"quietpager-restore-{uuid.uuid4().hex[:6]}"
-    consumer = make_consumer(options, [], None, client_id=client_id)
-    await consumer.start()
-    try:
-        changelog = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
-        if not changelog:
-            return out
-        consumer.assign(changelog)
-        await consumer.seek_to_beginning(*changelog)
-        ends = await consumer.end_offsets(changelog)
-        remaining = {tp for tp in changelog if ends[tp] > 0}
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading state changelog {topic} took over {timeout_s}s")
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.key is None:
-                        continue
-                    partition, item = split_key(record.key)
-                    items = found.get(partition)
-                    if items is None:
-                        continue
-                    if record.value is None:
-                        items.pop(item, None)
-                    else:
-                        items[item] = record.value
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    async for record in _read_to_end(options, topic, "restore", timeout_s):
+        if record.key is None:
+            continue
+        partition, item = split_key(record.key)
+        items = found.get(partition)
+        if items is None:
+            continue
+        if record.value is None:
+            items.pop(item, None)
+        else:
+            items[item] = record.value
     return out
 
 
@@ -136,12 +115,24 @@ async def last_values(
     found: dict[bytes, list[bytes]] = {}
     if not wanted:
         return found
-    consumer = make_consumer(options, [], None, client_id=f"quietpager-scan-{uuid.uuid4().hex[:6]}")
+    async for record in _read_to_end(options, topic, "scan", timeout_s):
+        if record.key in wanted and record.value is not None:
+            found.setdefault(record.key, []).append(record.value)
+    return found
+
+
+async def _read_to_end(
+    options: Mapping[str, Any], topic: str, purpose: str, timeout_s: float
+) -> AsyncIterator[ConsumerRecord]:
+    """Every record of every partition of `topic`, from the beginning to the end offsets it
+    had when reading began, with a consumer of its own (no group)."""
+    client_id = f"quietpager-{purpose}-{uuid.uuid4().hex[:6]}"
+    consumer = make_consumer(options, [], None, client_id=client_id)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
         if not partitions:
-            return found
+            return
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -153,10 +144,8 @@ async def last_values(
             batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
             for tp, records in batch.items():
                 for record in records:
-                    if record.key in wanted and record.value is not None:
-                        found.setdefault(record.key, []).append(record.value)
+                    yield record
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    return found
